@@ -1,0 +1,845 @@
+"""The one bridge between Trio and asyncio, where grpclib lives.
+
+Everything in gazette-trio runs on Trio except grpclib, which is asyncio. This
+module is the only one that touches asyncio. It runs one asyncio loop (an
+"island", opened with `trio_asyncio.open_loop`) at the root of the process and
+offers Trio code four kinds of call (unary, server stream, client stream, bidi
+stream) and a server whose handlers are Trio functions.
+
+The rules it follows were measured (see DESIGN.md):
+
+- A grpclib stream lives its whole life inside one asyncio coroutine, entered
+  once through `aio_as_trio`. Messages cross between the two worlds through a
+  bounded `_Pipe` with synchronous put/get on both sides; a side awaits only
+  when the pipe is full (producer) or empty (consumer), and always on its own
+  loop's primitive. Crossing the loop boundary per message instead costs a
+  third of stream throughput.
+- No asyncio primitive is awaited from Trio and no Trio primitive is awaited
+  from asyncio; waking the other side is a synchronous call.
+- A Trio cancel scope that ends a call cancels the asyncio coroutine, and
+  grpclib's `async with` exit then resets the HTTP/2 stream: the server sees
+  the cancellation and the connection keeps no half-open stream.
+
+Errors reach Trio callers as `RpcError` subclasses named for their gRPC
+status; transport failures are `Unavailable`. Trio handlers raise the same
+classes to answer with a status; any other exception answers INTERNAL and the
+server goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+from urllib.parse import urlsplit
+
+import grpclib.client
+import grpclib.const
+import grpclib.exceptions
+import grpclib.server
+import trio
+import trio_asyncio
+
+from .protocol.codec import CODEC
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
+# --------------------------------------------------------------------------
+# Errors
+
+
+class RpcError(Exception):
+    """A gRPC call ended with a non-OK status."""
+
+    status: grpclib.const.Status = grpclib.const.Status.UNKNOWN
+
+    def __init__(self, message: str = "", *, status: grpclib.const.Status | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+
+    def __str__(self) -> str:
+        return f"{self.status.name}: {self.message}" if self.message else self.status.name
+
+
+class CancelledError(RpcError):
+    status = grpclib.const.Status.CANCELLED
+
+
+class UnknownError(RpcError):
+    status = grpclib.const.Status.UNKNOWN
+
+
+class InvalidArgument(RpcError):
+    status = grpclib.const.Status.INVALID_ARGUMENT
+
+
+class DeadlineExceeded(RpcError):
+    status = grpclib.const.Status.DEADLINE_EXCEEDED
+
+
+class NotFound(RpcError):
+    status = grpclib.const.Status.NOT_FOUND
+
+
+class AlreadyExists(RpcError):
+    status = grpclib.const.Status.ALREADY_EXISTS
+
+
+class PermissionDenied(RpcError):
+    status = grpclib.const.Status.PERMISSION_DENIED
+
+
+class ResourceExhausted(RpcError):
+    status = grpclib.const.Status.RESOURCE_EXHAUSTED
+
+
+class FailedPrecondition(RpcError):
+    status = grpclib.const.Status.FAILED_PRECONDITION
+
+
+class Aborted(RpcError):
+    status = grpclib.const.Status.ABORTED
+
+
+class OutOfRange(RpcError):
+    status = grpclib.const.Status.OUT_OF_RANGE
+
+
+class Unimplemented(RpcError):
+    status = grpclib.const.Status.UNIMPLEMENTED
+
+
+class Internal(RpcError):
+    status = grpclib.const.Status.INTERNAL
+
+
+class Unavailable(RpcError):
+    status = grpclib.const.Status.UNAVAILABLE
+
+
+class DataLoss(RpcError):
+    status = grpclib.const.Status.DATA_LOSS
+
+
+class Unauthenticated(RpcError):
+    status = grpclib.const.Status.UNAUTHENTICATED
+
+
+_BY_STATUS: dict[grpclib.const.Status, type[RpcError]] = {
+    cls.status: cls
+    for cls in (
+        CancelledError,
+        UnknownError,
+        InvalidArgument,
+        DeadlineExceeded,
+        NotFound,
+        AlreadyExists,
+        PermissionDenied,
+        ResourceExhausted,
+        FailedPrecondition,
+        Aborted,
+        OutOfRange,
+        Unimplemented,
+        Internal,
+        Unavailable,
+        DataLoss,
+        Unauthenticated,
+    )
+}
+
+
+def _as_rpc_error(exc: BaseException) -> RpcError:
+    """Translate what grpclib or the transport raised into our error classes."""
+    if isinstance(exc, RpcError):
+        return exc
+    if isinstance(exc, grpclib.exceptions.GRPCError):
+        cls = _BY_STATUS.get(exc.status, RpcError)
+        return cls(exc.message or "", status=exc.status)
+    if isinstance(exc, asyncio.TimeoutError):
+        return DeadlineExceeded("deadline exceeded")
+    if isinstance(exc, (grpclib.exceptions.StreamTerminatedError, ConnectionError, OSError)):
+        return Unavailable(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, grpclib.exceptions.ProtocolError):
+        return Unavailable(f"protocol error: {exc}")
+    return Internal(f"{type(exc).__name__}: {exc}")
+
+
+# --------------------------------------------------------------------------
+# The island
+
+
+@contextlib.asynccontextmanager
+async def asyncio_island() -> AsyncIterator[None]:
+    """Run the asyncio loop grpclib needs for the duration of the block.
+
+    Open it once, at the root (a `serve` process, a test fixture). Nested uses
+    reuse the loop that is already open.
+    """
+    if trio_asyncio.current_loop.get() is not None:
+        yield
+        return
+    async with trio_asyncio.open_loop():
+        yield
+
+
+def _require_island() -> None:
+    if trio_asyncio.current_loop.get() is None:
+        raise RuntimeError(
+            "gRPC calls need the asyncio island: wrap the program in "
+            "`async with gazette_trio.aio.asyncio_island():`"
+        )
+
+
+# --------------------------------------------------------------------------
+# The pipe between the two loops
+
+
+class _Closed(Exception):
+    """Raised by `_Pipe.get_nowait` once the pipe is closed and drained."""
+
+
+class _Pipe(Generic[T]):
+    """A bounded FIFO with a producer on one loop and a consumer on the other.
+
+    `put_nowait` and `get_nowait` are synchronous and may be called from
+    either loop (both run on the same thread); each loop waits on its own
+    primitive, woken synchronously by the other side.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._items: deque[T] = deque()
+        self._capacity = max(1, capacity)
+        self._closed = False
+        self._error: BaseException | None = None
+        self._trio_lot = trio.lowlevel.ParkingLot()
+        self._aio_waiters: list[asyncio.Future[None]] = []
+
+    def _wake(self) -> None:
+        if self._trio_lot:
+            self._trio_lot.unpark_all()
+        if self._aio_waiters:
+            waiters, self._aio_waiters = self._aio_waiters, []
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def put_nowait(self, item: T) -> bool:
+        """Append `item`; False if the pipe is full. Raises if closed."""
+        if self._closed:
+            raise _Closed("pipe is closed")
+        if len(self._items) >= self._capacity:
+            return False
+        self._items.append(item)
+        if len(self._items) == 1:
+            self._wake()
+        return True
+
+    def get_nowait(self) -> T | None:
+        """Pop the next item; None if empty. Raises the closing error, or
+        `_Closed` once closed and drained."""
+        if self._items:
+            item = self._items.popleft()
+            if len(self._items) == self._capacity - 1:
+                self._wake()
+            return item
+        if self._closed:
+            if self._error is not None:
+                raise self._error
+            raise _Closed("pipe is closed")
+        return None
+
+    def close(self, error: BaseException | None = None) -> None:
+        """End the pipe. A consumer drains what is buffered, then sees
+        `error` (or the end)."""
+        if not self._closed:
+            self._closed = True
+            self._error = error
+            self._wake()
+
+    def abort(self, error: BaseException) -> None:
+        """End the pipe now, dropping what is buffered."""
+        self._items.clear()
+        self._closed = False
+        self.close(error)
+
+    async def trio_wait(self) -> None:
+        await self._trio_lot.park()
+
+    async def aio_wait(self) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._aio_waiters.append(fut)
+        await fut
+
+    # Trio side
+
+    async def trio_put(self, item: T) -> None:
+        while not self.put_nowait(item):
+            await self.trio_wait()
+
+    async def trio_get(self) -> T:
+        while True:
+            item = self.get_nowait()
+            if item is not None:
+                return item
+            await self.trio_wait()
+
+    # asyncio side
+
+    async def aio_put(self, item: T) -> None:
+        while not self.put_nowait(item):
+            await self.aio_wait()
+
+    async def aio_get(self) -> T:
+        while True:
+            item = self.get_nowait()
+            if item is not None:
+                return item
+            await self.aio_wait()
+
+
+async def _trio_iterate(pipe: _Pipe[T]) -> AsyncIterator[T]:
+    while True:
+        try:
+            item = await pipe.trio_get()
+        except _Closed:
+            return
+        yield item
+
+
+# --------------------------------------------------------------------------
+# Client side
+
+
+def parse_endpoint(endpoint: str) -> tuple[str | None, int | None, str | None]:
+    """Split a Gazette endpoint into (host, port, unix path).
+
+    Accepts `http://host:port`, `grpc://host:port`, `host:port` and
+    `unix:///path/to/socket`, the forms Gazette's ProcessSpec.endpoint uses.
+    """
+    if endpoint.startswith("unix://"):
+        return None, None, endpoint[len("unix://") :]
+    url = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+    if url.scheme not in ("http", "https", "grpc", "dns"):
+        raise ValueError(f"endpoint {endpoint!r}: unsupported scheme {url.scheme!r}")
+    if not url.hostname or url.port is None:
+        raise ValueError(f"endpoint {endpoint!r}: expected host:port")
+    return url.hostname, url.port, None
+
+
+class Channel:
+    """A gRPC channel to one endpoint, living on the asyncio island.
+
+    Cheap to create; the connection opens on first use and re-opens after a
+    failure. Close it with `aclose()` (or `async with`).
+    """
+
+    def __init__(self, endpoint: str) -> None:
+        _require_island()
+        self.endpoint = endpoint
+        host, port, path = parse_endpoint(endpoint)
+        self._grpc = grpclib.client.Channel(host=host, port=port, path=path, codec=CODEC)
+
+    @property
+    def grpclib_channel(self) -> grpclib.client.Channel:
+        return self._grpc
+
+    def open_stream_count(self) -> int:
+        """Streams the HTTP/2 connection holds open (for tests and /status)."""
+        proto = self._grpc._protocol
+        connection = getattr(proto, "connection", None)
+        if connection is None:
+            return 0
+        return int(connection._connection.open_outbound_streams)
+
+    async def aclose(self) -> None:
+        self._grpc.close()
+        # Let the transport's close callbacks run before the island shuts.
+        await trio.lowlevel.checkpoint()
+
+    async def __aenter__(self) -> Channel:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+async def unary(
+    channel: Channel,
+    path: str,
+    request: Any,
+    reply_type: type[Resp],
+    *,
+    timeout: float | None = None,
+) -> Resp:
+    """Make a unary call and return its reply."""
+
+    async def call() -> Resp:
+        try:
+            async with channel.grpclib_channel.request(
+                path,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                type(request),
+                reply_type,
+                timeout=timeout,
+            ) as stream:
+                await stream.send_message(request, end=True)
+                reply = await stream.recv_message()
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            raise _as_rpc_error(exc) from exc
+        if reply is None:
+            raise Unavailable(f"{path}: stream ended without a reply")
+        return reply
+
+    return await trio_asyncio.aio_as_trio(call)()  # type: ignore[no-any-return]
+
+
+class _StreamCall(Generic[Req, Resp]):
+    """Shared machinery of the three streaming calls: one asyncio coroutine
+    owns the grpclib stream; pipes carry requests in and replies out."""
+
+    def __init__(self, buffer: int) -> None:
+        self._requests: _Pipe[Req] = _Pipe(buffer)
+        self._replies: _Pipe[Resp] = _Pipe(buffer)
+
+    async def _send_requests(self, stream: Any) -> None:
+        while True:
+            try:
+                item = await self._requests.aio_get()
+            except _Closed:
+                await stream.end()
+                return
+            await stream.send_message(item)
+
+    async def _recv_replies(self, stream: Any) -> None:
+        async for reply in stream:
+            await self._replies.aio_put(reply)
+
+    async def send(self, message: Req) -> None:
+        """Send one request message (waiting while the buffer is full)."""
+        try:
+            await self._requests.trio_put(message)
+        except _Closed:
+            # The call already ended; its outcome is reported by the reply side.
+            raise Unavailable("stream is closed") from None
+
+    def end(self) -> None:
+        """Half-close the request side: no more requests."""
+        self._requests.close()
+
+    async def receive(self) -> Resp:
+        """The next reply. Raises `EndOfStream` at the end, or the call's error."""
+        try:
+            return await self._replies.trio_get()
+        except _Closed:
+            raise trio.EndOfChannel from None
+
+    def __aiter__(self) -> AsyncIterator[Resp]:
+        return _trio_iterate(self._replies)
+
+
+@contextlib.asynccontextmanager
+async def _run_stream(
+    call: _StreamCall[Req, Resp],
+    body: Callable[[Any], Awaitable[None]],
+    channel: Channel,
+    path: str,
+    cardinality: grpclib.const.Cardinality,
+    request_type: type[Req],
+    reply_type: type[Resp],
+    timeout: float | None,
+) -> AsyncIterator[None]:
+    """Run `body(stream)` on the asyncio side for the life of the block.
+
+    The stream's outcome is delivered through the reply pipe: its error, or
+    its end. Leaving the block early (or being cancelled) cancels the asyncio
+    coroutine, which resets the HTTP/2 stream.
+    """
+    _require_island()
+
+    async def pump() -> None:
+        try:
+            async with channel.grpclib_channel.request(
+                path, cardinality, request_type, reply_type, timeout=timeout
+            ) as stream:
+                await stream.send_request()
+                await body(stream)
+        except asyncio.CancelledError:
+            call._replies.close(CancelledError("call was cancelled"))
+            raise
+        except BaseException as exc:
+            call._replies.abort(_as_rpc_error(exc))
+            call._requests.abort(_as_rpc_error(exc))
+        else:
+            call._replies.close()
+
+    # The pump never raises (its outcome goes through the reply pipe), so the
+    # only error that can leave the nursery is the block's own; it is re-raised
+    # as itself rather than wrapped in an ExceptionGroup.
+    block_error: BaseException | None = None
+    async with trio.open_nursery() as nursery:
+
+        async def run_pump() -> None:
+            await trio_asyncio.aio_as_trio(pump)()
+
+        nursery.start_soon(run_pump)
+        try:
+            yield
+        except BaseException as exc:
+            block_error = exc
+        finally:
+            # Whatever the block did, the stream ends with it.
+            nursery.cancel_scope.cancel()
+    if block_error is not None:
+        raise block_error
+
+
+class ServerStreamCall(_StreamCall[Any, Resp]):
+    """Replies of a server-streaming call: `async for reply in call`."""
+
+
+class ClientStreamCall(_StreamCall[Req, Any]):
+    """A client-streaming call: `await call.send(m)` ..., then
+    `await call.finish()` for the single reply."""
+
+    async def finish(self) -> Any:
+        self.end()
+        try:
+            return await self._replies.trio_get()
+        except _Closed:
+            raise Unavailable("stream ended without a reply") from None
+
+
+class BidiStreamCall(_StreamCall[Req, Resp]):
+    """A bidirectional call: `send`/`end` requests and iterate replies."""
+
+
+@contextlib.asynccontextmanager
+async def server_stream(
+    channel: Channel,
+    path: str,
+    request: Any,
+    reply_type: type[Resp],
+    *,
+    timeout: float | None = None,
+    buffer: int = 32,
+) -> AsyncIterator[ServerStreamCall[Resp]]:
+    """Open a server-streaming call; iterate the yielded object for replies."""
+    call: ServerStreamCall[Resp] = ServerStreamCall(buffer)
+    call._requests.put_nowait(request)
+    call.end()
+
+    async def body(stream: Any) -> None:
+        await call._send_requests(stream)
+        await call._recv_replies(stream)
+
+    async with _run_stream(
+        call,
+        body,
+        channel,
+        path,
+        grpclib.const.Cardinality.UNARY_STREAM,
+        type(request),
+        reply_type,
+        timeout,
+    ):
+        yield call
+
+
+@contextlib.asynccontextmanager
+async def client_stream(
+    channel: Channel,
+    path: str,
+    request_type: type[Req],
+    reply_type: type[Any],
+    *,
+    timeout: float | None = None,
+    buffer: int = 32,
+) -> AsyncIterator[ClientStreamCall[Req]]:
+    """Open a client-streaming call. Leaving the block without `finish()`
+    cancels the call, so the server sees a broken stream."""
+    call: ClientStreamCall[Req] = ClientStreamCall(buffer)
+
+    async def body(stream: Any) -> None:
+        await call._send_requests(stream)
+        reply = await stream.recv_message()
+        if reply is not None:
+            await call._replies.aio_put(reply)
+
+    async with _run_stream(
+        call,
+        body,
+        channel,
+        path,
+        grpclib.const.Cardinality.STREAM_UNARY,
+        request_type,
+        reply_type,
+        timeout,
+    ):
+        yield call
+
+
+@contextlib.asynccontextmanager
+async def bidi_stream(
+    channel: Channel,
+    path: str,
+    request_type: type[Req],
+    reply_type: type[Resp],
+    *,
+    timeout: float | None = None,
+    buffer: int = 32,
+) -> AsyncIterator[BidiStreamCall[Req, Resp]]:
+    """Open a bidirectional call."""
+    call: BidiStreamCall[Req, Resp] = BidiStreamCall(buffer)
+
+    async def body(stream: Any) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(call._send_requests(stream))
+            await call._recv_replies(stream)
+
+    async with _run_stream(
+        call,
+        body,
+        channel,
+        path,
+        grpclib.const.Cardinality.STREAM_STREAM,
+        request_type,
+        reply_type,
+        timeout,
+    ):
+        yield call
+
+
+# --------------------------------------------------------------------------
+# Server side
+
+UnaryFn = Callable[[Any], Awaitable[Any]]
+SendFn = Callable[[Any], Awaitable[None]]
+ServerStreamFn = Callable[[Any, SendFn], Awaitable[None]]
+ClientStreamFn = Callable[[AsyncIterator[Any]], Awaitable[Any]]
+BidiStreamFn = Callable[[AsyncIterator[Any], SendFn], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One RPC of a service, implemented by a Trio function.
+
+    The function's shape follows the cardinality:
+    - UNARY_UNARY:   `async def f(request) -> reply`
+    - UNARY_STREAM:  `async def f(request, send) -> None`
+    - STREAM_UNARY:  `async def f(requests) -> reply`
+    - STREAM_STREAM: `async def f(requests, send) -> None`
+    where `requests` is an async iterator and `await send(reply)` streams one
+    reply back.
+    """
+
+    path: str
+    cardinality: grpclib.const.Cardinality
+    request_type: type
+    reply_type: type
+    fn: Callable[..., Awaitable[Any]]
+
+
+def _grpc_error(exc: BaseException, path: str) -> grpclib.exceptions.GRPCError:
+    if isinstance(exc, RpcError):
+        return grpclib.exceptions.GRPCError(exc.status, exc.message)
+    log.exception("handler of %s failed", path, exc_info=exc)
+    return grpclib.exceptions.GRPCError(
+        grpclib.const.Status.INTERNAL, f"{type(exc).__name__}: {exc}"
+    )
+
+
+def _handler(method: Method, buffer: int) -> Callable[[Any], Awaitable[None]]:
+    """Build the asyncio-side grpclib handler that calls `method.fn` on Trio."""
+    fn = method.fn
+    card = grpclib.const.Cardinality
+    path = method.path
+
+    if method.cardinality is card.UNARY_UNARY:
+
+        async def handle_unary(stream: grpclib.server.Stream) -> None:  # type: ignore[type-arg]
+            request = await stream.recv_message()
+            try:
+                reply = await trio_asyncio.trio_as_aio(fn)(request)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                raise _grpc_error(exc, path) from None
+            await stream.send_message(reply)
+
+        return handle_unary
+
+    async def serve_streams(
+        stream: grpclib.server.Stream,  # type: ignore[type-arg]
+        call_fn: Callable[[_Pipe[Any], _Pipe[Any]], Awaitable[Any]],
+        streaming_requests: bool,
+        streaming_replies: bool,
+    ) -> None:
+        requests: _Pipe[Any] = _Pipe(buffer)
+        replies: _Pipe[Any] = _Pipe(buffer)
+        outcome: list[Any] = []
+
+        async def feed_requests() -> None:
+            try:
+                while True:
+                    message = await stream.recv_message()
+                    if message is None:
+                        requests.close()
+                        return
+                    await requests.aio_put(message)
+            except asyncio.CancelledError:
+                requests.abort(CancelledError("request stream was cancelled"))
+                raise
+            except BaseException as exc:
+                # The Trio handler sees a broken request stream as this error.
+                requests.abort(_as_rpc_error(exc))
+
+        async def run_fn() -> None:
+            try:
+                outcome.append(await call_fn(requests, replies))
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                replies.abort(_grpc_error(exc, path))
+            else:
+                replies.close()
+
+        failure: BaseException | None = None
+        # Python 3.11's TaskGroup wraps an error raised in its body into an
+        # ExceptionGroup, which grpclib would report as INTERNAL; so the body
+        # only records the failure and raises it after the group.
+        async with asyncio.TaskGroup() as group:
+            feeder = None
+            if streaming_requests:
+                feeder = group.create_task(feed_requests())
+            else:
+                requests.put_nowait(await stream.recv_message())
+                requests.close()
+            runner = group.create_task(run_fn())
+            while True:
+                try:
+                    reply = await replies.aio_get()
+                except _Closed:
+                    break
+                except BaseException as exc:
+                    failure = exc
+                    runner.cancel()
+                    break
+                await stream.send_message(reply)
+            if feeder is not None and not feeder.done():
+                # The handler finished without reading every request.
+                feeder.cancel()
+        if failure is not None:
+            raise failure
+        if not streaming_replies:
+            await stream.send_message(outcome[0])
+
+    if method.cardinality is card.UNARY_STREAM:
+
+        async def call_server_stream(requests: _Pipe[Any], replies: _Pipe[Any]) -> None:
+            async def trio_side() -> None:
+                request = requests.get_nowait()
+                await fn(request, replies.trio_put)
+
+            await trio_asyncio.trio_as_aio(trio_side)()
+
+        async def handle_server_stream(stream: grpclib.server.Stream) -> None:  # type: ignore[type-arg]
+            await serve_streams(stream, call_server_stream, False, True)
+
+        return handle_server_stream
+
+    if method.cardinality is card.STREAM_UNARY:
+
+        async def call_client_stream(requests: _Pipe[Any], replies: _Pipe[Any]) -> Any:
+            async def trio_side() -> Any:
+                return await fn(_trio_iterate(requests))
+
+            return await trio_asyncio.trio_as_aio(trio_side)()
+
+        async def handle_client_stream(stream: grpclib.server.Stream) -> None:  # type: ignore[type-arg]
+            await serve_streams(stream, call_client_stream, True, False)
+
+        return handle_client_stream
+
+    async def call_bidi(requests: _Pipe[Any], replies: _Pipe[Any]) -> None:
+        async def trio_side() -> None:
+            await fn(_trio_iterate(requests), replies.trio_put)
+
+        await trio_asyncio.trio_as_aio(trio_side)()
+
+    async def handle_bidi(stream: grpclib.server.Stream) -> None:  # type: ignore[type-arg]
+        await serve_streams(stream, call_bidi, True, True)
+
+    return handle_bidi
+
+
+class Service:
+    """A set of `Method`s, registered with grpclib as one handler object."""
+
+    def __init__(self, methods: Iterable[Method], *, buffer: int = 32) -> None:
+        self.methods = list(methods)
+        self._buffer = buffer
+
+    def __mapping__(self) -> dict[str, grpclib.const.Handler]:
+        return {
+            m.path: grpclib.const.Handler(
+                _handler(m, self._buffer), m.cardinality, m.request_type, m.reply_type
+            )
+            for m in self.methods
+        }
+
+
+async def serve(
+    services: Iterable[Service],
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve `services` on host:port until cancelled.
+
+    `task_status.started` reports the bound port (useful with port 0). On
+    cancellation the server stops accepting, lets in-flight calls see the
+    shutdown, and closes.
+    """
+    _require_island()
+    server = grpclib.server.Server(list(services), codec=CODEC)
+    bound: list[int] = []
+    started = trio.Event()
+
+    async def run() -> None:
+        await server.start(host, port, reuse_address=True)
+        sockets = getattr(server._server, "sockets", None) or []
+        bound.append(sockets[0].getsockname()[1] if sockets else port)
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), timeout=5)
+
+    async with trio.open_nursery() as nursery:
+
+        async def run_server() -> None:
+            await trio_asyncio.aio_as_trio(run)()
+
+        nursery.start_soon(run_server)
+        await started.wait()
+        task_status.started(bound[0])
