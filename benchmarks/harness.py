@@ -60,7 +60,9 @@ class Report:
         elif target_value is not None:
             met = value >= target_value if higher_is_better else value <= target_value
             target = f"{'>=' if higher_is_better else '<='} {target_value:g} {unit}"
-        row = Row(group, name, value, unit, floor, floor_name, ratio, higher_is_better, target, met, note)
+        row = Row(
+            group, name, value, unit, floor, floor_name, ratio, higher_is_better, target, met, note
+        )
         self.rows.append(row)
         print(_format(row), flush=True)
         return row
@@ -74,7 +76,9 @@ class Report:
             "cpus": os.cpu_count(),
             "quick": self.quick,
         }
-        path.write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in self.rows]}, indent=2))
+        path.write_text(
+            json.dumps({"meta": meta, "rows": [asdict(r) for r in self.rows]}, indent=2)
+        )
         return path
 
 

@@ -25,7 +25,14 @@ def official() -> SimpleNamespace:
     out = Path(tempfile.mkdtemp(prefix="gazette-trio-official-pb-"))
     protos = sorted(str(p.relative_to(PROTO_DIR)) for p in PROTO_DIR.rglob("*.proto"))
     subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTO_DIR}", f"--python_out={out}", *protos],
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{PROTO_DIR}",
+            f"--python_out={out}",
+            *protos,
+        ],
         check=True,
         capture_output=True,
     )

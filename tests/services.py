@@ -84,7 +84,9 @@ def postgres_dsn() -> Iterator[str]:
     """A DSN to a fresh database on the local PostgreSQL server."""
     import psycopg
 
-    base = os.environ.get("GAZETTE_TRIO_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+    base = os.environ.get(
+        "GAZETTE_TRIO_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+    )
     name = f"gazette_trio_test_{uuid.uuid4().hex[:8]}"
     try:
         admin = psycopg.connect(base, autocommit=True, connect_timeout=5)

@@ -68,7 +68,9 @@ def echo_service(state: EchoState) -> aio.Service:
         state.joined.append(",".join(values))
         return Label(name="joined", value=",".join(values))
 
-    async def chat(requests: AsyncIterator[Label], send: Callable[[Label], Awaitable[None]]) -> None:
+    async def chat(
+        requests: AsyncIterator[Label], send: Callable[[Label], Awaitable[None]]
+    ) -> None:
         async for request in requests:
             await send(Label(name=request.name, value=request.value[::-1]))
 
@@ -102,7 +104,9 @@ async def test_server_stream_delivers_every_reply_in_order(
     echo: tuple[aio.Channel, EchoState],
 ) -> None:
     channel, _ = echo
-    async with aio.server_stream(channel, SERVER_STREAM, Label(name="n", value="100"), Label) as call:
+    async with aio.server_stream(
+        channel, SERVER_STREAM, Label(name="n", value="100"), Label
+    ) as call:
         values = [reply.value async for reply in call]
     assert values == [str(i) for i in range(100)]
 

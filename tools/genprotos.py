@@ -58,12 +58,16 @@ def generated_files(root: Path) -> set[Path]:
     return {
         p.relative_to(root)
         for p in root.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts and not (p.parent == root and p.name in OURS)
+        if p.is_file()
+        and "__pycache__" not in p.parts
+        and not (p.parent == root and p.name in OURS)
     }
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--check", action="store_true", help="fail if committed code differs")
     args = parser.parse_args()
 
