@@ -1,0 +1,154 @@
+"""The contracts between the consumer runtime and the code it runs.
+
+Three roles, as in Gazette's `consumer` package:
+
+- `Application`: the user's code. It builds a `Store` for each shard, names
+  the message type of each journal, and consumes read-committed messages in
+  transactions: `consume_message` for each message, `finalize_txn` when the
+  transaction closes (flush in-memory aggregates into the store, publish
+  what is pending). Optional `begin_txn`/`finished_txn` bracket each
+  transaction (Gazette's BeginFinisher).
+- `Store`: where a shard keeps its state. `restore_checkpoint` runs once when
+  the shard starts (and installs a write fence if the store is external);
+  `start_commit` commits the transaction's state together with its
+  `Checkpoint`, but only after every future in `wait_for` resolved, and
+  returns the future of that commit.
+- `Shard`: what the runtime gives the application about the shard it is
+  running: identity, spec, journals, the shard's nursery, and its progress.
+
+An exception from any Application or Store callback fails that shard only:
+its status becomes FAILED with the error, and the member goes on.
+
+This module owns the protocols only; the runtime that honours them lives in
+`driver`, `shard` and `service`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import trio
+
+from ..opfuture import OpFuture, OpFutures
+from ..protocol import consumer as pc
+from ..protocol import protocol as pb
+
+if TYPE_CHECKING:
+    from ..broker.append_service import AppendService
+    from ..broker.client import JournalClient
+
+
+class Shard(Protocol):
+    """The processing context of one shard assigned to this member."""
+
+    @property
+    def id(self) -> str:
+        """The ShardSpec's id."""
+        ...
+
+    @property
+    def fqn(self) -> str:
+        """Fully qualified name: the etcd key of the ShardSpec. Unique across
+        consumer groups sharing an etcd, so stores key their state by it."""
+        ...
+
+    @property
+    def spec(self) -> pc.ShardSpec:
+        """The current ShardSpec (a new object when the spec changes)."""
+        ...
+
+    @property
+    def cancel_scope(self) -> trio.CancelScope:
+        """Cancelled when this member stops serving the shard."""
+        ...
+
+    @property
+    def nursery(self) -> trio.Nursery:
+        """The shard's own nursery: background work a store or application
+        starts here ends with the shard."""
+        ...
+
+    @property
+    def journal_client(self) -> JournalClient:
+        """The journal client of this member."""
+        ...
+
+    @property
+    def append_service(self) -> AppendService:
+        """Appends made through it are waited on before a transaction
+        commits, so raw appends triggered by a message happen at least once."""
+        ...
+
+    def progress(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(read_through, publish_at) as of the last completed transaction."""
+        ...
+
+
+class Store(Protocol):
+    """A transactional home for a shard's state and its checkpoint."""
+
+    async def restore_checkpoint(self, shard: Shard) -> pc.Checkpoint:
+        """The last committed checkpoint. Called once, at shard start-up; an
+        external store installs a write fence here so that an older instance
+        elsewhere can no longer commit."""
+        ...
+
+    def start_commit(
+        self, shard: Shard, checkpoint: pc.Checkpoint, wait_for: OpFutures
+    ) -> OpFuture[None]:
+        """Start committing the transaction's state with `checkpoint`.
+
+        The commit must not become durable before every future in `wait_for`
+        resolved, and must fail if one of them fails. It is never called
+        while the previous commit's future is unresolved, but messages of the
+        next transaction may be consumed while this commit runs.
+        """
+        ...
+
+    def destroy(self) -> None:
+        """Release resources (local files, connections). The store is no
+        longer used when this is called."""
+        ...
+
+
+@runtime_checkable
+class Application(Protocol):
+    """User code run by the consumer, one instance per member."""
+
+    async def new_store(self, shard: Shard, recorder: Any) -> Store:
+        """Build the shard's Store. `recorder` is the shard's recovery-log
+        recorder (`gazette_trio.recoverylog.Recorder`) if its spec has a
+        `recovery_log_prefix`, else None."""
+        ...
+
+    def new_message(self, spec: pb.JournalSpec) -> Any:
+        """A new, empty message of the type carried by this journal."""
+        ...
+
+    async def consume_message(
+        self, shard: Shard, store: Store, envelope: Any, publisher: Any
+    ) -> None:
+        """Consume one read-committed message (a `gazette_trio.message`
+        Envelope) inside the current transaction. Publish derived messages
+        with `publisher.publish_uncommitted`, so they are acknowledged or
+        rolled back with this transaction."""
+        ...
+
+    async def finalize_txn(self, shard: Shard, store: Store, publisher: Any) -> None:
+        """The transaction is closing: flush in-memory state into the store
+        transaction and publish anything pending."""
+        ...
+
+
+@runtime_checkable
+class BeginFinisher(Protocol):
+    """Optional: told when each transaction begins and finishes."""
+
+    async def begin_txn(self, shard: Shard, store: Store) -> None:
+        """A transaction begins; its first `consume_message` follows."""
+        ...
+
+    def finished_txn(self, shard: Shard, store: Store, future: OpFuture[None]) -> None:
+        """The transaction started to commit (or failed); `future` resolves
+        with its commit."""
+        ...

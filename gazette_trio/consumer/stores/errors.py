@@ -1,0 +1,34 @@
+"""The errors a store raises, shared by every store in this package.
+
+A store fails in a few distinct ways that the consumer runtime and the
+application may want to tell apart: the store was fenced off by a newer
+instance, a future the commit had to wait for failed, the store was used out
+of order, or a blocking call was interrupted and the connection can no longer
+be trusted. Each gets its own class here; messages name the shard and what
+was expected.
+
+This module owns the exception classes only.
+"""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base class of the errors raised by the stores in this package."""
+
+
+class FencedError(StoreError):
+    """A newer instance of the shard's store took over: this one may no
+    longer commit (the SQL checkpoint fence moved, or the recovery log's
+    author register names another recorder)."""
+
+
+class CommitDependencyError(StoreError):
+    """A future the commit had to wait for (`wait_for`) failed, so the
+    commit was abandoned. The failed future's error is the `__cause__`."""
+
+
+class StoreStateError(StoreError):
+    """The store was used out of order: a commit before restore, a
+    transaction handle after its transaction started to commit, a store
+    after `destroy()`, or after an earlier failure that left it unusable."""
