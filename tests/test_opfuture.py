@@ -14,7 +14,7 @@ async def test_every_waiter_sees_the_value() -> None:
     async with trio.open_nursery() as nursery:
         for _ in range(3):
             nursery.start_soon(lambda: _append(seen, future))
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         assert not future.done()
         future.resolve(7)
     assert seen == [7, 7, 7]
