@@ -1,0 +1,100 @@
+"""Exactly-once messages over at-least-once journals, as Gazette's `message` package.
+
+- `uuids`: Gazette's v1 UUID layout, producer ids, the monotonic `Clock`.
+- `message`: the `Message` contract, `Envelope`, `JSONMessage`, `CSVRecord`.
+- `framing` and `json_framing`, `fixed_framing`, `csv_framing`: frames by
+  journal `content-type`, incremental decoders with exact offsets.
+- `sequencer`: read-uncommitted → read-committed, producer states, replays.
+- `reader`: read-uncommitted and read-committed iteration over journals.
+- `publisher` and `mapping`: publishing committed and transactional
+  messages, ACK intents, mapping messages onto journal partitions.
+"""
+
+from .framing import (
+    CONTENT_TYPE,
+    CSV,
+    JSON_LINES,
+    PROTO_FIXED,
+    Decoded,
+    DesyncError,
+    FrameDecoder,
+    Framing,
+    FramingError,
+    content_type_of,
+    framing_by_content_type,
+    framing_for,
+    register_framing,
+)
+from .message import CSVRecord, Envelope, JSONMessage, Message
+from .sequencer import (
+    DEFAULT_BUFFER_SIZE,
+    ProducerState,
+    Replay,
+    ReplayError,
+    Sequencer,
+    producer_states_of,
+    read_through_of,
+)
+from .uuids import (
+    ACK_TXN,
+    CONTINUE_TXN,
+    OUTSIDE_TXN,
+    UUID,
+    Clock,
+    ProducerID,
+    build_uuid,
+    clock_from_unix_ns,
+    clock_of,
+    clock_to_unix_ns,
+    fields_of,
+    fields_of_string,
+    fields_of_strings,
+    flags_name,
+    flags_of,
+    new_producer_id,
+    producer_of,
+)
+
+__all__ = [
+    "ACK_TXN",
+    "CONTENT_TYPE",
+    "CONTINUE_TXN",
+    "CSV",
+    "DEFAULT_BUFFER_SIZE",
+    "JSON_LINES",
+    "OUTSIDE_TXN",
+    "PROTO_FIXED",
+    "UUID",
+    "CSVRecord",
+    "Clock",
+    "Decoded",
+    "DesyncError",
+    "Envelope",
+    "FrameDecoder",
+    "Framing",
+    "FramingError",
+    "JSONMessage",
+    "Message",
+    "ProducerID",
+    "ProducerState",
+    "Replay",
+    "ReplayError",
+    "Sequencer",
+    "build_uuid",
+    "clock_from_unix_ns",
+    "clock_of",
+    "clock_to_unix_ns",
+    "content_type_of",
+    "fields_of",
+    "fields_of_string",
+    "fields_of_strings",
+    "flags_name",
+    "flags_of",
+    "framing_by_content_type",
+    "framing_for",
+    "new_producer_id",
+    "producer_of",
+    "producer_states_of",
+    "read_through_of",
+    "register_framing",
+]
