@@ -32,3 +32,23 @@ class StoreStateError(StoreError):
     """The store was used out of order: a commit before restore, a
     transaction handle after its transaction started to commit, a store
     after `destroy()`, or after an earlier failure that left it unusable."""
+
+
+def fenced_or_same(error: BaseException, fqn: str) -> BaseException:
+    """`FencedError` if `error` says another author took the shard's recovery
+    log over (its journal register no longer names this recorder), else
+    `error` itself. The original is kept as `__cause__`."""
+    from ...broker.errors import JournalError
+    from ...protocol import protocol as pb
+    from ...recoverylog.recorder import RecorderFencedError
+
+    if isinstance(error, RecorderFencedError) or (
+        isinstance(error, JournalError) and error.status == pb.Status.REGISTER_MISMATCH
+    ):
+        fenced = FencedError(
+            f"recovery log of shard {fqn} was taken over by another recorder "
+            f"(a new primary): this instance may no longer commit ({error})"
+        )
+        fenced.__cause__ = error
+        return fenced
+    return error

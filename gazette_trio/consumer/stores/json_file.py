@@ -1,0 +1,304 @@
+"""JSONFileStore: a shard's state as one JSON document, rewritten at each commit.
+
+The application keeps its state in `store.state`, any value JSON represents
+exactly (dicts with string keys, lists, strings, numbers, booleans, None) and
+mutates it freely while consuming. Each commit writes the whole state and the
+transaction's `Checkpoint` into one file, `state.json`, in the store's
+directory:
+
+    {"checkpoint": <the Checkpoint in protobuf's JSON mapping>, "state": ...}
+
+so state and checkpoint can never disagree. It is Gazette's
+`consumer.JSONFileStore`, for small states: every commit costs O(state).
+
+Commit. `start_commit` encodes the state right away, so the application may
+go on mutating `store.state` for the next transaction while the commit runs
+(pipelining costs nothing here). A background task in the shard's nursery
+then waits for every `wait_for` future (failing with
+`CommitDependencyError`, writing nothing, if one fails) and replaces the
+file atomically: the document goes to `next.json`, which is renamed over
+`state.json`. A crash at any point leaves either the old or the new file; a
+stale `next.json` is simply overwritten by the next commit.
+
+Where the file goes depends on the shard:
+
+- with a recovery log (the shard's spec has a `recovery_log_prefix` and the
+  runtime passes its `Recorder`), the file lives in the recorder's
+  directory and is written *through the recorder*, so every byte and the
+  rename are appended to the log; the commit resolves once the recorder's
+  barrier (everything recorded so far) is durable in the log. Another member
+  rebuilds the directory with a `Player` and opens the store there. The
+  recorder's journal registers fence a deposed primary's commits.
+- without one, the directory is durable local storage the application
+  chooses, and the rewrite is the classic one: write `next.json`, fsync it,
+  rename it over `state.json`, fsync the directory. There is no fencing: only
+  one instance may use a directory at a time.
+
+On open, the store reads `state.json` if present (a file that is not valid
+JSON of that shape is an error naming the file), else starts from the
+application's initial state and an empty checkpoint.
+
+Values are checked before they are written: the encoded document must decode
+back to exactly the state (`NaN`, tuples, sets, non-string keys and other
+values JSON would silently change are refused with the path of the first
+one), so what a later instance restores is exactly what was committed.
+
+This module owns the store and its file format. File recording is the
+recovery log's (`gazette_trio.recoverylog`).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import trio
+
+from ...opfuture import OpFuture, OpFutures, wait_all
+from ...protocol import consumer as pc
+from ..contracts import Shard
+from .errors import CommitDependencyError, StoreError, StoreStateError, fenced_or_same
+
+STATE_FILE = "state.json"
+NEXT_FILE = "next.json"
+
+
+class JSONFileStore:
+    """A `Store` holding `state` and its checkpoint in one JSON file."""
+
+    def __init__(
+        self, directory: Path, state: Any, checkpoint: pc.Checkpoint, recorder: Any
+    ) -> None:
+        self.directory = directory
+        self.state: Any = state
+        self._checkpoint = checkpoint
+        self._recorder = recorder
+        self._commit: OpFuture[None] | None = None
+        self._destroyed = False
+        self._failed: BaseException | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        directory: str | os.PathLike[str] | None = None,
+        *,
+        initial: Callable[[], Any] = dict,
+        recorder: Any = None,
+    ) -> JSONFileStore:
+        """Open the store in `directory`, or in the recorder's directory.
+
+        `initial()` builds the state of a shard that has never committed.
+        Pass the shard's `recorder` (from `Application.new_store`) to record
+        the file into its recovery log; `directory` is then the recorder's and
+        must be omitted.
+        """
+        if recorder is not None:
+            if directory is not None:
+                raise ValueError(
+                    f"JSONFileStore given directory {directory} and a recorder: a recorded "
+                    f"store lives in the recorder's directory ({recorder.directory})"
+                )
+            path = Path(recorder.directory)
+        elif directory is None:
+            raise ValueError("JSONFileStore needs a directory when the shard has no recorder")
+        else:
+            path = Path(directory)
+        document = await trio.to_thread.run_sync(_read_document, path / STATE_FILE)
+        if document is None:
+            return cls(path, initial(), pc.Checkpoint(), recorder)
+        state, checkpoint = document
+        return cls(path, state, checkpoint, recorder)
+
+    @property
+    def path(self) -> Path:
+        """The state file."""
+        return self.directory / STATE_FILE
+
+    async def restore_checkpoint(self, shard: Shard) -> pc.Checkpoint:
+        """The checkpoint read from the state file when the store opened."""
+        self._check_usable()
+        await trio.lowlevel.checkpoint()
+        return copy.deepcopy(self._checkpoint)
+
+    def start_commit(
+        self, shard: Shard, checkpoint: pc.Checkpoint, wait_for: OpFutures
+    ) -> OpFuture[None]:
+        """Write `state` and `checkpoint` once every `wait_for` future resolved."""
+        try:
+            self._check_usable()
+            if self._commit is not None and not self._commit.done():
+                raise StoreStateError(
+                    f"start_commit of shard {shard.fqn} while the previous commit is running"
+                )
+            document = encode_document(self.state, checkpoint, shard.fqn)
+        except StoreError as exc:
+            return OpFuture.failed(exc)
+        future: OpFuture[None] = OpFuture()
+        try:
+            shard.nursery.start_soon(self._run_commit, shard.fqn, document, set(wait_for), future)
+        except RuntimeError as exc:  # the shard's nursery is closed: the shard ended
+            return OpFuture.failed(
+                StoreStateError(f"shard {shard.fqn} is no longer running: {exc}")
+            )
+        self._checkpoint = checkpoint
+        self._commit = future
+        return future
+
+    async def _run_commit(
+        self, fqn: str, document: bytes, wait_for: OpFutures, future: OpFuture[None]
+    ) -> None:
+        try:
+            try:
+                await wait_all(wait_for)
+            except trio.Cancelled:
+                raise
+            except BaseException as exc:
+                raise CommitDependencyError(
+                    f"commit of shard {fqn} abandoned: a future it waited for failed: {exc!r}"
+                ) from exc
+            if self._recorder is None:
+                await trio.to_thread.run_sync(_replace_durably, self.directory, document)
+            else:
+                await self._write_recorded(fqn, document)
+        except trio.Cancelled:
+            self._failed = StoreStateError(f"commit of shard {fqn} was cancelled")
+            future.fail(self._failed)
+            raise
+        except BaseException as exc:
+            self._failed = exc
+            future.fail(exc)
+        else:
+            future.resolve(None)
+
+    async def _write_recorded(self, fqn: str, document: bytes) -> None:
+        recorder = self._recorder
+        try:
+            # A small file: written inline, through the recorder, which
+            # records the bytes and the rename as it makes them on disk.
+            with recorder.create(NEXT_FILE) as file:
+                file.write(document)
+            recorder.rename(NEXT_FILE, STATE_FILE)
+            await recorder.barrier()
+        except trio.Cancelled:
+            raise
+        except BaseException as exc:
+            translated = fenced_or_same(exc, fqn)
+            if translated is exc:
+                raise
+            raise translated from exc
+
+    def destroy(self) -> None:
+        """Forget the store. Files in a plain directory stay (they are the
+        durable state); a recorded store's directory is a replica of the log
+        and is removed with the recorder."""
+        self._destroyed = True
+
+    def _check_usable(self) -> None:
+        if self._destroyed:
+            raise StoreStateError(f"JSONFileStore in {self.directory} was destroyed")
+        if self._failed is not None:
+            raise StoreStateError(
+                f"JSONFileStore in {self.directory} is unusable after a failed commit: "
+                f"{self._failed}"
+            ) from self._failed
+
+
+def encode_document(state: Any, checkpoint: pc.Checkpoint, fqn: str) -> bytes:
+    """The state file's bytes; StoreError if JSON cannot represent `state` exactly."""
+    try:
+        data = orjson.dumps({"checkpoint": checkpoint.to_dict(), "state": state})
+    except TypeError as exc:
+        raise StoreError(f"state of shard {fqn} is not JSON-serializable: {exc}") from exc
+    difference = _first_difference(orjson.loads(data)["state"], state, "state")
+    if difference is not None:
+        raise StoreError(
+            f"state of shard {fqn} would not survive JSON unchanged: {difference}; "
+            "use dicts with string keys, lists, strings, finite numbers, booleans and None"
+        )
+    return data + b"\n"
+
+
+def decode_document(data: bytes, path: Path) -> tuple[Any, pc.Checkpoint]:
+    """(state, checkpoint) from a state file's bytes; StoreError naming `path`."""
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise StoreError(f"state file {path} is not valid JSON: {exc}") from exc
+    if not isinstance(document, dict) or set(document) != {"checkpoint", "state"}:
+        keys = sorted(document) if isinstance(document, dict) else type(document).__name__
+        raise StoreError(
+            f"state file {path} must hold an object with keys 'checkpoint' and 'state', not {keys}"
+        )
+    try:
+        checkpoint = pc.Checkpoint.from_dict(document["checkpoint"])
+    except Exception as exc:
+        raise StoreError(f"checkpoint in state file {path} does not decode: {exc}") from exc
+    return document["state"], checkpoint
+
+
+def _read_document(path: Path) -> tuple[Any, pc.Checkpoint] | None:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    return decode_document(data, path)
+
+
+def _replace_durably(directory: Path, document: bytes) -> None:
+    """Atomically replace `state.json` with `document`, durably."""
+    directory.mkdir(parents=True, exist_ok=True)
+    next_path = directory / NEXT_FILE
+    fd = os.open(next_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(document)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(next_path, directory / STATE_FILE)
+    # The rename is durable only once the directory entry is.
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _first_difference(decoded: Any, original: Any, path: str) -> str | None:
+    """Where `original` and its JSON round trip `decoded` first differ."""
+    if type(decoded) is not type(original):
+        if isinstance(original, float) and original != original:
+            return f"{path} is NaN"
+        if isinstance(original, bool) or isinstance(decoded, bool):
+            return f"{path} is {type(original).__name__}, reads back as {type(decoded).__name__}"
+        if (
+            isinstance(original, int | float)
+            and isinstance(decoded, int | float)
+            and decoded == original
+        ):
+            return None  # e.g. an int subclass such as an IntEnum
+        return f"{path} is {type(original).__name__}, reads back as {type(decoded).__name__}"
+    if isinstance(original, dict):
+        for key, value in original.items():
+            if key not in decoded:
+                return f"{path}[{key!r}] is lost"
+            found = _first_difference(decoded[key], value, f"{path}[{key!r}]")
+            if found is not None:
+                return found
+        return None
+    if isinstance(original, list):
+        if len(decoded) != len(original):
+            return f"{path} changes length"
+        for i, (d, o) in enumerate(zip(decoded, original, strict=True)):
+            found = _first_difference(d, o, f"{path}[{i}]")
+            if found is not None:
+                return found
+        return None
+    if decoded != original:
+        return f"{path} is {original!r}, reads back as {decoded!r}"
+    return None
