@@ -38,6 +38,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import click
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -59,12 +60,14 @@ __all__ = [
     "BrokerSettings",
     "Config",
     "ConfigError",
+    "ConfigExit",
     "EtcdSettings",
     "HttpSettings",
     "LogSettings",
     "MemberSettings",
     "Problem",
     "load_config",
+    "load_config_or_exit",
     "parse_config",
 ]
 
@@ -134,7 +137,7 @@ def _duration(value: Any) -> datetime.timedelta:
     try:
         return parse_duration(value)
     except DurationError as exc:
-        raise ValueError(f"expected a duration like {DURATION_EXAMPLES} ({exc})") from None
+        raise ValueError(str(exc)) from None
 
 
 Duration = Annotated[datetime.timedelta, BeforeValidator(_duration)]
@@ -688,3 +691,29 @@ def _accepts_str(annotation: Any) -> bool:
 
 def _is_list(annotation: Any) -> bool:
     return typing.get_origin(annotation) is list
+
+
+# --------------------------------------------------------------------------
+# For command lines
+
+
+class ConfigExit(click.ClickException):
+    """A `ConfigError` on its way out of a command: message on stderr, exit code 2."""
+
+    exit_code = 2
+
+    def format_message(self) -> str:
+        return f"bad config: {self.message}"
+
+
+def load_config_or_exit(
+    path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+) -> Config:
+    """`load_config` for click commands: a `ConfigError` exits with code 2.
+
+    The message (every problem, each naming its key) goes to stderr.
+    """
+    try:
+        return load_config(path, env)
+    except ConfigError as exc:
+        raise ConfigExit(str(exc)) from exc

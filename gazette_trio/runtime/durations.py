@@ -64,7 +64,8 @@ def parse_duration(text: str) -> datetime.timedelta:
         number, unit = m.groups()
         if unit not in _NS_PER_UNIT:
             raise DurationError(
-                f"unknown unit {unit!r} in duration {text!r} (units are ns, us, ms, s, m and h)"
+                f"expected a duration like {EXAMPLES}, got {text!r} "
+                f"(unknown unit {unit!r}; units are ns, us, ms, s, m and h)"
             )
         total_ns += float(number) * _NS_PER_UNIT[unit]
         pos = m.end()

@@ -1,0 +1,1 @@
+"""Tests of gazette_trio.runtime: config, spec files, operator CLI, observability."""
