@@ -1,0 +1,322 @@
+"""The append service: asynchronous, ordered, batched, retried appends.
+
+Consumers write to journals from inside transactions and must not wait for
+each write; instead they collect futures and make later steps wait on them
+(the store commit waits on every write of the transaction, ACKs wait on the
+commit). `AppendService.append(journal, content)` enqueues an append and
+returns an `OpFuture` of its `AppendResponse` at once. Guarantees:
+
+- appends to one journal are written in call order, each contiguously;
+- adjacent queued appends to the same journal without register options may
+  be batched into one Append RPC (each still gets its own commit range);
+- `depends_on=future` holds the append (and the ones queued after it on the
+  same journal) until `future` resolves; if it failed, the append fails with
+  `DependencyFailed` and is never written;
+- transport failures and transient broker statuses are retried with backoff,
+  so a resolved future means "written at least once" (as Gazette's append
+  service: a lost acknowledgement followed by a retry writes twice);
+- any other status (JOURNAL_NOT_FOUND, NOT_ALLOWED, REGISTER_MISMATCH, ...)
+  fails the future with `JournalError` and is not retried.
+
+The service runs in a nursery the caller owns (`open_append_service`, or
+`await nursery.start(service.run)`): one task per journal with queued
+appends, started on demand and ended when its queue drains. When the service
+stops, unresolved futures fail with `AppendServiceClosed`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from itertools import islice
+
+import trio
+
+from ..opfuture import OpFuture, OpFutures, wait_all
+from ..protocol import protocol as pb
+from .appender import append_request
+from .client import JournalClient
+from .errors import JournalError
+from .fragments import sha1_sum
+from .reader import Backoff, is_retryable
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BATCH_BYTES = 1 << 21
+"""Batched appends to one journal stop growing at 2 MiB."""
+
+
+class DependencyFailed(Exception):
+    """An append was not written because the future it depended on failed
+    (the failure is the `__cause__`)."""
+
+    def __init__(self, journal: str, cause: BaseException) -> None:
+        super().__init__(f"journal {journal!r}: append not written; its dependency failed: {cause}")
+        self.journal = journal
+        self.__cause__ = cause
+
+
+class AppendServiceClosed(Exception):
+    """The service stopped before this append was known to be written."""
+
+
+@dataclass(eq=False, slots=True)
+class _Op:
+    journal: str
+    content: bytes
+    check_registers: pb.LabelSelector | None
+    union_registers: pb.LabelSet | None
+    subtract_registers: pb.LabelSet | None
+    depends_on: OpFuture[object] | None
+    future: OpFuture[pb.AppendResponse]
+
+    @property
+    def plain(self) -> bool:
+        return (
+            self.check_registers is None
+            and self.union_registers is None
+            and self.subtract_registers is None
+        )
+
+    @property
+    def ready(self) -> bool:
+        """May be batched behind another op without waiting."""
+        d = self.depends_on
+        return d is None or (d.done() and d.error() is None)
+
+
+@dataclass(slots=True)
+class _Queue:
+    ops: deque[_Op] = field(default_factory=deque)
+    running: bool = False
+    last: OpFuture[pb.AppendResponse] | None = None
+
+
+class AppendService:
+    """Ordered, batched, retried appends; see the module docstring."""
+
+    def __init__(
+        self,
+        client: JournalClient,
+        *,
+        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.client = client
+        self.max_batch_bytes = max_batch_bytes
+        self.backoff = backoff or Backoff()
+        self._queues: dict[str, _Queue] = {}
+        self._nursery: trio.Nursery | None = None
+        self.rpcs = 0
+        """Append RPCs made so far (batching makes this fewer than appends)."""
+
+    # -- lifetime
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve appends until cancelled; then fail what is unresolved."""
+        if self._nursery is not None:
+            raise RuntimeError("AppendService is already running")
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+            closed = AppendServiceClosed("the append service stopped before this append resolved")
+            for queue in self._queues.values():
+                while queue.ops:
+                    op = queue.ops.popleft()
+                    if not op.future.done():
+                        op.future.fail(closed)
+                queue.running = False
+
+    # -- the API
+
+    def append(
+        self,
+        journal: str,
+        content: bytes,
+        *,
+        check_registers: pb.LabelSelector | None = None,
+        union_registers: pb.LabelSet | None = None,
+        subtract_registers: pb.LabelSet | None = None,
+        depends_on: OpFuture[object] | None = None,
+    ) -> OpFuture[pb.AppendResponse]:
+        """Queue an append of `content` to `journal`; see the module docstring."""
+        if self._nursery is None:
+            raise RuntimeError(
+                "AppendService is not running: use `async with open_append_service(client)` "
+                "or `await nursery.start(service.run)`"
+            )
+        if not isinstance(content, bytes):
+            content = bytes(content)
+        future: OpFuture[pb.AppendResponse] = OpFuture()
+        queue = self._queues.get(journal)
+        if queue is None:
+            queue = self._queues[journal] = _Queue()
+        queue.ops.append(
+            _Op(
+                journal,
+                content,
+                check_registers,
+                union_registers,
+                subtract_registers,
+                depends_on,
+                future,
+            )
+        )
+        queue.last = future
+        if not queue.running:
+            queue.running = True
+            self._nursery.start_soon(self._serve, journal, queue, name=f"append-service:{journal}")
+        return future
+
+    def pending(self) -> OpFutures:
+        """Futures of every append not yet resolved, across journals."""
+        return {op.future for queue in self._queues.values() for op in queue.ops}
+
+    def last_op(self, journal: str) -> OpFuture[pb.AppendResponse] | None:
+        """The future of the latest append queued to `journal`, or None."""
+        queue = self._queues.get(journal)
+        return queue.last if queue is not None else None
+
+    async def drain(self) -> None:
+        """Wait until every append queued so far has resolved (raising the
+        first failure, after all have resolved)."""
+        await wait_all(self.pending())
+
+    # -- the per-journal task
+
+    async def _serve(self, journal: str, queue: _Queue) -> None:
+        while queue.ops:
+            head = queue.ops[0]
+            if head.depends_on is not None:
+                try:
+                    await head.depends_on.wait()
+                except trio.Cancelled:
+                    raise
+                except BaseException as exc:
+                    queue.ops.popleft()
+                    head.future.fail(DependencyFailed(journal, exc))
+                    continue
+            batch = [head]
+            size = len(head.content)
+            if head.plain:
+                for op in islice(queue.ops, 1, None):
+                    if (
+                        not op.plain
+                        or not op.ready
+                        or size + len(op.content) > self.max_batch_bytes
+                    ):
+                        break
+                    batch.append(op)
+                    size += len(op.content)
+            try:
+                response = await self._append(journal, batch)
+            except trio.Cancelled:
+                raise
+            except BaseException as exc:
+                for op in batch:
+                    queue.ops.popleft()
+                    op.future.fail(exc)
+                continue
+            for op, op_response in zip(batch, _split(response, batch), strict=True):
+                queue.ops.popleft()
+                op.future.resolve(op_response)
+        queue.running = False
+
+    async def _append(self, journal: str, batch: list[_Op]) -> pb.AppendResponse:
+        head = batch[0]
+        request = append_request(
+            journal,
+            check_registers=head.check_registers,
+            union_registers=head.union_registers,
+            subtract_registers=head.subtract_registers,
+        )
+        chunks = [op.content for op in batch if op.content]
+        attempt = 0
+        while True:
+            self.rpcs += 1
+            try:
+                response = await self.client.append(request, chunks)
+                if response.status == pb.Status.OK:
+                    return response
+                raise JournalError(journal, response.status, "append", response=response)
+            except Exception as exc:
+                if not is_retryable(exc) or attempt >= self.backoff.attempts:
+                    raise
+                attempt += 1
+                delay = self.backoff.delay(attempt)
+                log.info(
+                    "journal %s: append of %d bytes failed (%s); retrying in %.2fs",
+                    journal,
+                    sum(len(c) for c in chunks),
+                    exc,
+                    delay,
+                )
+                await trio.sleep(delay)
+
+
+def _split(response: pb.AppendResponse, batch: list[_Op]) -> list[pb.AppendResponse]:
+    """One response per op of a batch, each with the commit range of its own
+    content."""
+    if len(batch) == 1:
+        return [response]
+    commit = response.commit or pb.Fragment()
+    begin = commit.begin
+    out = []
+    for op in batch:
+        end = begin + len(op.content)
+        out.append(
+            pb.AppendResponse(
+                status=response.status,
+                header=response.header,
+                commit=pb.Fragment(
+                    journal=commit.journal,
+                    begin=begin,
+                    end=end,
+                    sum=sha1_sum(hashlib.sha1(op.content).digest()),
+                    compression_codec=commit.compression_codec,
+                ),
+                registers=response.registers,
+                total_chunks=response.total_chunks,
+                delayed_chunks=response.delayed_chunks,
+            )
+        )
+        begin = end
+    return out
+
+
+@contextlib.asynccontextmanager
+async def open_append_service(
+    client: JournalClient,
+    *,
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+    backoff: Backoff | None = None,
+) -> AsyncIterator[AppendService]:
+    """Run an `AppendService` for the duration of the block.
+
+    Leaving the block normally waits for queued appends to resolve; leaving
+    it with an error (or cancellation) stops the service at once, failing
+    unresolved appends with `AppendServiceClosed`.
+    """
+    service = AppendService(client, max_batch_bytes=max_batch_bytes, backoff=backoff)
+    block_error: BaseException | None = None
+    async with trio.open_nursery() as nursery:
+        await nursery.start(service.run)
+        try:
+            yield service
+            with contextlib.suppress(Exception):
+                # Failures are on the futures; their owners see them.
+                await service.drain()
+        except BaseException as exc:
+            block_error = exc
+        finally:
+            nursery.cancel_scope.cancel()
+    if block_error is not None:
+        raise block_error

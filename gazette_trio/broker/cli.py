@@ -1,0 +1,406 @@
+"""Command line for journals: `broker serve` and `journals list|apply|append|read|fragments`.
+
+`broker` runs gazette-trio's single-node journal server. `journals` talks to
+any Gazette-protocol broker (ours or Gazette's) at `--endpoint`, reading and
+writing specs in gazctl's journalspace YAML and printing tables (rich) or
+`--format json|yaml`. The root `gazette-trio` command registers both groups;
+this module owns their options, help and output, and delegates the work to
+the client helpers and the server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import trio
+
+from .. import aio
+from ..protocol import protocol as pb
+from . import labels as L
+from .appender import append
+from .client import JournalClient
+from .errors import JournalError
+from .fragments import sha1_digest
+from .grpc_client import GrpcJournalClient
+from .journalspace import changes_from_yaml, dump_yaml, spec_to_dict, tree_from_journals
+from .list_apply import apply_journals, list_journals
+from .reader import open_reader
+from .validation import ValidationError
+
+T = TypeVar("T")
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+ENDPOINT_ENV = "GAZETTE_BROKER_ENDPOINT"
+
+
+# --------------------------------------------------------------------------
+# broker
+
+
+@click.group(context_settings=CONTEXT)
+def broker() -> None:
+    """Run gazette-trio's single-node journal server.
+
+    It speaks Gazette's Journal gRPC API, so gazctl, Gazette clients and
+    gazette-trio consumers can all use it. For development, tests and one
+    machine; at scale run Gazette's replicated brokers instead.
+    """
+
+
+@broker.command(context_settings=CONTEXT)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for specs and fragments (created if missing).",
+)
+@click.option("--memory", is_flag=True, help="Keep everything in memory instead (lost on exit).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", "-p", default=8080, show_default=True, type=int, help="Port (0: any free port)."
+)
+@click.option(
+    "--log-level", default="info", show_default=True, help="debug, info, warning or error."
+)
+def serve(data_dir: Path | None, memory: bool, host: str, port: int, log_level: str) -> None:
+    """Serve journals from DATA-DIR until interrupted.
+
+    Appends are fsynced before they are acknowledged; on restart the server
+    recovers every acknowledged append and discards anything torn.
+
+    \b
+    Examples:
+      gazette-trio broker serve --data-dir ./journals --port 8080
+      gazette-trio broker serve --memory --port 0
+    """
+    from .server.serve import serve_journals
+
+    if data_dir is None and not memory:
+        raise click.UsageError("give --data-dir DIR, or --memory for a throwaway server")
+    if data_dir is not None and memory:
+        raise click.UsageError("--data-dir and --memory exclude each other")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    async def main() -> None:
+        async with aio.asyncio_island(), trio.open_nursery() as nursery:
+            _, bound = await nursery.start(serve_journals, data_dir, host, port)
+            click.echo(f"journal server listening on http://{host}:{bound}", err=True)
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    click.echo(f"received {signal.Signals(signum).name}; stopping", err=True)
+                    nursery.cancel_scope.cancel()
+                    break
+
+    trio.run(main)
+
+
+# --------------------------------------------------------------------------
+# journals
+
+
+def _run(endpoint: str, body: Callable[[JournalClient], Awaitable[T]]) -> T:
+    """Run `body` with a client of `endpoint`, turning errors into messages."""
+
+    async def main() -> tuple[bool, Any]:
+        async with aio.asyncio_island():
+            try:
+                async with aio.Channel(endpoint) as channel:
+                    return True, await body(GrpcJournalClient(channel))
+            except (aio.RpcError, JournalError, ValidationError, ValueError, OSError) as exc:
+                return False, exc
+
+    ok, value = trio.run(main)
+    if not ok:
+        raise click.ClickException(str(value))
+    return value  # type: ignore[no-any-return]
+
+
+def _format_option() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--format",
+        "-o",
+        "fmt",
+        type=click.Choice(["table", "json", "yaml"]),
+        default="table",
+        show_default=True,
+        help="Output format.",
+    )
+
+
+@click.group(context_settings=CONTEXT)
+@click.option(
+    "--endpoint",
+    "-e",
+    default="localhost:8080",
+    show_default=True,
+    envvar=ENDPOINT_ENV,
+    help=f"Broker endpoint (host:port or http://host:port); env {ENDPOINT_ENV}.",
+)
+@click.pass_context
+def journals(ctx: click.Context, endpoint: str) -> None:
+    """List, apply, append to, read and inspect journals of a broker.
+
+    Works against gazette-trio's journal server and Gazette's brokers alike.
+
+    \b
+    Examples:
+      gazette-trio journals -e localhost:8080 list -l prefix=examples/
+      gazette-trio journals apply -f journals.yaml
+      echo hello | gazette-trio journals append examples/greetings
+      gazette-trio journals read examples/greetings --offset 0
+    """
+    ctx.obj = endpoint
+
+
+@journals.command("list", context_settings=CONTEXT)
+@click.option(
+    "--selector", "-l", default="", help="Label selector, e.g. 'prefix=a/, topic in (x,y)'."
+)
+@_format_option()
+@click.pass_obj
+def list_command(endpoint: str, selector: str, fmt: str) -> None:
+    """List journals matching a label selector.
+
+    `--format yaml` prints a journalspace tree (shared fields hoisted to
+    parent nodes) that `journals apply` accepts back, revisions included.
+
+    \b
+    Examples:
+      gazette-trio journals list
+      gazette-trio journals list -l 'content-type=application/x-ndjson'
+      gazette-trio journals list -l prefix=examples/ --format yaml > journals.yaml
+    """
+    try:
+        parsed = L.parse_selector(selector) if selector.strip() else None
+    except ValidationError as exc:
+        raise click.BadParameter(str(exc), param_hint="--selector") from None
+    found = _run(endpoint, lambda c: list_journals(c, parsed))
+    if fmt == "yaml":
+        if found:
+            click.echo(dump_yaml(tree_from_journals(found).to_dict()), nl=False)
+        return
+    if fmt == "json":
+        out = [
+            {"spec": spec_to_dict(j.spec or pb.JournalSpec()), "mod_revision": j.mod_revision}
+            for j in found
+        ]
+        click.echo(json.dumps(out, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("Name", "Revision", "Flags", "Labels")
+    for j in found:
+        spec = j.spec or pb.JournalSpec()
+        labels = ", ".join(f"{n}={v}" if v else n for n, v in L.pairs_of(spec.labels))
+        table.add_row(spec.name, str(j.mod_revision), _flags(spec.flags), labels)
+    Console().print(table)
+
+
+def _flags(flags: int) -> str:
+    try:
+        return pb.JournalSpecFlag(flags).name
+    except ValueError:
+        return str(flags)
+
+
+@journals.command("apply", context_settings=CONTEXT)
+@click.option(
+    "--specs",
+    "-f",
+    "specs_file",
+    type=click.File("r"),
+    default="-",
+    show_default=True,
+    help="Journalspace YAML file ('-' for stdin).",
+)
+@click.option("--dry-run", is_flag=True, help="Print the changes instead of applying them.")
+@click.pass_obj
+def apply_command(endpoint: str, specs_file: Any, dry_run: bool) -> None:
+    """Create, update or delete journals from a journalspace YAML tree.
+
+    A node whose name ends in '/' holds fields its children inherit; other
+    nodes are journals. `revision` is the mod revision you expect (0 or
+    absent: the journal must not exist yet); `delete: true` removes it. All
+    changes apply together, or none do.
+
+    \b
+    Example journals.yaml:
+      name: examples/
+      replication: 1
+      labels:
+      - {name: content-type, value: application/x-ndjson}
+      fragment: {length: 4194304, compression_codec: NONE, refresh_interval: 1m0s}
+      children:
+      - name: examples/clicks
+      - name: examples/views
+
+    \b
+    Examples:
+      gazette-trio journals apply -f journals.yaml
+      gazette-trio journals list -l prefix=examples/ -o yaml | gazette-trio journals apply
+    """
+    try:
+        changes = changes_from_yaml(specs_file.read())
+    except (ValidationError, ValueError) as exc:
+        raise click.ClickException(f"{specs_file.name}: {exc}") from None
+    if dry_run:
+        for change in changes:
+            verb = "delete" if change.delete else "upsert"
+            name = change.delete or (change.upsert.name if change.upsert else "")
+            click.echo(f"{verb} {name} (expect revision {change.expect_mod_revision})")
+        return
+    revision = _run(endpoint, lambda c: apply_journals(c, changes))
+    click.echo(f"applied {len(changes)} change(s) at revision {revision}", err=True)
+
+
+@journals.command("append", context_settings=CONTEXT)
+@click.argument("journal")
+@click.option(
+    "--file",
+    "-f",
+    "source",
+    type=click.File("rb"),
+    default="-",
+    show_default=True,
+    help="Content to append ('-' for stdin).",
+)
+@click.option("--data", "-d", default=None, help="Append this text instead of reading --file.")
+@_format_option()
+@click.pass_obj
+def append_command(endpoint: str, journal: str, source: Any, data: str | None, fmt: str) -> None:
+    """Append content to JOURNAL, atomically.
+
+    \b
+    Examples:
+      echo '{"msg": "hello"}' | gazette-trio journals append examples/greetings
+      gazette-trio journals append examples/greetings -d 'one line'
+      gazette-trio journals append examples/blobs -f blob.bin --format json
+    """
+    content = data.encode() if data is not None else source.read()
+    response = _run(endpoint, lambda c: append(c, journal, content))
+    commit = response.commit or pb.Fragment()
+    if fmt == "table":
+        click.echo(f"appended [{commit.begin}, {commit.end}) to {journal}", err=True)
+        return
+    out = {
+        "journal": journal,
+        "begin": commit.begin,
+        "end": commit.end,
+        "sha1": sha1_digest(commit.sum).hex(),
+        "registers": [{"name": n, "value": v} for n, v in L.pairs_of(response.registers)],
+    }
+    click.echo(json.dumps(out, indent=2) if fmt == "json" else dump_yaml(out), nl=fmt == "json")
+
+
+@journals.command("read", context_settings=CONTEXT)
+@click.argument("journal")
+@click.option(
+    "--offset", default=0, show_default=True, type=int, help="First offset (-1: the write head)."
+)
+@click.option("--end-offset", default=0, type=int, help="Stop before this offset (0: no bound).")
+@click.option(
+    "--block/--no-block",
+    default=False,
+    show_default=True,
+    help="Wait for more content at the write head.",
+)
+@click.pass_obj
+def read_command(endpoint: str, journal: str, offset: int, end_offset: int, block: bool) -> None:
+    """Write JOURNAL's content from --offset to stdout.
+
+    Without --block it stops at the write head; with it, it waits for new
+    appends until interrupted. Offset jumps (removed content) are reported
+    on stderr.
+
+    \b
+    Examples:
+      gazette-trio journals read examples/greetings
+      gazette-trio journals read examples/greetings --offset 1024 --end-offset 2048
+      gazette-trio journals read examples/greetings --offset -1 --block
+    """
+    out = sys.stdout.buffer
+
+    async def body(client: JournalClient) -> int:
+        async with open_reader(
+            client, journal, offset, block=block, end_offset=end_offset
+        ) as reader:
+            async for chunk in reader:
+                if reader.jumps and reader.jumps[-1].to_offset == chunk.offset:
+                    jump = reader.jumps[-1]
+                    click.echo(f"offset jump: {jump.from_offset} -> {jump.to_offset}", err=True)
+                out.write(chunk.content)
+                out.flush()
+            return reader.offset
+
+    try:
+        _run(endpoint, body)
+    except KeyboardInterrupt:
+        pass
+
+
+@journals.command("fragments", context_settings=CONTEXT)
+@click.argument("journal")
+@_format_option()
+@click.pass_obj
+def fragments_command(endpoint: str, journal: str, fmt: str) -> None:
+    """List the fragments of JOURNAL: offsets, sizes, SHA-1 sums.
+
+    \b
+    Examples:
+      gazette-trio journals fragments examples/greetings
+      gazette-trio journals fragments examples/greetings --format json
+    """
+
+    async def body(client: JournalClient) -> list[pb.Fragment]:
+        out: list[pb.Fragment] = []
+        token = 0
+        while True:
+            response = await client.list_fragments(
+                pb.FragmentsRequest(journal=journal, next_page_token=token)
+            )
+            if response.status != pb.Status.OK:
+                raise JournalError(journal, response.status, "list fragments")
+            out.extend(f.spec for f in response.fragments if f.spec is not None)
+            token = response.next_page_token
+            if not token:
+                return out
+
+    found = _run(endpoint, body)
+    rows = [
+        {
+            "begin": f.begin,
+            "end": f.end,
+            "size": f.end - f.begin,
+            "sha1": sha1_digest(f.sum).hex(),
+            "mod_time": f.mod_time,
+        }
+        for f in found
+    ]
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if fmt == "yaml":
+        click.echo(dump_yaml(rows), nl=False)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("Begin", "End", "Size", "SHA-1", "Persisted")
+    for row in rows:
+        table.add_row(
+            str(row["begin"]),
+            str(row["end"]),
+            str(row["size"]),
+            str(row["sha1"]),
+            "yes" if row["mod_time"] else "no (spool)",
+        )
+    Console().print(table)

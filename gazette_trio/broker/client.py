@@ -1,0 +1,64 @@
+"""The journal client seam: Gazette's Journal API as one Python protocol.
+
+Consumers, publishers and recovery logs talk to journals only through
+`JournalClient`. It mirrors the Journal gRPC service, one method per RPC, so
+that two transports can implement it exactly:
+
+- an in-process transport that calls the embedded journal server's core
+  directly (the single-process default and the deterministic simulation);
+- a grpclib transport that talks to any Gazette-protocol broker (ours, or
+  Gazette's own brokers).
+
+Gazette reports most outcomes as a `Status` inside the response (for
+example JOURNAL_NOT_FOUND or OFFSET_NOT_YET_AVAILABLE), and so does this
+seam; transport failures raise `gazette_trio.aio.RpcError` subclasses
+(`Unavailable` for a lost connection). Higher-level helpers built on the seam
+(the retrying reader, the append service) live in sibling modules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+from ..protocol import protocol as pb
+
+
+class JournalClient(Protocol):
+    """Gazette's Journal service, transport-neutral."""
+
+    async def list(self, request: pb.ListRequest) -> pb.ListResponse:
+        """Journals matching the request's selector, with their revisions."""
+        ...
+
+    async def apply(self, request: pb.ApplyRequest) -> pb.ApplyResponse:
+        """Create, update or delete journal specs, all or nothing."""
+        ...
+
+    async def list_fragments(self, request: pb.FragmentsRequest) -> pb.FragmentsResponse:
+        """Fragments of one journal."""
+        ...
+
+    def read(
+        self, request: pb.ReadRequest
+    ) -> AbstractAsyncContextManager[AsyncIterator[pb.ReadResponse]]:
+        """Open a Read stream; leaving the block ends it.
+
+        As in Gazette, a metadata response (status, offset, write_head,
+        fragment) precedes the content responses of each fragment.
+        """
+        ...
+
+    async def append(
+        self,
+        request: pb.AppendRequest,
+        content: Iterable[bytes] | AsyncIterable[bytes],
+    ) -> pb.AppendResponse:
+        """Append `content` atomically: all of it lands contiguously, or none.
+
+        `request` carries the journal and register checks/updates; its
+        `content` field is ignored. If iterating `content` raises, or the
+        caller is cancelled, nothing is appended.
+        """
+        ...

@@ -1,0 +1,122 @@
+"""GrpcJournalClient: the `JournalClient` seam over gRPC, to any Gazette broker.
+
+Speaks Gazette's `protocol.Journal` service through `gazette_trio.aio`, so it
+works against gazette-trio's own journal server and against Gazette's Go
+brokers alike. Appends follow Gazette's stream protocol: a header message
+(journal, offset, registers), the content in chunks, an empty chunk that
+asks the broker to commit, then the end of the stream; leaving early (an
+error, a cancellation) resets the stream, and the broker appends nothing.
+
+This module owns only that mapping. Retries, batching and status handling
+live in the reader and the append service.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+
+from .. import aio
+from ..protocol import protocol as pb
+from . import fast_codec  # noqa: F401  (registers the content codecs)
+
+SERVICE = "/protocol.Journal"
+
+MAX_CHUNK = 1 << 18
+"""Content is sent in messages of at most 256 KiB: well under any broker's
+message size limit, large enough that per-message costs stay small."""
+
+
+def _header_of(request: pb.AppendRequest) -> pb.AppendRequest:
+    if not request.content:
+        return request
+    return pb.AppendRequest(
+        header=request.header,
+        journal=request.journal,
+        do_not_proxy=request.do_not_proxy,
+        offset=request.offset,
+        check_registers=request.check_registers,
+        union_registers=request.union_registers,
+        subtract_registers=request.subtract_registers,
+    )
+
+
+class GrpcJournalClient:
+    """`JournalClient` over an `aio.Channel` to a Gazette-protocol broker."""
+
+    def __init__(
+        self,
+        channel: aio.Channel,
+        *,
+        timeout: float | None = None,
+        read_buffer: int = 32,
+    ) -> None:
+        self.channel = channel
+        self.timeout = timeout
+        self._read_buffer = read_buffer
+
+    async def list(self, request: pb.ListRequest) -> pb.ListResponse:
+        return await aio.unary(
+            self.channel, f"{SERVICE}/List", request, pb.ListResponse, timeout=self.timeout
+        )
+
+    async def apply(self, request: pb.ApplyRequest) -> pb.ApplyResponse:
+        return await aio.unary(
+            self.channel, f"{SERVICE}/Apply", request, pb.ApplyResponse, timeout=self.timeout
+        )
+
+    async def list_fragments(self, request: pb.FragmentsRequest) -> pb.FragmentsResponse:
+        return await aio.unary(
+            self.channel,
+            f"{SERVICE}/ListFragments",
+            request,
+            pb.FragmentsResponse,
+            timeout=self.timeout,
+        )
+
+    @contextlib.asynccontextmanager
+    async def read(self, request: pb.ReadRequest) -> AsyncIterator[AsyncIterator[pb.ReadResponse]]:
+        # No timeout: blocking reads live until the caller leaves the block.
+        async with aio.server_stream(
+            self.channel,
+            f"{SERVICE}/Read",
+            request,
+            pb.ReadResponse,
+            buffer=self._read_buffer,
+        ) as call:
+            yield call.__aiter__()
+
+    async def append(
+        self,
+        request: pb.AppendRequest,
+        content: Iterable[bytes] | AsyncIterable[bytes],
+    ) -> pb.AppendResponse:
+        if isinstance(content, (bytes, bytearray, memoryview)):
+            raise TypeError("content must be an iterable of bytes chunks, e.g. [data], not bytes")
+        async with aio.client_stream(
+            self.channel,
+            f"{SERVICE}/Append",
+            pb.AppendRequest,
+            pb.AppendResponse,
+            timeout=self.timeout,
+        ) as call:
+            await call.send(_header_of(request))
+            if isinstance(content, AsyncIterable):
+                async for chunk in content:
+                    await _send_content(call, chunk)
+            else:
+                for chunk in content:
+                    await _send_content(call, chunk)
+            await call.send(pb.AppendRequest())  # asks the broker to commit
+            response: pb.AppendResponse = await call.finish()
+            return response
+
+
+async def _send_content(call: aio.ClientStreamCall[pb.AppendRequest], chunk: bytes) -> None:
+    if len(chunk) <= MAX_CHUNK:
+        if chunk:
+            await call.send(pb.AppendRequest(content=bytes(chunk)))
+        return
+    view = memoryview(chunk)
+    for start in range(0, len(view), MAX_CHUNK):
+        await call.send(pb.AppendRequest(content=bytes(view[start : start + MAX_CHUNK])))

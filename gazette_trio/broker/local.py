@@ -1,0 +1,118 @@
+"""LocalJournalClient: the `JournalClient` seam as direct calls into a server core.
+
+A consumer running in the same process as the embedded journal server (the
+single-machine default, and the deterministic simulation) talks to journals
+without encoding anything: requests and responses are the same message
+objects the gRPC transport would decode. Behaviour matches
+`GrpcJournalClient` against the same core, including errors
+(`gazette_trio.aio.InvalidArgument` for malformed requests), which the
+contract tests check by running one suite over both.
+
+This module owns only the adaptation: a Read runs in a task of the caller's
+`async with`, and an Append gathers its content before handing it over, so a
+content iterator that fails, or a cancelled caller, appends nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+
+import trio
+
+from ..protocol import protocol as pb
+from .server.core import JournalServerCore
+
+
+async def gather_content(content: Iterable[bytes] | AsyncIterable[bytes]) -> list[bytes]:
+    """Every non-empty chunk of `content`, which may be sync or async."""
+    chunks: list[bytes] = []
+    if isinstance(content, (bytes, bytearray, memoryview)):
+        raise TypeError("content must be an iterable of bytes chunks, e.g. [data], not bytes")
+    if isinstance(content, AsyncIterable):
+        async for chunk in content:
+            if chunk:
+                chunks.append(bytes(chunk))
+    else:
+        for chunk in content:
+            if chunk:
+                chunks.append(bytes(chunk))
+        await trio.lowlevel.checkpoint()
+    return chunks
+
+
+class _ReadStream:
+    """Responses of one Read, produced by a task the context manager owns."""
+
+    def __init__(self, receive: trio.MemoryReceiveChannel[pb.ReadResponse | BaseException]) -> None:
+        self._receive = receive
+
+    def __aiter__(self) -> AsyncIterator[pb.ReadResponse]:
+        return self
+
+    async def __anext__(self) -> pb.ReadResponse:
+        try:
+            item = await self._receive.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+
+class LocalJournalClient:
+    """`JournalClient` over an in-process `JournalServerCore`."""
+
+    def __init__(self, core: JournalServerCore, *, read_buffer: int = 8) -> None:
+        self.core = core
+        self._read_buffer = read_buffer
+
+    async def list(self, request: pb.ListRequest) -> pb.ListResponse:
+        return await self.core.list(request)
+
+    async def apply(self, request: pb.ApplyRequest) -> pb.ApplyResponse:
+        return await self.core.apply(request)
+
+    async def list_fragments(self, request: pb.FragmentsRequest) -> pb.FragmentsResponse:
+        return await self.core.list_fragments(request)
+
+    @contextlib.asynccontextmanager
+    async def read(self, request: pb.ReadRequest) -> AsyncIterator[AsyncIterator[pb.ReadResponse]]:
+        send, receive = trio.open_memory_channel[pb.ReadResponse | BaseException](self._read_buffer)
+
+        async def serve() -> None:
+            async with send:
+                try:
+                    await self.core.read(request, send.send)
+                except trio.Cancelled:
+                    raise
+                except Exception as exc:
+                    # Delivered in order after the responses, as a stream
+                    # error arrives over gRPC.
+                    await send.send(exc)
+
+        # The block's own error leaves as itself, not wrapped in the
+        # nursery's ExceptionGroup (serve never raises anything but Cancelled).
+        block_error: BaseException | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve)
+            try:
+                async with receive:
+                    yield _ReadStream(receive)
+            except BaseException as exc:
+                block_error = exc
+            finally:
+                nursery.cancel_scope.cancel()
+        if block_error is not None:
+            raise block_error
+
+    async def append(
+        self,
+        request: pb.AppendRequest,
+        content: Iterable[bytes] | AsyncIterable[bytes],
+    ) -> pb.AppendResponse:
+        chunks = await gather_content(content)
+        header = pb.AppendRequest.parse(bytes(request)) if request.content else request
+        if request.content:
+            header.content = b""
+        return await self.core.append(header, chunks)

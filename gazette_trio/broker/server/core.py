@@ -1,0 +1,554 @@
+"""The journal server core: Gazette's Journal API semantics for one node.
+
+`JournalServerCore` implements List, Apply, Read, Append and ListFragments
+as plain Trio methods over a `Storage`. The gRPC service (`service.py`) and
+the in-process client (`gazette_trio.broker.local`) are thin adapters over
+it, so both transports behave identically.
+
+What it promises, as Gazette's brokers do:
+
+- Specs are created, updated and deleted by Apply, all changes of a request
+  or none, guarded by `expect_mod_revision` (0: must not exist; -1: any).
+  Each successful Apply takes the next revision of a counter kept in storage.
+- An Append lands atomically and contiguously at the write head, or not at
+  all. Register checks and updates are applied with it, atomically. The
+  response carries the commit fragment (begin, end and SHA-1 of exactly the
+  appended bytes) and the registers after the append.
+- A Read streams, for each fragment it touches, a metadata response (status,
+  offset, write head, fragment) followed by content chunks. At the write head
+  it blocks (woken by the next append) or answers OFFSET_NOT_YET_AVAILABLE.
+  Where content was removed it jumps to the next available offset.
+- Fragments roll when the spool reaches the spec's fragment length.
+
+Deviations, because there is exactly one node and no fragment stores: routes
+always name this server; content is stored uncompressed whatever the spec's
+codec; `flush_interval`, `retention`, `stores` and `max_append_rate` are
+stored but not acted on; an offset jump never waits for a store to catch up.
+Deleting a journal's spec keeps its fragments: re-creating it resumes at its
+old write head, as with Gazette's fragment stores.
+
+Determinism: the core reads no clock, iterates only ordered collections, and
+calls the `Faults` hooks at fixed points, so a simulation on a mock clock
+replays exactly.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import logging
+from bisect import bisect_right
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from ... import aio
+from ...protocol import protocol as pb
+from .. import labels as L
+from ..fragments import sha1_sum
+from ..journal_spec import may_read, may_write
+from ..validation import ValidationError, split_meta
+from . import requests as R
+from .faults import Faults
+from .storage import FragmentFile, MemoryStorage, RecoveredJournal, SpecRecord, Storage
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK_SIZE = 1 << 17
+"""Content responses carry at most 128 KiB, as Gazette's brokers send."""
+
+DEFAULT_PAGE_LIMIT = 1000
+
+_EMPTY_SHA1 = hashlib.sha1(b"").digest()
+
+SendRead = Callable[[pb.ReadResponse], Awaitable[None]]
+
+
+def _copy_spec(spec: pb.JournalSpec) -> pb.JournalSpec:
+    return pb.JournalSpec.parse(bytes(spec))
+
+
+def _invalid(exc: ValidationError) -> aio.InvalidArgument:
+    return aio.InvalidArgument(str(exc))
+
+
+@dataclass(slots=True)
+class _Journal:
+    """Content state of one journal: rolled fragments, the spool, registers."""
+
+    name: str
+    fragments: list[FragmentFile] = field(default_factory=list)
+    begins: list[int] = field(default_factory=list)
+    spool_begin: int = 0
+    spool_open: bool = False
+    write_head: int = 0
+    registers: pb.LabelSet = field(default_factory=pb.LabelSet)
+    lock: trio.Lock = field(default_factory=trio.Lock)
+    changed: trio.Event = field(default_factory=trio.Event)
+    # SHA-1 of the spool is computed lazily, up to `hashed_to`, when a
+    # response or a roll needs it: appends then hash their bytes only once.
+    hasher: Any = field(default_factory=hashlib.sha1)
+    hashed_to: int = 0
+
+    @classmethod
+    def recovered(cls, name: str, state: RecoveredJournal) -> _Journal:
+        j = cls(name, fragments=list(state.fragments), registers=state.registers)
+        j.begins = [f.begin for f in j.fragments]
+        j.write_head = state.write_head
+        j.spool_open = state.spool_begin is not None
+        j.spool_begin = state.spool_begin if state.spool_begin is not None else state.write_head
+        j.hashed_to = j.spool_begin
+        return j
+
+    def wake(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
+
+
+@dataclass(frozen=True, slots=True)
+class _Span:
+    """A fragment (rolled or the spool) as a read sees it."""
+
+    begin: int
+    end: int
+    sum: bytes
+    mod_time: int
+
+
+class JournalServerCore:
+    """Gazette's Journal API over a `Storage`, for one node.
+
+    Build it on `MemoryStorage()` (the default) or `FileStorage(data_dir)`;
+    state is recovered from the storage at construction. `endpoint` (set it
+    once the server listens) is advertised in the routes of responses.
+    """
+
+    def __init__(
+        self,
+        storage: Storage | None = None,
+        *,
+        faults: Faults | None = None,
+        process_id: pb.ProcessSpecId | None = None,
+        endpoint: str = "",
+        read_chunk_size: int = READ_CHUNK_SIZE,
+    ) -> None:
+        self.storage: Storage = storage if storage is not None else MemoryStorage()
+        self.faults = faults
+        self.process_id = process_id or pb.ProcessSpecId(zone="local", suffix="gazette-trio")
+        self.endpoint = endpoint
+        self.read_chunk_size = read_chunk_size
+        recovered = self.storage.recover()
+        # Revision 1 is the empty state, as etcd's first revision: Gazette's
+        # clients reject a header with revision 0.
+        self._revision = max(recovered.revision, 1)
+        self._specs: dict[str, SpecRecord] = dict(recovered.specs)
+        self._journals: dict[str, _Journal] = {
+            name: _Journal.recovered(name, state) for name, state in recovered.journals.items()
+        }
+        self._apply_lock = trio.Lock()
+
+    # ------------------------------------------------------------------
+    # Introspection (tests, status pages, the simulator's invariants)
+
+    @property
+    def revision(self) -> int:
+        return self._revision
+
+    def spec(self, journal: str) -> pb.JournalSpec | None:
+        record = self._specs.get(journal)
+        return _copy_spec(record.spec) if record is not None else None
+
+    def write_head(self, journal: str) -> int:
+        j = self._journals.get(journal)
+        return j.write_head if j is not None else 0
+
+    def registers(self, journal: str) -> pb.LabelSet:
+        j = self._journals.get(journal)
+        return pb.LabelSet.parse(bytes(j.registers)) if j is not None else pb.LabelSet()
+
+    # ------------------------------------------------------------------
+    # Headers
+
+    def route(self) -> pb.Route:
+        return pb.Route(
+            members=[self.process_id],
+            primary=0,
+            endpoints=[self.endpoint] if self.endpoint else [],
+        )
+
+    def header(self) -> pb.Header:
+        return pb.Header(
+            process_id=self.process_id,
+            route=self.route(),
+            etcd=pb.HeaderEtcd(
+                cluster_id=0x6761_7A65_7474_6521,
+                member_id=1,
+                revision=self._revision,
+                raft_term=1,
+            ),
+        )
+
+    # ------------------------------------------------------------------
+    # List and Apply
+
+    async def list(self, request: pb.ListRequest) -> pb.ListResponse:
+        await trio.lowlevel.checkpoint()
+        try:
+            R.validate_list_request(request)
+        except ValidationError as exc:
+            raise _invalid(exc) from None
+        out: list[pb.ListResponseJournal] = []
+        next_token = ""
+        for name in sorted(self._specs):
+            if request.page_token and name < request.page_token:
+                continue
+            record = self._specs[name]
+            if not L.matches(request.selector, record.spec.labels, L.journal_meta_labels(name)):
+                continue
+            if request.page_limit and len(out) == request.page_limit:
+                next_token = name
+                break
+            out.append(
+                pb.ListResponseJournal(
+                    spec=_copy_spec(record.spec),
+                    mod_revision=record.mod_revision,
+                    route=self.route(),
+                )
+            )
+        return pb.ListResponse(
+            status=pb.Status.OK, header=self.header(), journals=out, next_page_token=next_token
+        )
+
+    async def apply(self, request: pb.ApplyRequest) -> pb.ApplyResponse:
+        try:
+            R.validate_apply_request(request)
+            for change in request.changes:
+                if change.upsert is not None:
+                    self.storage.check_journal_name(change.upsert.name)
+        except ValidationError as exc:
+            raise _invalid(exc) from None
+        async with self._apply_lock:
+            for change in request.changes:
+                name = change.upsert.name if change.upsert is not None else change.delete
+                current = self._specs.get(name)
+                have = current.mod_revision if current is not None else 0
+                if change.expect_mod_revision != -1 and change.expect_mod_revision != have:
+                    return pb.ApplyResponse(
+                        status=pb.Status.ETCD_TRANSACTION_FAILED, header=self.header()
+                    )
+            if not request.changes:
+                return pb.ApplyResponse(status=pb.Status.OK, header=self.header())
+            revision = self._revision + 1
+            specs = dict(self._specs)
+            deleted = []
+            for change in request.changes:
+                if change.upsert is not None:
+                    name = change.upsert.name
+                    prior = specs.get(name)
+                    created = prior.create_revision if prior is not None else revision
+                    specs[name] = SpecRecord(_copy_spec(change.upsert), created, revision)
+                elif specs.pop(change.delete, None) is not None:
+                    deleted.append(change.delete)
+            # Once storage has the new specs they are the truth; a cancelled
+            # caller must not leave memory behind them.
+            with trio.CancelScope(shield=True):
+                await self.storage.save_specs(revision, specs)
+                self._specs = specs
+                self._revision = revision
+            for name in deleted:
+                j = self._journals.get(name)
+                if j is not None:
+                    j.wake()  # blocked readers see the journal is gone
+            return pb.ApplyResponse(status=pb.Status.OK, header=self.header())
+
+    # ------------------------------------------------------------------
+    # Fragments
+
+    def _journal(self, name: str) -> _Journal:
+        j = self._journals.get(name)
+        if j is None:
+            j = self._journals[name] = _Journal(name)
+        return j
+
+    def _spool_sum(self, j: _Journal) -> bytes:
+        if j.write_head == j.spool_begin:
+            return bytes(20)
+        while j.hashed_to < j.write_head:
+            n = min(j.write_head - j.hashed_to, 1 << 20)
+            j.hasher.update(self.storage.read(j.name, j.spool_begin, j.hashed_to, n))
+            j.hashed_to += n
+        return bytes(j.hasher.digest())
+
+    def _spans(self, j: _Journal) -> builtins.list[_Span]:
+        spans = [_Span(f.begin, f.end, f.sum, f.mod_time) for f in j.fragments]
+        if j.write_head > j.spool_begin:
+            spans.append(_Span(j.spool_begin, j.write_head, self._spool_sum(j), 0))
+        return spans
+
+    def _locate(self, j: _Journal, offset: int) -> tuple[_Span, int] | None:
+        """The span covering `offset`, or the next one after it (an offset
+        jump over removed content), with the offset to read from."""
+        if j.spool_begin <= offset < j.write_head:
+            return _Span(j.spool_begin, j.write_head, self._spool_sum(j), 0), offset
+        i = bisect_right(j.begins, offset) - 1
+        if i >= 0 and j.fragments[i].end > offset:
+            f = j.fragments[i]
+            return _Span(f.begin, f.end, f.sum, f.mod_time), offset
+        if i + 1 < len(j.fragments):
+            f = j.fragments[i + 1]
+            return _Span(f.begin, f.end, f.sum, f.mod_time), f.begin
+        if offset < j.spool_begin < j.write_head:
+            return _Span(j.spool_begin, j.write_head, self._spool_sum(j), 0), j.spool_begin
+        return None
+
+    def _fragment(self, name: str, span: _Span) -> pb.Fragment:
+        return pb.Fragment(
+            journal=name,
+            begin=span.begin,
+            end=span.end,
+            sum=sha1_sum(span.sum),
+            compression_codec=pb.CompressionCodec.NONE,
+            mod_time=span.mod_time,
+        )
+
+    async def list_fragments(self, request: pb.FragmentsRequest) -> pb.FragmentsResponse:
+        await trio.lowlevel.checkpoint()
+        try:
+            R.validate_fragments_request(request)
+        except ValidationError as exc:
+            raise _invalid(exc) from None
+        name, _ = split_meta(request.journal)
+        record = self._specs.get(name)
+        if record is None:
+            return pb.FragmentsResponse(status=pb.Status.JOURNAL_NOT_FOUND, header=self.header())
+        if not may_read(record.spec.flags):
+            return pb.FragmentsResponse(status=pb.Status.NOT_ALLOWED, header=self.header())
+        limit = request.page_limit or DEFAULT_PAGE_LIMIT
+        spans = self._spans(self._journal(name))
+        start = next(
+            (i for i, s in enumerate(spans) if s.begin >= request.next_page_token), len(spans)
+        )
+        out: builtins.list[pb.FragmentsResponseFragment] = []
+        i = start
+        while i < len(spans) and len(out) < limit:
+            s = spans[i]
+            i += 1
+            if (s.mod_time != 0 and s.mod_time < request.begin_mod_time) or (
+                request.end_mod_time != 0 and (s.mod_time == 0 or s.mod_time > request.end_mod_time)
+            ):
+                continue
+            out.append(pb.FragmentsResponseFragment(spec=self._fragment(name, s)))
+        return pb.FragmentsResponse(
+            status=pb.Status.OK,
+            header=self.header(),
+            fragments=out,
+            next_page_token=spans[i].begin if i < len(spans) else 0,
+        )
+
+    async def remove_fragments(self, journal: str, before: int) -> builtins.list[pb.Fragment]:
+        """Delete rolled fragments of `journal` that end at or before offset
+        `before` (never the spool); readers then jump over the hole. Returns
+        what was removed."""
+        j = self._journals.get(journal)
+        if j is None:
+            return []
+        removed = []
+        async with j.lock:
+            keep = []
+            for f in j.fragments:
+                if f.end <= before:
+                    with trio.CancelScope(shield=True):
+                        await self.storage.remove(journal, f)
+                    removed.append(
+                        self._fragment(journal, _Span(f.begin, f.end, f.sum, f.mod_time))
+                    )
+                else:
+                    keep.append(f)
+            j.fragments = keep
+            j.begins = [f.begin for f in keep]
+        return removed
+
+    # ------------------------------------------------------------------
+    # Read
+
+    async def read(self, request: pb.ReadRequest, send: SendRead) -> None:
+        """Serve a Read: call `send` with each response until the read is
+        complete (non-blocking at the head, `end_offset`, metadata only) or
+        the caller is cancelled."""
+        await trio.lowlevel.checkpoint()
+        try:
+            R.validate_read_request(request)
+        except ValidationError as exc:
+            raise _invalid(exc) from None
+        name, _ = split_meta(request.journal)
+        record = self._specs.get(name)
+        if record is None:
+            await send(pb.ReadResponse(status=pb.Status.JOURNAL_NOT_FOUND, header=self.header()))
+            return
+        if not may_read(record.spec.flags):
+            await send(pb.ReadResponse(status=pb.Status.NOT_ALLOWED, header=self.header()))
+            return
+        j = self._journal(name)
+        offset = j.write_head if request.offset == -1 else request.offset
+        end_offset = request.end_offset
+        header: pb.Header | None = self.header()
+        while True:
+            changed = j.changed
+            located = self._locate(j, offset)
+            if located is None:
+                if not request.block:
+                    await send(
+                        pb.ReadResponse(
+                            status=pb.Status.OFFSET_NOT_YET_AVAILABLE,
+                            header=header,
+                            offset=offset,
+                            write_head=j.write_head,
+                        )
+                    )
+                    return
+                await changed.wait()
+                if name not in self._specs:
+                    await send(
+                        pb.ReadResponse(status=pb.Status.JOURNAL_NOT_FOUND, header=self.header())
+                    )
+                    return
+                continue
+            span, offset = located
+            await send(
+                pb.ReadResponse(
+                    status=pb.Status.OK,
+                    header=header,
+                    offset=offset,
+                    write_head=j.write_head,
+                    fragment=self._fragment(name, span),
+                )
+            )
+            header = None
+            if request.metadata_only or (end_offset and offset >= end_offset):
+                return
+            stop = min(span.end, end_offset) if end_offset else span.end
+            while offset < stop:
+                n = min(self.read_chunk_size, stop - offset)
+                if self.faults is not None:
+                    await self.faults.before_read(name, offset, n)
+                data = self.storage.read(name, span.begin, offset, n)
+                await send(pb.ReadResponse(offset=offset, content=data))
+                offset += n
+            if end_offset and offset >= end_offset:
+                return
+
+    # ------------------------------------------------------------------
+    # Append
+
+    async def append(
+        self, request: pb.AppendRequest, content: Sequence[bytes]
+    ) -> pb.AppendResponse:
+        """Append all of `content` to `request.journal` at its write head,
+        with the request's register checks and updates, or nothing.
+
+        `request` is the header of Gazette's Append stream (its `content` must
+        be empty); `content` is every chunk the client sent.
+        """
+        await trio.lowlevel.checkpoint()
+        try:
+            R.validate_append_header(request)
+        except ValidationError as exc:
+            raise _invalid(exc) from None
+        name, _ = split_meta(request.journal)
+        if name not in self._specs:
+            return pb.AppendResponse(status=pb.Status.JOURNAL_NOT_FOUND, header=self.header())
+        chunks = [c for c in content if c]
+        size = sum(len(c) for c in chunks)
+        j = self._journal(name)
+        async with j.lock:
+            if self.faults is not None:
+                await self.faults.before_append(name, j.write_head, size)
+            record = self._specs.get(name)  # it may have been deleted while we waited
+            if record is None:
+                return pb.AppendResponse(status=pb.Status.JOURNAL_NOT_FOUND, header=self.header())
+            spec = record.spec
+            if (
+                request.check_registers is not None
+                and j.registers.labels
+                and not L.matches(request.check_registers, j.registers)
+            ):
+                return pb.AppendResponse(
+                    status=pb.Status.REGISTER_MISMATCH,
+                    header=self.header(),
+                    registers=pb.LabelSet.parse(bytes(j.registers)),
+                )
+            if request.offset != 0 and request.offset != j.write_head:
+                return pb.AppendResponse(status=pb.Status.WRONG_APPEND_OFFSET, header=self.header())
+            if size and not may_write(spec.flags):
+                return pb.AppendResponse(status=pb.Status.NOT_ALLOWED, header=self.header())
+            updates = request.union_registers is not None or request.subtract_registers is not None
+            if not size and updates:
+                raise aio.InvalidArgument(
+                    f"journal {name}: register modification requires a non-empty append"
+                )
+            registers = j.registers
+            if request.subtract_registers is not None:
+                registers = L.subtract(registers, request.subtract_registers)
+            if request.union_registers is not None:
+                registers = L.union(request.union_registers, registers)
+
+            digest = hashlib.sha1()
+            for chunk in chunks:
+                digest.update(chunk)
+            begin = j.write_head
+            commit = pb.Fragment(
+                journal=name,
+                begin=begin,
+                end=begin + size,
+                sum=sha1_sum(digest.digest() if size else _EMPTY_SHA1),
+                compression_codec=pb.CompressionCodec.NONE,
+            )
+            if size:
+                # From here the append either becomes durable and visible, or
+                # storage rolls it back; a cancelled client cannot leave it
+                # half-done.
+                with trio.CancelScope(shield=True):
+                    await self._commit(j, spec, chunks, registers if updates else None)
+            if self.faults is not None:
+                await self.faults.after_append(name, commit)
+            return pb.AppendResponse(
+                status=pb.Status.OK,
+                header=self.header(),
+                commit=commit,
+                registers=pb.LabelSet.parse(bytes(j.registers)),
+            )
+
+    async def _commit(
+        self,
+        j: _Journal,
+        spec: pb.JournalSpec,
+        chunks: Sequence[bytes],
+        registers: pb.LabelSet | None,
+    ) -> None:
+        length = spec.fragment.length if spec.fragment is not None else 0
+        if j.spool_open and j.write_head > j.spool_begin and j.write_head - j.spool_begin >= length:
+            rolled = await self.storage.roll(
+                j.name, FragmentFile(j.spool_begin, j.write_head, self._spool_sum(j))
+            )
+            j.fragments.append(rolled)
+            j.begins.append(rolled.begin)
+            j.spool_open = False
+            j.spool_begin = j.hashed_to = j.write_head
+            j.hasher = hashlib.sha1()
+        if not j.spool_open:
+            await self.storage.start_spool(j.name, j.write_head, j.registers)
+            j.spool_open = True
+            j.spool_begin = j.hashed_to = j.write_head
+            j.hasher = hashlib.sha1()
+        size = sum(len(c) for c in chunks)
+        await self.storage.append(j.name, j.spool_begin, j.write_head, chunks, registers)
+        j.write_head += size
+        if registers is not None:
+            j.registers = registers
+        j.wake()
+
+    def journals(self) -> Iterable[str]:
+        """Names of journals with a spec, sorted."""
+        return sorted(self._specs)

@@ -1,0 +1,57 @@
+"""Run the journal server standalone: storage, core and gRPC service together.
+
+`serve_journals` is what `gazette-trio broker serve` and
+`python -m gazette_trio.broker.server` run; tests and the single-process
+consumer runtime can start it in a nursery too. It owns the lifetime of the
+storage (closed when the server stops) and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import trio
+
+from ... import aio
+from .core import JournalServerCore
+from .file_storage import FileStorage
+from .service import journal_service
+from .storage import MemoryStorage, Storage
+
+log = logging.getLogger(__name__)
+
+
+def open_storage(data_dir: str | os.PathLike[str] | None, *, sync: bool = True) -> Storage:
+    """`FileStorage` in `data_dir`, or `MemoryStorage` if it is None."""
+    if data_dir is None:
+        return MemoryStorage()
+    return FileStorage(Path(data_dir), sync=sync)
+
+
+async def serve_journals(
+    data_dir: str | os.PathLike[str] | None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    sync: bool = True,
+    task_status: trio.TaskStatus[tuple[JournalServerCore, int]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the Journal API from `data_dir` (None: in memory) until cancelled.
+
+    Reports `(core, bound_port)` through `task_status`. Needs the asyncio
+    island (`gazette_trio.aio.asyncio_island`) to be open.
+    """
+    storage = open_storage(data_dir, sync=sync)
+    try:
+        core = JournalServerCore(storage)
+        async with trio.open_nursery() as nursery:
+            bound: int = await nursery.start(aio.serve, [journal_service(core)], host, port)
+            core.endpoint = f"http://{host}:{bound}"
+            log.info(
+                "journal server listening on %s (data: %s)", core.endpoint, data_dir or "memory"
+            )
+            task_status.started((core, bound))
+    finally:
+        storage.close()
