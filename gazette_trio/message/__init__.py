@@ -25,7 +25,16 @@ from .framing import (
     framing_for,
     register_framing,
 )
-from .message import CSVRecord, Envelope, JSONMessage, Message
+from .message import (
+    JSON_UUID_PATH,
+    CSVRecord,
+    Envelope,
+    JSONMessage,
+    Message,
+    acknowledgement_of,
+    get_uuid,
+    set_uuid,
+)
 from .sequencer import (
     DEFAULT_BUFFER_SIZE,
     ProducerState,
@@ -62,6 +71,7 @@ __all__ = [
     "CSV",
     "DEFAULT_BUFFER_SIZE",
     "JSON_LINES",
+    "JSON_UUID_PATH",
     "OUTSIDE_TXN",
     "PROTO_FIXED",
     "UUID",
@@ -80,6 +90,7 @@ __all__ = [
     "Replay",
     "ReplayError",
     "Sequencer",
+    "acknowledgement_of",
     "build_uuid",
     "clock_from_unix_ns",
     "clock_of",
@@ -92,9 +103,11 @@ __all__ = [
     "flags_of",
     "framing_by_content_type",
     "framing_for",
+    "get_uuid",
     "new_producer_id",
     "producer_of",
     "producer_states_of",
     "read_through_of",
     "register_framing",
+    "set_uuid",
 ]

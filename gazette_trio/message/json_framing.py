@@ -6,8 +6,9 @@ Gazette's JSON framing writes them. Messages are written with orjson
 does, which any JSON reader accepts) and read with orjson.
 
 A message type for this framing provides `to_json()` (a value orjson can
-serialize) and a classmethod `from_json(doc)`. `JSONMessage` subclasses take
-a faster path: a whole chunk's lines are decoded, wrapped and their UUID
+serialize) and a classmethod `from_json(doc)`. Plain `dict`s are messages
+too, with their UUID at `_meta.uuid`: decoding them costs the least.
+`dict` and `JSONMessage` subclasses take a faster path: a whole chunk's lines are decoded, wrapped and their UUID
 strings parsed in bulk (`uuids.fields_of_strings`), with per-frame work done
 in C wherever Python lets it.
 
@@ -27,7 +28,7 @@ import orjson
 
 from ..protocol import protocol as pb
 from .framing import JSON_LINES, FrameDecoder, FramingError, register_framing
-from .message import Envelope, JSONMessage
+from .message import JSON_UUID_PATH, Envelope, JSONMessage
 from .uuids import fields_of, fields_of_string, fields_of_strings
 
 __all__ = ["JSONDecoder", "JSONFraming"]
@@ -52,22 +53,29 @@ class JSONFraming:
 class JSONDecoder(FrameDecoder):
     def __init__(self, spec: pb.JournalSpec, message_type: Any, offset: int) -> None:
         super().__init__(spec, message_type, offset)
-        # The bulk path builds messages as `message_type(doc)`, which is what
-        # JSONMessage.from_json does; a subclass that overrides it is called per frame.
-        self._bulk = (
+        # Plain dicts are messages as decoded. The bulk path builds other
+        # messages as `message_type(doc)`, which is what JSONMessage.from_json
+        # does; a subclass that overrides from_json is called frame by frame.
+        self._raw = message_type is dict
+        self._bulk = self._raw or (
             isinstance(message_type, type)
             and issubclass(message_type, JSONMessage)
             and message_type.from_json.__func__ is JSONMessage.from_json.__func__  # type: ignore[attr-defined]
         )
-        path: tuple[str, ...] = message_type.uuid_path if self._bulk else ()
+        path: tuple[str, ...] = ()
+        if self._raw:
+            path = JSON_UUID_PATH
+        elif isinstance(message_type, type) and issubclass(message_type, JSONMessage):
+            path = message_type.uuid_path
         self._path = path
         self._getters = [itemgetter(key) for key in path]
 
     def _decode(self, data: bytes, base: int) -> tuple[list[Envelope], int, FramingError | None]:
-        last = data.rfind(b"\n")
-        if last < 0:
+        lines = data.split(b"\n")
+        partial = lines.pop()  # What follows the last newline: an incomplete frame.
+        if not lines:
             return [], 0, None
-        lines = data[:last].split(b"\n")
+        last = len(data) - len(partial) - 1
         if self._bulk:
             try:
                 envelopes = self._bulk_decode(lines, base)
@@ -79,10 +87,9 @@ class JSONDecoder(FrameDecoder):
 
     def _bulk_decode(self, lines: list[bytes], base: int) -> list[Envelope]:
         docs = list(map(_loads, lines))
-        cls = self.message_type
         if not all(map(dict.__instancecheck__, docs)):
             raise TypeError("not every document is an object")
-        messages = list(map(cls, docs))
+        messages = docs if self._raw else list(map(self.message_type, docs))
         column: Any = docs
         for getter in self._getters:
             column = map(getter, column)
@@ -115,7 +122,12 @@ class JSONDecoder(FrameDecoder):
                     FramingError(self.journal, begin, f"malformed JSON line: {exc}"),
                 )
             try:
-                message = self.message_type.from_json(doc)
+                if self._raw:
+                    if not isinstance(doc, dict):
+                        raise TypeError(f"expected a JSON object, got {type(doc).__name__}")
+                    message = doc
+                else:
+                    message = self.message_type.from_json(doc)
                 producer, clock, flags = self._fields(message, doc)
             except (ValueError, TypeError) as exc:
                 return (
@@ -128,7 +140,7 @@ class JSONDecoder(FrameDecoder):
         return envelopes, begin - base, None
 
     def _fields(self, message: Any, doc: Any) -> tuple[bytes, int, int]:
-        if not self._bulk:
+        if not self._path:
             return fields_of(message.get_uuid())
         node = doc
         for key in self._path:

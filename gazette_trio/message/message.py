@@ -16,6 +16,8 @@ hooks are the framing's business and are documented there (`to_json` /
 - `JSONMessage`, a dict whose UUID lives at `_meta.uuid` (the path is a class
   attribute, `uuid_path`: set it to `("UUID",)` to read the JSON that
   Gazette's Go examples write);
+- plain `dict`s are JSON messages too, with the UUID at `_meta.uuid`
+  (`get_uuid`, `set_uuid` and `acknowledgement_of` work on any message);
 - `CSVRecord`, a list of strings whose first column is the UUID, as
   Gazette's CSVRecord.
 
@@ -36,7 +38,19 @@ from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 from ..protocol import protocol as pb
 from .uuids import ACK_TXN, UUID, ProducerID, fields_of, fields_of_string
 
-__all__ = ["CSVRecord", "Envelope", "JSONMessage", "Message"]
+__all__ = [
+    "JSON_UUID_PATH",
+    "CSVRecord",
+    "Envelope",
+    "JSONMessage",
+    "Message",
+    "acknowledgement_of",
+    "get_uuid",
+    "set_uuid",
+]
+
+JSON_UUID_PATH = ("_meta", "uuid")
+"""Where JSON messages keep their UUID string, by convention."""
 
 
 @runtime_checkable
@@ -74,7 +88,7 @@ class Envelope(NamedTuple):
     @classmethod
     def of(cls, journal: pb.JournalSpec, begin: int, end: int, message: Any) -> Envelope:
         """An envelope for `message`, taking the UUID fields from `message.get_uuid()`."""
-        producer, clock, flags = fields_of(message.get_uuid())
+        producer, clock, flags = fields_of(get_uuid(message))
         return cls(journal, begin, end, message, producer, clock, flags)
 
     @property
@@ -93,26 +107,13 @@ class Envelope(NamedTuple):
 class JSONMessage(dict[str, Any]):
     """A JSON object as a message; its UUID is the string at `uuid_path`."""
 
-    uuid_path: ClassVar[tuple[str, ...]] = ("_meta", "uuid")
+    uuid_path: ClassVar[tuple[str, ...]] = JSON_UUID_PATH
 
     def get_uuid(self) -> UUID | None:
-        node: Any = self
-        for key in self.uuid_path:
-            if not isinstance(node, dict) or key not in node:
-                return None
-            node = node[key]
-        if not isinstance(node, str):
-            raise ValueError(f"{'.'.join(self.uuid_path)} is not a UUID string: {node!r}")
-        return UUID(node)
+        return _json_uuid(self, self.uuid_path)
 
     def set_uuid(self, uuid: UUID) -> None:
-        node: dict[str, Any] = self
-        for key in self.uuid_path[:-1]:
-            child = node.get(key)
-            if not isinstance(child, dict):
-                child = node[key] = {}
-            node = child
-        node[self.uuid_path[-1]] = str(uuid)
+        _set_json_uuid(self, self.uuid_path, uuid)
 
     def new_acknowledgement(self, journal: str) -> JSONMessage:
         ack = type(self)()
@@ -161,3 +162,47 @@ class CSVRecord(list[str]):
             raise ValueError("fields are empty")
         fields_of_string(row[0])  # The first column must be a UUID.
         return cls(row)
+
+
+def _json_uuid(doc: dict[str, Any], path: tuple[str, ...]) -> UUID | None:
+    node: Any = doc
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    if not isinstance(node, str):
+        raise ValueError(f"{'.'.join(path)} is not a UUID string: {node!r}")
+    return UUID(node)
+
+
+def _set_json_uuid(doc: dict[str, Any], path: tuple[str, ...], uuid: UUID) -> None:
+    node = doc
+    for key in path[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = node[key] = {}
+        node = child
+    node[path[-1]] = str(uuid)
+
+
+def get_uuid(message: Any) -> UUID | None:
+    """The UUID of a message: `message.get_uuid()`, or `_meta.uuid` of a plain dict."""
+    if type(message) is dict:
+        return _json_uuid(message, JSON_UUID_PATH)
+    uuid: UUID | None = message.get_uuid()
+    return uuid
+
+
+def set_uuid(message: Any, uuid: UUID) -> None:
+    """Set the UUID of a message (`_meta.uuid` of a plain dict)."""
+    if type(message) is dict:
+        _set_json_uuid(message, JSON_UUID_PATH, uuid)
+    else:
+        message.set_uuid(uuid)
+
+
+def acknowledgement_of(message: Any, journal: str) -> Any:
+    """A new ACK message of the same type as `message`, for `journal`."""
+    if type(message) is dict:
+        return {"_meta": {"ack": True}}
+    return message.new_acknowledgement(journal)

@@ -176,32 +176,36 @@ class Sequencer:
         append = out.append
         journals = self._journals
         buffered = self._buffered
+        limit = self._limit
         last_spec = None
+        last_producer = None
         producers: dict[bytes, _Producer] = {}
+        p = _Producer(0)
         for env in envelopes:
-            clock = env[5]
+            spec, begin, _, _, producer, clock, flags = env
             if not clock:
                 append(env)  # No UUID: committed, and never a duplicate.
                 continue
-            spec = env[0]
             if spec is not last_spec:
                 last_spec = spec
+                last_producer = None
                 producers = journals.get(spec.name)  # type: ignore[assignment]
                 if producers is None:
                     producers = journals[spec.name] = {}
-            p = producers.get(env[4])
-            if p is None:
-                p = producers[env[4]] = _Producer(clock - 1)
-            flags = env[6]
+            if producer != last_producer:
+                last_producer = producer
+                p = producers.get(producer)  # type: ignore[assignment]
+                if p is None:
+                    p = producers[producer] = _Producer(clock - 1)
 
             if flags == CONTINUE_TXN:
                 if clock > p.max_clock:  # max_clock >= last_ack always.
                     if p.begin < 0:
-                        p.begin = env[1]
+                        p.begin = begin
                     p.buffer.append(env)
                     p.max_clock = clock
                     buffered += 1
-                    if buffered > self._limit:
+                    if buffered > limit:
                         self._buffered = buffered
                         self._spill()
                         buffered = self._buffered
@@ -234,8 +238,8 @@ class Sequencer:
                 else:
                     tail = [e for e in buf if e[5] <= clock]
                     tail.append(env)
-                    end = buf[0][1] if buf else env[1]
-                    append(Replay(spec.name, p.begin, end, env[4], p.last_ack, clock, tail))
+                    end = buf[0][1] if buf else begin
+                    append(Replay(spec.name, p.begin, end, producer, p.last_ack, clock, tail))
                 buffered -= len(buf)
                 p.buffer = []
                 p.last_ack = p.max_clock = clock
