@@ -6,6 +6,7 @@ json_framing_test.go, csv_framing_test.go).
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -323,7 +324,7 @@ def test_json_chunk_boundaries_do_not_change_what_is_decoded(
     points = sorted({min(c, len(content)) for c in cuts} | {0, len(content)})
     decoder = framing.decoder(spec(JSON_LINES), dict, 0)
     envelopes: list[Envelope] = []
-    for start, stop in zip(points, points[1:], strict=False):
+    for start, stop in itertools.pairwise(points):
         envelopes.extend(decode_all(decoder, content[start:stop], offset=start))
     assert decoder.finish() is None
     assert [e.message for e in envelopes] == docs
