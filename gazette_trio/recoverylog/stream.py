@@ -92,6 +92,12 @@ class LogDecoder:
         """Whether the decoder is inside a write's payload."""
         return self._remaining != 0
 
+    def reset(self, offset: int) -> None:
+        """Start over at `offset`, dropping what is buffered (content was
+        skipped: an offset jump)."""
+        self.offset = offset
+        self._buf, self._pos, self._remaining = b"", 0, 0
+
     def feed(self, data: bytes) -> None:
         """Append the next bytes of the log."""
         if self._pos == len(self._buf):

@@ -1,0 +1,493 @@
+"""The Player: a recovery log played back into a local directory.
+
+`Player.play(hints, directory, ...)` rebuilds the file system a recorder
+described by `hints`: it reads only the log segments the hints name
+(skipping dead stretches), applies each op through the FSM and re-enacts the
+applied ones on disk. Files are staged as `<directory>/.fnodes/<fnode>`
+while playing; when playback completes, each live file is hard-linked at its
+paths and the staging directory removed (Gazette's layout and steps).
+
+Once it has read through the log's write head the player keeps *tailing*:
+it follows a live recorder's appends, so a hot standby stays seconds behind
+the primary (`tailing` reports it; a replica then says STANDBY instead of
+BACKFILL). Playback then ends in one of two ways, asked for from another
+task:
+
+- `finish_at_write_head()`: stop once caught up, and make files live;
+- `inject_handoff(author)`: once caught up, append a no-op sequenced after
+  everything read, with `union_registers = author's fence`, and read on
+  until that no-op comes back. If it applied, no other recorder's op got in
+  between: the player's FSM is the log's and the fence now stops the old
+  recorder's appends; a `Recorder` continues from the returned `Playback`.
+  If another op won the race, the no-op is a dead branch: catch up and try
+  again (Gazette's `Player.InjectHandoff`).
+
+Playback is cancellable at any point by the caller's cancel scope; a
+cancelled or failed playback removes the directory, as Gazette does. Errors
+that mean the log cannot yield the hinted state (hinted segments beyond the
+write head, a jump over hinted content, a frame that does not decode) raise
+`PlaybackError` naming the log and offset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from ..broker.client import JournalClient
+from ..broker.reader import open_reader
+from ..protocol.recoverylog import FsmHints, RecordedOp
+from .author import fence
+from .codec import frame_op
+from .fsm import FSM, Outcome
+from .hints import HintsError
+from .recorder import LogAppender
+from .stream import Desync, LogDecodeError, LogDecoder, OpRead
+
+log = logging.getLogger(__name__)
+
+STAGING_DIR = ".fnodes"
+"""Subdirectory of the playback directory holding files while they play."""
+
+SEEK_THRESHOLD = 1 << 20
+"""Skip a dead stretch of log by re-opening the read past it only if it is
+at least this long; shorter ones are read and discarded by the FSM."""
+
+
+class PlaybackError(Exception):
+    """The log cannot be played back to the hinted state."""
+
+
+class PlayerState(enum.Enum):
+    """Where a player is (Gazette's playerState)."""
+
+    BACKFILL = "backfill"
+    """Reading history, not yet at the write head seen when playback began."""
+    TAIL = "tail"
+    """Caught up, following new appends (a hot standby)."""
+    EXIT_AT_HEAD = "exit-at-head"
+    """Asked to finish once caught up."""
+    INJECT_HANDOFF = "inject-handoff"
+    """Asked to hand off: will append a no-op once caught up."""
+    READ_HANDOFF_BARRIER = "read-handoff-barrier"
+    """Appended the no-op; reading until it comes back."""
+    COMPLETE = "complete"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Playback:
+    """What a completed playback hands over: the log played (the hints' log),
+    the FSM as of the last op read, and the directory holding the files."""
+
+    log: str
+    fsm: FSM
+    directory: Path
+
+
+class Player:
+    """Plays a recovery log; see the module docstring.
+
+    One player plays once. Typical use:
+
+        player = Player()
+        nursery.start_soon(player.play, hints, directory, client, appender)
+        await player.wait_tailing()          # replica reports STANDBY
+        ...
+        player.inject_handoff(new_author())  # this member becomes primary
+        playback = await player.wait_done()
+    """
+
+    def __init__(self) -> None:
+        self._state = PlayerState.BACKFILL
+        self._handoff: int | None = None  # None: not asked; 0: finish; else the author.
+        self._tailing = trio.Event()
+        self._done = trio.Event()
+        self._result: Playback | None = None
+        self._error: BaseException | None = None
+        self._read_scope: trio.CancelScope | None = None
+        self._at_head = False
+        self._played = False
+        self._fsm: FSM | None = None
+        self._staging: _Staging | None = None
+        self.offset = 0
+        """Offset of the next byte to read in the log being read."""
+        self.write_head = 0
+        """The highest write head seen of the log being read."""
+        self.reading = ""
+        """The log being read."""
+
+    # ------------------------------------------------------------------
+    # Status and control, for other tasks
+
+    @property
+    def state(self) -> PlayerState:
+        return self._state
+
+    @property
+    def tailing(self) -> bool:
+        """Whether playback has caught up with the log (and follows it)."""
+        return self._tailing.is_set()
+
+    async def wait_tailing(self) -> None:
+        """Wait until playback first catches up with the log's write head."""
+        await self._tailing.wait()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    async def wait_done(self) -> Playback:
+        """Wait for playback to end; its result, or its error raised."""
+        await self._done.wait()
+        if self._error is not None:
+            raise PlaybackError(f"playback failed: {self._error}") from self._error
+        assert self._result is not None
+        return self._result
+
+    def local_path(self, path: str) -> Path | None:
+        """Where the file the log has at `path` (`/a/b` or `a/b`) is on local
+        disk right now: its staged copy while playing, None if there is no
+        such live file. For inspection: the files are the player's."""
+        fsm, staging = self._fsm, self._staging
+        if fsm is None or staging is None:
+            return None
+        fnode = fsm.links.get("/" + path.lstrip("/"))
+        if fnode is None:
+            return None
+        if self._state is PlayerState.COMPLETE:
+            return staging.directory / path.lstrip("/")
+        return staging.path(fnode) if fnode in staging.files else None
+
+    def finish_at_write_head(self) -> None:
+        """Complete playback once it has read through the write head."""
+        self._request(0)
+
+    def inject_handoff(self, author: int) -> None:
+        """Complete playback by taking the log over as `author` (non-zero)."""
+        if not 0 < author <= 0xFFFFFFFF:
+            raise ValueError(f"hand-off author {author} must be a non-zero uint32")
+        self._request(author)
+
+    def _request(self, author: int) -> None:
+        if self._handoff is not None:
+            raise RuntimeError("finish_at_write_head or inject_handoff was already requested")
+        self._handoff = author
+        if self._state in (PlayerState.BACKFILL, PlayerState.TAIL):
+            self._state = PlayerState.EXIT_AT_HEAD if author == 0 else PlayerState.INJECT_HANDOFF
+        if self._at_head and self._read_scope is not None:
+            # The read is blocked waiting for appends; stop it so the play
+            # loop can act now.
+            self._read_scope.cancel()
+
+    # ------------------------------------------------------------------
+    # Playback
+
+    async def play(
+        self,
+        hints: FsmHints,
+        directory: str | os.PathLike[str],
+        client: JournalClient,
+        appender: LogAppender,
+    ) -> Playback:
+        """Play `hints`' log into `directory` (emptied first) until a
+        requested finish or hand-off completes; see the module docstring."""
+        if self._played:
+            raise RuntimeError("a Player plays once")
+        self._played = True
+        target = Path(directory)
+        staging = self._staging = _Staging(target)
+        try:
+            try:
+                fsm = FSM(hints)
+            except HintsError as exc:
+                raise PlaybackError(f"hints of log {hints.log}: {exc}") from exc
+            self._fsm = fsm
+            staging.prepare()
+            await self._play(hints, fsm, staging, client, appender)
+            staging.make_live(fsm)
+            self._state = PlayerState.COMPLETE
+            self._result = Playback(hints.log, fsm, target)
+            return self._result
+        except BaseException as exc:
+            self._state = PlayerState.FAILED
+            self._error = exc
+            staging.abort()
+            raise
+        finally:
+            self._done.set()
+
+    async def _play(
+        self,
+        hints: FsmHints,
+        fsm: FSM,
+        staging: _Staging,
+        client: JournalClient,
+        appender: LogAppender,
+    ) -> None:
+        # Write barriers learn the transactional write head of every log the
+        # hints name: hinted history must lie below it.
+        heads: dict[str, int] = {}
+        for name in [hints.log, *(s.log for s in fsm.hinted_segments)]:
+            if name not in heads:
+                response = await appender.append(name, b"")
+                heads[name] = response.commit.end if response.commit is not None else 0
+        for segment in fsm.hinted_segments:
+            head = heads[segment.log]
+            if segment.first_offset >= head or segment.last_offset > head:
+                raise PlaybackError(
+                    f"max write-head of {segment.log} is {head}, vs hinted segment "
+                    f"{segment}; possible data loss"
+                )
+
+        decoder = LogDecoder(hints.log, 0)
+        positioned = False
+        while True:
+            # Position the read: at the next hinted segment (skipping dead
+            # stretches of log), else on through the hints' log.
+            if fsm.hinted_segments:
+                segment = fsm.hinted_segments[0]
+                if (
+                    not positioned
+                    or decoder.log != segment.log
+                    or (
+                        not decoder.in_payload
+                        and segment.first_offset - self.offset >= SEEK_THRESHOLD
+                    )
+                ):
+                    decoder = LogDecoder(segment.log, segment.first_offset)
+                    self.offset = segment.first_offset
+            elif decoder.log != hints.log:
+                raise PlaybackError(
+                    f"reading {decoder.log} after all hints were read, not {hints.log}"
+                )
+            positioned = True
+            self.reading = decoder.log
+            self.write_head = heads[decoder.log]
+
+            if self._caught_up(fsm, decoder, heads):
+                if self._state is PlayerState.EXIT_AT_HEAD:
+                    return
+                if self._state is PlayerState.INJECT_HANDOFF:
+                    await self._inject(hints, fsm, appender, heads)
+                    continue
+
+            if await self._read(hints, fsm, staging, client, decoder, heads):
+                return
+
+    def _caught_up(self, fsm: FSM, decoder: LogDecoder, heads: dict[str, int]) -> bool:
+        """Whether everything up to the known write head of the log being
+        read has been read. The first time, the player is tailing."""
+        if self.offset < heads[decoder.log]:
+            return False
+        if fsm.hinted_segments:
+            raise PlaybackError(
+                f"offset {decoder.log}:{self.offset} >= readThrough {heads[decoder.log]}, "
+                "but FSM has unused hints; possible data loss"
+            )
+        if self._state is PlayerState.READ_HANDOFF_BARRIER:
+            raise PlaybackError(
+                f"read {decoder.log} through {self.offset}, past the hand-off no-op, "
+                "without finding it"
+            )
+        if self._state is PlayerState.BACKFILL:
+            self._state = PlayerState.TAIL
+        self._tailing.set()
+        return True
+
+    async def _inject(
+        self, hints: FsmHints, fsm: FSM, appender: LogAppender, heads: dict[str, int]
+    ) -> None:
+        # A no-op sequenced after everything read so far, which also fences
+        # the log to the hand-off author.
+        assert self._handoff
+        noop = RecordedOp(seq_no=fsm.next_seq_no, checksum=fsm.next_checksum, author=self._handoff)
+        framed, _ = frame_op(noop)
+        response = await appender.append(hints.log, framed, union_registers=fence(self._handoff))
+        assert response.commit is not None
+        heads[hints.log] = max(heads[hints.log], response.commit.end)
+        self._state = PlayerState.READ_HANDOFF_BARRIER
+
+    async def _read(
+        self,
+        hints: FsmHints,
+        fsm: FSM,
+        staging: _Staging,
+        client: JournalClient,
+        decoder: LogDecoder,
+        heads: dict[str, int],
+    ) -> bool:
+        """Read on from `self.offset` until playback completes (True), or the
+        play loop must act or re-position the read (False)."""
+        name = decoder.log
+        # Older logs are read only up to their write head at playback start.
+        bound = 0 if name == hints.log else heads[name]
+        with trio.CancelScope() as self._read_scope:
+            try:
+                async with open_reader(
+                    client, name, self.offset, block=True, end_offset=bound
+                ) as reader:
+                    async for chunk in reader:
+                        self._at_head = False
+                        if chunk.offset != self.offset:
+                            self._jump(fsm, decoder, chunk.offset)
+                        self.offset = chunk.end
+                        heads[name] = max(heads[name], chunk.write_head, chunk.end)
+                        self.write_head = heads[name]
+                        if self._apply(fsm, staging, decoder, chunk.content):
+                            return True  # The hand-off no-op came back applied.
+                        if fsm.hinted_segments and self._reposition(fsm, decoder):
+                            return False
+                        if self.offset >= heads[name]:
+                            if fsm.hinted_segments or self._state is not PlayerState.TAIL:
+                                return False  # The play loop decides.
+                            self._tailing.set()
+                            self._at_head = True  # A request may now interrupt the read.
+            finally:
+                self._read_scope = None
+                self._at_head = False
+        return False
+
+    def _reposition(self, fsm: FSM, decoder: LogDecoder) -> bool:
+        segment = fsm.hinted_segments[0]
+        if segment.log != decoder.log:
+            return True
+        return not decoder.in_payload and segment.first_offset - self.offset >= SEEK_THRESHOLD
+
+    def _apply(self, fsm: FSM, staging: _Staging, decoder: LogDecoder, content: bytes) -> bool:
+        """Decode and play `content`; True if the hand-off no-op applied."""
+        decoder.feed(content)
+        handoff = self._handoff
+        while True:
+            try:
+                event = decoder.next_event()
+            except LogDecodeError as exc:
+                raise PlaybackError(str(exc)) from exc
+            if event is None:
+                return False
+            if isinstance(event, OpRead):
+                op = event.op
+                outcome = fsm.apply(op, event.body)
+                if outcome is Outcome.APPLIED:
+                    staging.reenact(op, fsm)
+                else:
+                    staging.skip_payload()
+                    if outcome not in _ROUTINE:
+                        log.info("recovery log %s: did not apply %s: %s", op.log, op, outcome.value)
+                if handoff and op.author == handoff:
+                    if self._state is not PlayerState.READ_HANDOFF_BARRIER:
+                        raise PlaybackError(
+                            f"recovery log {op.log} at offset {op.first_offset}: an op of the "
+                            f"hand-off author {handoff:#x} before its no-op was written"
+                        )
+                    if outcome is Outcome.APPLIED:
+                        return True
+                    # Another writer won the race; catch up and inject again.
+                    self._state = PlayerState.INJECT_HANDOFF
+            elif isinstance(event, Desync):
+                log.warning(
+                    "recovery log %s: skipped %d bytes that are not a frame at offset %d",
+                    decoder.log,
+                    event.last_offset - event.first_offset,
+                    event.first_offset,
+                )
+            else:
+                staging.write(event.data)
+
+    def _jump(self, fsm: FSM, decoder: LogDecoder, to: int) -> None:
+        # Content was removed from the log; it is fatal only if hinted.
+        hinted = fsm.hinted_segments
+        if hinted and hinted[0].last_offset != 0 and hinted[0].last_offset < to:
+            raise PlaybackError(
+                f"offset jumps over hinted segment of {decoder.log} (from: {self.offset}, "
+                f"to: {to}, hinted range: {hinted[0].first_offset}-{hinted[0].last_offset}); "
+                "possible data loss"
+            )
+        log.warning("recovery log %s: offset jump from %d to %d", decoder.log, self.offset, to)
+        decoder.reset(to)
+        self.offset = to
+
+
+_ROUTINE = frozenset({Outcome.FNODE_NOT_TRACKED, Outcome.NOT_HINTED_AUTHOR, Outcome.WRONG_SEQ_NO})
+"""Rejections that are routine in playback (skipped ops of dead files, dead
+branches, ops before the hinted start); others are logged."""
+
+
+class _Staging:
+    """Local files of a playback: staged by Fnode, then linked into place."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.staging = directory / STAGING_DIR
+        self.files: dict[int, int] = {}  # Fnode -> open descriptor.
+        self._write_fd: int | None = None  # Target of the payload being read.
+        self._write_pos = 0
+
+    def path(self, fnode: int) -> Path:
+        return self.staging / str(fnode)
+
+    def prepare(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+        self.staging.mkdir(parents=True)
+
+    def reenact(self, op: RecordedOp, fsm: FSM) -> None:
+        self._write_fd = None
+        if op.create is not None:
+            fd = os.open(self.path(op.seq_no), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            self.files[op.seq_no] = fd
+        elif op.unlink is not None:
+            fnode = op.unlink.fnode
+            if fnode not in fsm.live_nodes:
+                os.close(self.files.pop(fnode))
+                os.unlink(self.path(fnode))
+        elif op.write is not None:
+            self._write_fd = self.files[op.write.fnode]
+            self._write_pos = op.write.offset
+            if op.write.length == 0:
+                self._write_fd = None
+
+    def skip_payload(self) -> None:
+        self._write_fd = None
+
+    def write(self, data: memoryview) -> None:
+        fd = self._write_fd
+        if fd is None:
+            return
+        written = 0
+        while written < len(data):
+            written += os.pwrite(fd, data[written:], self._write_pos + written)
+        self._write_pos += written
+
+    def make_live(self, fsm: FSM) -> None:
+        if fsm.has_remaining_hints():
+            raise PlaybackError("playback ended with hinted segments or Fnodes not yet read")
+        for fnode, node in fsm.live_nodes.items():
+            fd = self.files.pop(fnode)
+            for link in sorted(node.links):
+                target = self.directory / link.lstrip("/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.link(self.path(fnode), target)
+            os.close(fd)
+            os.unlink(self.path(fnode))
+        if self.files:
+            raise PlaybackError(f"staged files {sorted(self.files)} are not live in the FSM")
+        self.staging.rmdir()
+        for path, content in fsm.properties.items():
+            target = self.directory / path.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "x", encoding="utf-8") as out:
+                out.write(content)
+
+    def abort(self) -> None:
+        for fd in self.files.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.files.clear()
+        shutil.rmtree(self.directory, ignore_errors=True)
