@@ -143,7 +143,7 @@ def frame_length(header: bytes | bytearray | memoryview) -> int | None:
     """The message length a fixed-frame header announces, or None if `header`
     does not open with the magic word."""
     magic, length = _HEADER.unpack_from(header)
-    return length if magic == FRAME_MAGIC else None  # type: ignore[no-any-return]
+    return int(length) if magic == FRAME_MAGIC else None
 
 
 # --------------------------------------------------------------------------
