@@ -1,0 +1,82 @@
+"""The Etcd seam: one async interface, two implementations.
+
+- `Etcd` (in `interface`): the contract every user of etcd codes against;
+- `MemoryEtcd` (in `memory`, store semantics in `mvcc`, durability in
+  `persist`): in-process, pure Trio, optionally persisted to a file;
+- `GrpcEtcd` (in `grpc`): a real etcd over gRPC;
+- the plain dataclasses and errors they speak (in `types`).
+"""
+
+from .grpc import GrpcEtcd
+from .interface import Etcd, WatchStream
+from .memory import EtcdHooks, MemoryEtcd
+from .persist import CorruptLogError
+from .types import (
+    Compacted,
+    Compare,
+    CompareOp,
+    CompareTarget,
+    Delete,
+    DeleteResult,
+    EtcdError,
+    Event,
+    EventType,
+    FutureRevision,
+    Get,
+    InvalidRequest,
+    Key,
+    KeyValue,
+    Lease,
+    LeaseExists,
+    LeaseInfo,
+    LeaseLost,
+    LeaseNotFound,
+    Op,
+    OpResult,
+    Put,
+    PutResult,
+    RangeResult,
+    TxnResult,
+    Unavailable,
+    WatchBatch,
+    prefix_end,
+    to_bytes,
+)
+
+__all__ = [
+    "Compacted",
+    "Compare",
+    "CompareOp",
+    "CompareTarget",
+    "CorruptLogError",
+    "Delete",
+    "DeleteResult",
+    "Etcd",
+    "EtcdError",
+    "EtcdHooks",
+    "Event",
+    "EventType",
+    "FutureRevision",
+    "Get",
+    "GrpcEtcd",
+    "InvalidRequest",
+    "Key",
+    "KeyValue",
+    "Lease",
+    "LeaseExists",
+    "LeaseInfo",
+    "LeaseLost",
+    "LeaseNotFound",
+    "MemoryEtcd",
+    "Op",
+    "OpResult",
+    "Put",
+    "PutResult",
+    "RangeResult",
+    "TxnResult",
+    "Unavailable",
+    "WatchBatch",
+    "WatchStream",
+    "prefix_end",
+    "to_bytes",
+]
