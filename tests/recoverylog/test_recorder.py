@@ -1,0 +1,142 @@
+"""Recorder durability and ordering: barriers, dependencies, buffering and
+the write head, on the embedded journal server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from gazette_trio.broker.append_service import DependencyFailed
+from gazette_trio.broker.reader import read_journal
+from gazette_trio.opfuture import OpFuture
+from gazette_trio.protocol.recoverylog import FsmHints
+from gazette_trio.recoverylog.codec import decode_op
+from gazette_trio.recoverylog.fsm import FSM
+from gazette_trio.recoverylog.recorder import Recorder, RecorderError, open_recorder
+from gazette_trio.recoverylog.stream import LogDecoder, OpRead
+
+from .conftest import LOG, Journals
+
+
+def mkdir(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+async def recorder(journals: Journals, directory: Path, **kwargs: int) -> Recorder:
+    return await open_recorder(
+        log=LOG,
+        fsm=FSM(FsmHints(log=LOG)),
+        author=0xABC,
+        directory=mkdir(directory),
+        appender=journals.appender,
+        **kwargs,
+    )
+
+
+async def test_ops_stay_buffered_until_a_barrier_or_the_flush_size(
+    journals: Journals, tmp_path: Path
+) -> None:
+    """Recording never waits; bytes reach the log at a barrier, or on their
+    own once `flush_bytes` accumulate."""
+    rec = await recorder(journals, tmp_path / "a", flush_bytes=1000)
+    with rec.create("f") as f:
+        f.write(b"small")
+        await trio.testing.wait_all_tasks_blocked()
+        assert journals.core.write_head(LOG) == 0
+        f.write(bytes(2000))
+        with trio.fail_after(5):
+            while journals.core.write_head(LOG) == 0:
+                await trio.sleep(0.001)
+    head = journals.core.write_head(LOG)
+    with rec.create("g"):
+        pass
+    response = await rec.barrier()
+    assert response.commit is not None and response.commit.end > head
+    assert journals.core.write_head(LOG) == response.commit.end
+
+
+async def test_recorded_ops_carry_the_write_head_as_a_lower_bound_offset(
+    journals: Journals, tmp_path: Path
+) -> None:
+    rec = await recorder(journals, tmp_path / "a")
+    with rec.create("one") as f:
+        f.write(b"1" * 100)
+    await rec.barrier()
+    with rec.create("two") as f:
+        f.write(b"2")
+    hints = await rec.build_hints()
+    first, second = (n.segments[0] for n in hints.live_nodes)
+    assert first.first_offset == 0
+    # Ops recorded after a completed append start no earlier than its end,
+    # and the recorded bound is exact here: nothing else wrote in between.
+    assert 0 < second.first_offset == await exact_offset(journals, second.first_seq_no)
+
+
+async def exact_offset(journals: Journals, seq_no: int) -> int:
+    decoder = LogDecoder(LOG, 0)
+    decoder.feed(await read_journal(journals.client, LOG))
+    while (event := decoder.next_event()) is not None:
+        if isinstance(event, OpRead) and event.op.seq_no == seq_no:
+            return event.op.first_offset
+    raise AssertionError(f"seq_no {seq_no} not in the log")
+
+
+async def test_a_barrier_with_dependencies_holds_back_later_ops(
+    journals: Journals, tmp_path: Path
+) -> None:
+    """`barrier(wait_for)` (how a store commit orders its writes after the
+    transaction's other appends): ops recorded after it reach the log only
+    once every dependency resolved."""
+    rec = await recorder(journals, tmp_path / "a")
+    first, second = OpFuture[None](), OpFuture[None]()
+    gate = rec.barrier([first, second])
+    with rec.create("after") as f:
+        f.write(b"held back")
+    later = rec.barrier()
+    await trio.testing.wait_all_tasks_blocked()
+    head = journals.core.write_head(LOG)
+    first.resolve(None)
+    await trio.testing.wait_all_tasks_blocked()
+    assert not gate.done() and journals.core.write_head(LOG) == head
+    second.resolve(None)
+    await gate
+    await later
+    assert journals.core.write_head(LOG) > head
+
+
+async def test_a_failed_dependency_fails_the_barrier(journals: Journals, tmp_path: Path) -> None:
+    rec = await recorder(journals, tmp_path / "a")
+    dependency = OpFuture[None]()
+    gate = rec.barrier([dependency])
+    dependency.fail(ValueError("transaction write failed"))
+    with pytest.raises(DependencyFailed, match="transaction write failed"):
+        await gate
+    with pytest.raises(RecorderError, match="failed"):
+        rec.create("x")
+
+
+async def test_a_recorder_on_a_new_log_starts_it_with_a_fencing_no_op(
+    journals: Journals, tmp_path: Path
+) -> None:
+    """Recording into a log other than the one the FSM was played from first
+    appends a no-op that continues the sequence and fences the new log."""
+    await journals.create("second/log")
+    first = await recorder(journals, tmp_path / "a")
+    with first.create("f") as f:
+        f.write(b"x")
+    await first.barrier()
+    moved = await open_recorder(
+        log="second/log",
+        fsm=first.fsm,
+        author=0xDEF,
+        directory=tmp_path / "a",
+        appender=journals.appender,
+    )
+    content = await read_journal(journals.client, "second/log")
+    noop = decode_op(content[8:])
+    assert (noop.seq_no, noop.author, noop.create, noop.write) == (3, 0xDEF, None, None)
+    assert journals.core.registers("second/log").labels[0].value == "3ff"
+    assert moved.fsm.last_log == "second/log"
