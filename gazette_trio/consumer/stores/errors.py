@@ -34,7 +34,7 @@ class StoreStateError(StoreError):
     after `destroy()`, or after an earlier failure that left it unusable."""
 
 
-def fenced_or_same(error: BaseException, fqn: str) -> BaseException:
+def fenced_or_same(error: BaseException, fqn: str, log: str) -> BaseException:
     """`FencedError` if `error` says another author took the shard's recovery
     log over (its journal register no longer names this recorder), else
     `error` itself. The original is kept as `__cause__`."""
@@ -46,7 +46,7 @@ def fenced_or_same(error: BaseException, fqn: str) -> BaseException:
         isinstance(error, JournalError) and error.status == pb.Status.REGISTER_MISMATCH
     ):
         fenced = FencedError(
-            f"recovery log of shard {fqn} was taken over by another recorder "
+            f"recovery log {log} of shard {fqn} was taken over by another recorder "
             f"(a new primary): this instance may no longer commit ({error})"
         )
         fenced.__cause__ = error

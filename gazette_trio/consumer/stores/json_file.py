@@ -186,7 +186,7 @@ class JSONFileStore:
         except trio.Cancelled:
             raise
         except BaseException as exc:
-            translated = fenced_or_same(exc, fqn)
+            translated = fenced_or_same(exc, fqn, recorder.log)
             if translated is exc:
                 raise
             raise translated from exc

@@ -1,0 +1,502 @@
+"""SQLiteStore: an embedded SQLite database recorded into the shard's recovery log.
+
+The application keeps its state in an ordinary SQLite database (through
+apsw) in the recorder's directory and uses plain SQL on `store.db`. Every
+change SQLite makes to its files is recorded into the shard's recovery log
+by `RecordingVFS`, so another member rebuilds the database with a `Player`
+and carries on exactly where the last commit left off. This is Gazette's
+`store-sqlite`, without its RocksDB page store (see compaction below).
+
+Transactions. The store keeps a database transaction open between commits:
+it BEGINs after `restore_checkpoint` and after each commit, so everything
+the application executes during `consume_message` and `finalize_txn` is part
+of the consumer transaction. `start_commit` writes the checkpoint into the
+single-row table `gazette_checkpoint` (as upstream) and COMMITs, all inline:
+the checkpoint and the application's writes are one SQLite transaction.
+
+Durability and ordering. Local files are not fsynced; the commit is durable
+when its recorded writes are in the log, so the commit's future is the
+recorder's barrier. While the commit's `wait_for` futures are pending, the
+VFS *holds* the recorded operations (the COMMIT's WAL frames, and anything
+the next transaction writes meanwhile) in memory; they reach the recorder
+only once every future resolved, and are discarded if one fails (the commit
+then fails with `CommitDependencyError` and the store is unusable). The next
+transaction runs against the local database immediately: pipelining costs
+the application nothing.
+
+Fencing. When another member's player takes the log over, this recorder's
+appends fail on the journal's `author` register; the commit's future then
+fails with `FencedError`, further file changes raise inside SQLite, and the
+deposed instance can commit nothing more.
+
+Journal mode. The database runs in WAL mode with exclusive locking (one
+connection, no shared-memory file) and `synchronous=FULL` (each commit
+syncs the WAL, which is where the VFS hands records over; it costs no disk
+sync). Automatic WAL checkpoints are off: the store checkpoints
+(`PRAGMA wal_checkpoint(TRUNCATE)`) right after a commit once the WAL
+exceeds `wal_checkpoint_bytes`, so the WAL starts over as a new Fnode.
+
+Compaction: bounded playback. A player replays every op of every live Fnode
+since its creation. The WAL is bounded by the checkpoints above, but the
+main database file lives forever and is rewritten page by page. Gazette
+bounds this with RocksDB; here the store *re-records* the database file:
+once the log history a player would read (write head minus the first offset
+of the main file's Fnode) exceeds `compact_factor` times the database size
+(at least `compact_min_bytes`), it copies the current main file, chunk by
+chunk, into a new Fnode at `<file>.compact` and records a rename of that
+over the main file. Only the log changes (the local file already has that
+content, and SQLite keeps its handle); the old Fnode is no longer live, so
+hints skip it and playback reads O(database size + recent writes). While a
+copy runs no WAL checkpoint touches the main file; if anything writes it
+anyway the copy is abandoned and retried later. A copy cut short by a crash
+leaves a `.compact` file that the next open removes.
+
+Threads. SQLite calls run inline on the Trio thread: for the small
+statements of a consumer transaction that is several times faster than a
+worker-thread round trip (`benchmarks/stores.py` measures it). For a heavy
+query use `await store.run(fn)`, which calls `fn(db)` in a worker thread;
+its recorded operations are drained when it returns. Do not touch `db` from
+other tasks while `run` is in progress (apsw raises ThreadingViolationError).
+
+This module owns the store: setup, checkpoint row, commit, WAL checkpoints
+and compaction. Recording file changes is `sqlite_vfs.py`'s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import apsw
+import trio
+
+from ...opfuture import OpFuture, OpFutures, wait_all
+from ...protocol import consumer as pc
+from ..contracts import Shard
+from .errors import (
+    CommitDependencyError,
+    StoreError,
+    StoreStateError,
+    fenced_or_same,
+)
+from .sqlite_vfs import RecordingVFS
+
+T = TypeVar("T")
+
+DEFAULT_FILENAME = "main.db"
+COMPACT_SUFFIX = ".compact"
+COMPACT_CHUNK = 1 << 20
+
+# Settings the store depends on; an application may not override them.
+_FIXED_PRAGMAS = ("locking_mode", "journal_mode", "synchronous", "wal_autocheckpoint")
+
+_CHECKPOINT_TABLE = """
+CREATE TABLE IF NOT EXISTS gazette_checkpoint (
+    rowid INTEGER PRIMARY KEY DEFAULT 0 CHECK (rowid = 0),
+    checkpoint BLOB
+);
+INSERT OR IGNORE INTO gazette_checkpoint (rowid, checkpoint) VALUES (0, x'');
+"""
+
+
+class SQLiteStore:
+    """A `Store` in an embedded SQLite database recorded into a recovery log.
+
+    Build it with `await SQLiteStore.open(recorder, ...)` in
+    `Application.new_store`. `cache` is free for the application (as
+    Gazette's `Store.Cache`).
+    """
+
+    def __init__(
+        self,
+        recorder: Any,
+        vfs: RecordingVFS,
+        db: apsw.Connection,
+        main_path: str,
+        *,
+        wal_checkpoint_bytes: int,
+        compact_factor: float,
+        compact_min_bytes: int,
+    ) -> None:
+        self._recorder = recorder
+        self._vfs = vfs
+        self._db = db
+        self._main = main_path
+        self._wal = main_path + "-wal"
+        self._compact_path = main_path + COMPACT_SUFFIX
+        self.wal_checkpoint_bytes = wal_checkpoint_bytes
+        self.compact_factor = compact_factor
+        self.compact_min_bytes = compact_min_bytes
+        self.cache: Any = None
+        self._fqn = "(not yet restored)"
+        self._commit: OpFuture[None] | None = None
+        self._failed: BaseException | None = None
+        self._destroyed = False
+        self._compacting = False
+        self._run_lock = trio.Lock()
+        self.compactions = 0
+        """Completed compactions of the main database file."""
+        self.wal_checkpoints = 0
+        """WAL checkpoints the store ran."""
+
+    @classmethod
+    async def open(
+        cls,
+        recorder: Any,
+        *,
+        bootstrap: str = "",
+        filename: str = DEFAULT_FILENAME,
+        pragmas: Mapping[str, str | int] | None = None,
+        wal_checkpoint_bytes: int = 4 << 20,
+        compact_factor: float = 4.0,
+        compact_min_bytes: int = 4 << 20,
+    ) -> SQLiteStore:
+        """Open (or create) the database `filename` in the recorder's directory.
+
+        `bootstrap` SQL runs first, in its own transaction: create tables
+        and indexes there (`IF NOT EXISTS`: it runs at every open). `pragmas`
+        are applied before anything else (e.g. `{"cache_size": -65536}`,
+        `{"auto_vacuum": "FULL"}`); the journal, locking and sync settings
+        are the store's and cannot be changed.
+        The directory must be the recorder's, as a player left it: a
+        database file there that the log does not know (or the reverse) is
+        an error.
+        """
+        if compact_factor <= 1:
+            raise ValueError(f"compact_factor must be above 1, not {compact_factor}")
+        for name in pragmas or {}:
+            if name.lower() in _FIXED_PRAGMAS:
+                raise ValueError(f"PRAGMA {name} is set by SQLiteStore and cannot be overridden")
+        vfs = RecordingVFS(recorder)
+        main = vfs.log_path(os.path.join(vfs.directory, filename))
+        leftover = _check_local_files(vfs, main, recorder.fsm.links)
+        if leftover:
+            vfs.enqueue_remove(main + COMPACT_SUFFIX)
+            vfs.drain()
+        # The application's pragmas come first: some (auto_vacuum, page_size)
+        # only take effect before the database file is first written, which
+        # switching to WAL does.
+        statements = [
+            *(f"PRAGMA {name}={value}" for name, value in (pragmas or {}).items()),
+            "PRAGMA locking_mode=EXCLUSIVE",
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA synchronous=FULL",
+            "PRAGMA wal_autocheckpoint=0",
+        ]
+
+        def connect() -> apsw.Connection:
+            db = apsw.Connection(
+                vfs.local_path(main),
+                flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE,
+                vfs=vfs.name,
+            )
+            try:
+                for statement in statements:
+                    rows = db.execute(statement).fetchall()
+                    if statement == "PRAGMA journal_mode=WAL" and rows != [("wal",)]:
+                        raise StoreError(f"SQLite refused WAL mode for {main}: {rows}")
+                if bootstrap:
+                    with db:
+                        db.execute(bootstrap)
+                with db:
+                    db.execute(_CHECKPOINT_TABLE)
+            except BaseException:
+                db.close()
+                raise
+            return db
+
+        try:
+            db = await trio.to_thread.run_sync(connect)
+            vfs.drain()
+        except BaseException as exc:
+            vfs.detach()
+            vfs.unregister()
+            if vfs.error is not None and exc is not vfs.error:
+                raise fenced_or_same(vfs.error, "(not yet restored)", recorder.log) from exc
+            raise
+        return cls(
+            recorder,
+            vfs,
+            db,
+            main,
+            wal_checkpoint_bytes=wal_checkpoint_bytes,
+            compact_factor=compact_factor,
+            compact_min_bytes=compact_min_bytes,
+        )
+
+    # -- what the application uses
+
+    @property
+    def db(self) -> apsw.Connection:
+        """The apsw connection. Between `restore_checkpoint` and `destroy` a
+        transaction is always open on it: the current consumer transaction."""
+        self._check_usable()
+        return self._db
+
+    @property
+    def path(self) -> Path:
+        """The main database file on local disk."""
+        return Path(self._vfs.local_path(self._main))
+
+    async def run(self, fn: Callable[[apsw.Connection], T]) -> T:
+        """Call `fn(db)` in a worker thread (for heavy statements), inside the
+        current transaction. `fn` must not COMMIT or ROLLBACK."""
+        self._check_usable()
+        async with self._run_lock:
+            try:
+                return await trio.to_thread.run_sync(fn, self._db)
+            finally:
+                self._drain()
+
+    # -- the Store contract
+
+    async def restore_checkpoint(self, shard: Shard) -> pc.Checkpoint:
+        """The checkpoint committed with the database's last transaction."""
+        self._check_usable()
+        self._fqn = shard.fqn
+        db = self._db
+        if not db.getautocommit():
+            db.execute("ROLLBACK")
+        row = db.execute("SELECT checkpoint FROM gazette_checkpoint").fetchone()
+        data = bytes(row[0]) if row and row[0] is not None else b""
+        try:
+            checkpoint = pc.Checkpoint.parse(data)
+        except Exception as exc:
+            raise StoreError(
+                f"checkpoint of shard {shard.fqn} in {self._main} does not decode "
+                f"({len(data)} bytes): {exc}"
+            ) from exc
+        db.execute("BEGIN")
+        await trio.lowlevel.checkpoint()
+        return checkpoint
+
+    def start_commit(
+        self, shard: Shard, checkpoint: pc.Checkpoint, wait_for: OpFutures
+    ) -> OpFuture[None]:
+        """COMMIT the open transaction with `checkpoint`; the future resolves
+        once its writes are in the recovery log (after every `wait_for`)."""
+        fqn = shard.fqn
+        try:
+            self._check_usable()
+            if self._commit is not None and not self._commit.done():
+                raise StoreStateError(
+                    f"start_commit of shard {fqn} while the previous commit is running"
+                )
+            data = bytes(checkpoint)
+        except StoreError as exc:
+            return OpFuture.failed(exc)
+
+        vfs, db = self._vfs, self._db
+        waits = set(wait_for)
+        if waits:
+            vfs.hold()
+        try:
+            if db.getautocommit():
+                db.execute("BEGIN")
+            db.execute("UPDATE gazette_checkpoint SET checkpoint = ?", (data,))
+            db.execute("COMMIT")
+            self._maybe_checkpoint_wal()
+            db.execute("BEGIN")
+            if not waits:
+                vfs.drain()
+        except Exception as exc:
+            error = self._fail(exc)
+            if waits:
+                vfs.discard(error)
+            return OpFuture.failed(error)
+
+        future: OpFuture[None] = OpFuture()
+        try:
+            shard.nursery.start_soon(self._finish_commit, shard.nursery, fqn, waits, future)
+        except RuntimeError as exc:  # the shard's nursery is closed
+            error = self._fail(StoreStateError(f"shard {fqn} is no longer running: {exc}"))
+            vfs.discard(error)
+            return OpFuture.failed(error)
+        self._commit = future
+        return future
+
+    async def _finish_commit(
+        self, nursery: trio.Nursery, fqn: str, waits: OpFutures, future: OpFuture[None]
+    ) -> None:
+        vfs = self._vfs
+        try:
+            if waits:
+                try:
+                    await wait_all(waits)
+                except trio.Cancelled:
+                    raise
+                except BaseException as exc:
+                    error = CommitDependencyError(
+                        f"commit of shard {fqn} abandoned: a future it waited for failed: {exc!r}; "
+                        "its writes were never recorded"
+                    )
+                    error.__cause__ = exc
+                    vfs.discard(error)
+                    raise error from exc
+                vfs.release()
+            await self._recorder.barrier()
+        except trio.Cancelled:
+            self._fail(StoreStateError(f"commit of shard {fqn} was cancelled"))
+            future.fail(self._failed or StoreStateError("cancelled"))
+            raise
+        except BaseException as exc:
+            future.fail(self._fail(exc))
+        else:
+            future.resolve(None)
+            self._maybe_compact(nursery)
+
+    def destroy(self) -> None:
+        """Close the database and delete its local files (the log keeps
+        everything committed)."""
+        if self._destroyed:
+            return
+        self._destroyed = True
+        self._vfs.detach()
+        with contextlib.suppress(apsw.Error):
+            self._db.close(True)
+        self._vfs.unregister()
+        for path in (self._main, self._wal, self._main + "-journal", self._compact_path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._vfs.local_path(path))
+
+    # -- introspection
+
+    @property
+    def database_bytes(self) -> int:
+        """Size of the main file plus the WAL, as recorded."""
+        sizes = self._vfs.sizes
+        return sizes.get(self._main, 0) + sizes.get(self._wal, 0)
+
+    def history_bytes(self, path: str | None = None) -> int:
+        """Log bytes from the creation of a file's live Fnode (default: the
+        oldest live Fnode of the recorder) to the write head: what a player
+        reads to rebuild it."""
+        fsm = self._recorder.fsm
+        if path is None:
+            fnodes = list(fsm.live_nodes)
+        else:
+            fnode = fsm.links.get(path)
+            fnodes = [] if fnode is None else [fnode]
+        offsets = [
+            fsm.live_nodes[f].segments[0].first_offset for f in fnodes if fsm.live_nodes[f].segments
+        ]
+        return max(0, self._recorder.write_head - min(offsets)) if offsets else 0
+
+    @property
+    def compaction_budget(self) -> int:
+        """History of the main file beyond which it is compacted."""
+        return int(self.compact_factor * max(self.database_bytes, self.compact_min_bytes))
+
+    # -- maintenance
+
+    def _maybe_checkpoint_wal(self) -> None:
+        # Called between COMMIT and BEGIN: no transaction is open.
+        if self._compacting:
+            return  # the main file must not change under a compaction
+        wal_size = self._vfs.sizes.get(self._wal, 0)
+        if wal_size > self.wal_checkpoint_bytes or (
+            wal_size and self.history_bytes(self._wal) > self.compaction_budget
+        ):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.wal_checkpoints += 1
+
+    def _maybe_compact(self, nursery: trio.Nursery) -> None:
+        if self._compacting or self._failed is not None or self._destroyed:
+            return
+        if self.history_bytes(self._main) <= self.compaction_budget:
+            return
+        self._compacting = True
+        try:
+            nursery.start_soon(self._compact)
+        except RuntimeError:  # the shard is ending
+            self._compacting = False
+
+    async def _compact(self) -> None:
+        vfs = self._vfs
+        main, compact = self._main, self._compact_path
+        try:
+            fd = os.open(vfs.local_path(main), os.O_RDONLY)
+            try:
+                writes = vfs.writes[main]
+                size = vfs.sizes.get(main, 0)
+                vfs.enqueue_open(compact, truncate=True)
+                for offset in range(0, size, COMPACT_CHUNK):
+                    chunk = await trio.to_thread.run_sync(os.pread, fd, COMPACT_CHUNK, offset)
+                    if vfs.writes[main] != writes or self._failed or self._destroyed:
+                        break
+                    vfs.enqueue_write(compact, chunk, offset)
+                    self._drain()
+                if vfs.writes[main] != writes or self._failed or self._destroyed:
+                    if not self._failed and not self._destroyed:
+                        vfs.enqueue_remove(compact)
+                        self._drain()
+                    return
+                # Flush what is queued so the rename's three ops are appended
+                # together rather than split by a size-triggered flush.
+                self._drain()
+                self._recorder.barrier()
+                vfs.enqueue_rename(compact, main)
+                self._drain()
+                self.compactions += 1
+            finally:
+                os.close(fd)
+        except trio.Cancelled:
+            raise
+        except BaseException as exc:
+            self._fail(exc)
+        finally:
+            self._compacting = False
+
+    # -- internals
+
+    def _drain(self) -> None:
+        try:
+            self._vfs.drain()
+        except Exception as exc:
+            raise self._fail(exc) from exc
+
+    def _fail(self, exc: BaseException) -> BaseException:
+        """Record the store's first failure; return the error to report."""
+        if self._failed is None:
+            cause = self._vfs.error if self._vfs.error is not None else exc
+            error = fenced_or_same(cause, self._fqn, self._recorder.log)
+            if error is cause and cause is not exc and isinstance(exc, apsw.Error):
+                error = StoreError(f"SQLite failed because recording failed: {cause}")
+                error.__cause__ = cause
+            self._failed = error
+            with contextlib.suppress(apsw.Error):
+                if not self._db.getautocommit():
+                    self._db.execute("ROLLBACK")
+        return self._failed
+
+    def _check_usable(self) -> None:
+        if self._destroyed:
+            raise StoreStateError(f"SQLiteStore {self._main} was destroyed")
+        if self._failed is not None:
+            raise StoreStateError(
+                f"SQLiteStore {self._main} is unusable after a failure: {self._failed}"
+            ) from self._failed
+
+
+def _check_local_files(vfs: RecordingVFS, main: str, links: Mapping[str, int]) -> bool:
+    """Check that the local files and the log agree; True if an abandoned
+    compaction file must be removed."""
+    for path in (main, main + "-wal", main + "-journal"):
+        local = os.path.exists(vfs.local_path(path))
+        if local and path not in links:
+            raise StoreError(
+                f"{vfs.local_path(path)} exists but the recovery log has no {path}: "
+                "the directory was not played back from this log"
+            )
+        if not local and path in links:
+            raise StoreError(
+                f"the recovery log has {path} but {vfs.local_path(path)} is missing: "
+                "the directory was not played back from this log"
+            )
+    compact = main + COMPACT_SUFFIX
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(vfs.local_path(compact))
+    return compact in links

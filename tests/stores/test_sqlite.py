@@ -1,0 +1,350 @@
+"""SQLiteStore: an embedded database rebuilt exactly from its recovery log.
+
+Each test records transactions as one member, then plays the log back into
+another directory as another member (a real Player against a real in-memory
+journal server) and checks the database there holds exactly the committed
+transactions and their checkpoint: no more, no less.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import apsw
+import pytest
+import trio
+
+from gazette_trio.consumer.stores.errors import (
+    CommitDependencyError,
+    FencedError,
+    StoreError,
+    StoreStateError,
+)
+from gazette_trio.consumer.stores.sqlite import SQLiteStore
+from gazette_trio.opfuture import OpFuture
+from gazette_trio.protocol import consumer as pc
+
+from .recovery import LogService, log_service
+from .shard import TestShard, checkpoint
+
+FQN = "/gazette/consumers/test/items/shard-a"
+SCHEMA = "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v BLOB NOT NULL)"
+
+
+async def recover(
+    logs: LogService, directory: Path, nursery: trio.Nursery, *, hints: Any = None, **options: Any
+) -> tuple[SQLiteStore, pc.Checkpoint, dict[str, bytes]]:
+    """Become primary in `directory` and open the store there."""
+    recorder = await logs.become_primary(directory, hints)
+    store = await SQLiteStore.open(recorder, bootstrap=SCHEMA, **options)
+    restored = await store.restore_checkpoint(TestShard(nursery, FQN))
+    return store, restored, rows(store)
+
+
+async def peek(logs: LogService, directory: Path) -> tuple[pc.Checkpoint, dict[str, bytes]]:
+    """What a player would rebuild now, without taking the log over (an
+    empty checkpoint and no rows if the log holds no database yet)."""
+    await logs.replay(directory)
+    if not (directory / "main.db").exists():
+        return pc.Checkpoint(), {}
+    db = apsw.Connection(str(directory / "main.db"), flags=apsw.SQLITE_OPEN_READWRITE)
+    try:
+        db.execute("PRAGMA locking_mode=EXCLUSIVE")
+        (data,) = db.execute("SELECT checkpoint FROM gazette_checkpoint").fetchone()
+        found = {k: bytes(v) for k, v in db.execute("SELECT k, v FROM kv")}
+        return pc.Checkpoint.parse(bytes(data)), found
+    finally:
+        db.close()
+
+
+def rows(store: SQLiteStore) -> dict[str, bytes]:
+    return {k: bytes(v) for k, v in store.db.execute("SELECT k, v FROM kv")}
+
+
+def put(store: SQLiteStore, key: str, value: bytes) -> None:
+    store.db.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value))
+
+
+async def test_committed_transactions_are_rebuilt_exactly_on_another_member(
+    tmp_path: Path,
+) -> None:
+    """Rows and checkpoint of the last commit come back; the transaction that
+    was still open when the first member stopped does not."""
+    async with log_service() as logs, trio.open_nursery() as nursery:
+        store = await SQLiteStore.open(await logs.become_primary(tmp_path / "a"), bootstrap=SCHEMA)
+        shard = TestShard(nursery, FQN)
+        assert await store.restore_checkpoint(shard) == pc.Checkpoint()
+        expected: dict[str, bytes] = {}
+        for i in range(20):
+            for j in range(5):
+                key, value = f"key-{(i * 7 + j) % 23}", f"value-{i}-{j}".encode() * 50
+                put(store, key, value)
+                expected[key] = value
+            store.db.execute("DELETE FROM kv WHERE k = ?", (f"key-{i % 11}",))
+            expected.pop(f"key-{i % 11}", None)
+            await store.start_commit(shard, checkpoint({"journal/a": 100 * (i + 1)}), set())
+        put(store, "uncommitted", b"lost with the member")
+
+        other, restored, recovered = await recover(logs, tmp_path / "b", nursery)
+        assert restored == checkpoint({"journal/a": 2000})
+        assert recovered == expected
+        assert other.db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        other.destroy()
+        store.destroy()
+        nursery.cancel_scope.cancel()
+
+
+async def test_playback_from_hints_and_from_the_whole_log_agree(tmp_path: Path) -> None:
+    """A member starting from the recorder's hints and one reading the whole
+    log rebuild the same database."""
+    async with log_service() as logs, trio.open_nursery() as nursery:
+        recorder = await logs.become_primary(tmp_path / "a")
+        store = await SQLiteStore.open(recorder, bootstrap=SCHEMA)
+        shard = TestShard(nursery, FQN)
+        await store.restore_checkpoint(shard)
+        for i in range(10):
+            put(store, f"k{i % 4}", bytes([i]) * 3000)
+            await store.start_commit(shard, checkpoint({"j": i}), set())
+        hints = await recorder.build_hints()
+        store.destroy()
+
+        from_hints, cp_hints, rows_hints = await recover(logs, tmp_path / "b", nursery, hints=hints)
+        from_hints.destroy()
+        from_log, cp_log, rows_log = await recover(logs, tmp_path / "c", nursery)
+        from_log.destroy()
+        assert cp_hints == cp_log == checkpoint({"j": 9})
+        assert rows_hints == rows_log == {f"k{i % 4}": bytes([i]) * 3000 for i in range(6, 10)}
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_deposed_primary_cannot_commit_after_a_new_primary_took_the_log(
+    tmp_path: Path,
+) -> None:
+    """The new primary's hand-off sets the log's author register: the old
+    primary's commit fails with FencedError, its later statements fail, and
+    nothing it wrote after the hand-off is ever played back."""
+    async with log_service() as logs, trio.open_nursery() as nursery:
+        old = await SQLiteStore.open(await logs.become_primary(tmp_path / "old"), bootstrap=SCHEMA)
+        shard = TestShard(nursery, FQN)
+        await old.restore_checkpoint(shard)
+        put(old, "a", b"1")
+        await old.start_commit(shard, checkpoint({"j": 1}), set())
+
+        new, restored, recovered = await recover(logs, tmp_path / "new", nursery)
+        assert (restored, recovered) == (checkpoint({"j": 1}), {"a": b"1"})
+
+        put(old, "a", b"stale")
+        with pytest.raises(FencedError, match=f"of shard {FQN} was taken over"):
+            await old.start_commit(shard, checkpoint({"j": 2}), set())
+        with pytest.raises(StoreStateError, match="unusable after a failure"):
+            _ = old.db
+
+        put(new, "b", b"2")
+        await new.start_commit(shard, checkpoint({"j": 3}), set())
+        third, restored, recovered = await recover(logs, tmp_path / "third", nursery)
+        assert (restored, recovered) == (checkpoint({"j": 3}), {"a": b"1", "b": b"2"})
+        for store in (old, new, third):
+            store.destroy()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_failed_wait_for_future_fails_the_commit_and_records_none_of_it(
+    tmp_path: Path,
+) -> None:
+    """The commit's writes are held back from the log until `wait_for`
+    resolves; if a future fails they never reach it, the commit fails with
+    CommitDependencyError, and recovery yields the previous commit."""
+    async with log_service() as logs, trio.open_nursery() as nursery:
+        store = await SQLiteStore.open(await logs.become_primary(tmp_path / "a"), bootstrap=SCHEMA)
+        shard = TestShard(nursery, FQN)
+        await store.restore_checkpoint(shard)
+        put(store, "a", b"1")
+        await store.start_commit(shard, checkpoint({"j": 1}), set())
+        head = logs.write_head
+
+        put(store, "a", b"2" * 10_000)
+        append: OpFuture[None] = OpFuture()
+        commit = store.start_commit(shard, checkpoint({"j": 2}), {append})
+        await trio.sleep(0.05)
+        assert logs.write_head == head, "nothing of the commit is in the log yet"
+        append.fail(OSError("append to journal/out failed"))
+        with pytest.raises(CommitDependencyError, match="append to journal/out failed"):
+            await commit
+        with pytest.raises(StoreStateError):
+            store.db.execute("SELECT 1")
+        assert logs.write_head == head
+
+        other, restored, recovered = await recover(logs, tmp_path / "b", nursery)
+        assert (restored, recovered) == (checkpoint({"j": 1}), {"a": b"1"})
+        other.destroy()
+        store.destroy()
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_next_transaction_runs_while_the_previous_commit_waits(tmp_path: Path) -> None:
+    """Pipelining: after `start_commit` the application goes on writing the
+    next transaction locally at once; the log gets the first commit only
+    when its futures resolve, and the second transaction only with its own
+    commit."""
+    async with log_service() as logs, trio.open_nursery() as nursery:
+        store = await SQLiteStore.open(await logs.become_primary(tmp_path / "a"), bootstrap=SCHEMA)
+        shard = TestShard(nursery, FQN)
+        await store.restore_checkpoint(shard)
+        put(store, "zero", b"0")
+        await store.start_commit(shard, checkpoint({"j": 0}), set())
+        put(store, "first", b"1")
+        append: OpFuture[None] = OpFuture()
+        first = store.start_commit(shard, checkpoint({"j": 1}), {append})
+
+        put(store, "second", b"2")  # the next transaction, while the commit waits
+        assert rows(store) == {"zero": b"0", "first": b"1", "second": b"2"}
+        assert await peek(logs, tmp_path / "while-waiting") == (
+            checkpoint({"j": 0}),
+            {"zero": b"0"},
+        )
+        append.resolve()
+        await first
+        assert await peek(logs, tmp_path / "after-first") == (
+            checkpoint({"j": 1}),
+            {"zero": b"0", "first": b"1"},
+        )
+        await store.start_commit(shard, checkpoint({"j": 2}), set())
+        assert await peek(logs, tmp_path / "after-second") == (
+            checkpoint({"j": 2}),
+            {"zero": b"0", "first": b"1", "second": b"2"},
+        )
+        store.destroy()
+        nursery.cancel_scope.cancel()
+
+
+async def test_compaction_keeps_playback_proportional_to_the_database(tmp_path: Path) -> None:
+    """Rewriting the same rows over and over grows the log without bound but
+    not the database: compaction re-records the database file so that what
+    a player must read stays within a small multiple of its size."""
+    options = {
+        "wal_checkpoint_bytes": 64 << 10,
+        "compact_factor": 3.0,
+        "compact_min_bytes": 64 << 10,
+    }
+    async with log_service() as logs, trio.open_nursery() as nursery:
+        recorder = await logs.become_primary(tmp_path / "a")
+        store = await SQLiteStore.open(recorder, bootstrap=SCHEMA, **options)
+        shard = TestShard(nursery, FQN)
+        await store.restore_checkpoint(shard)
+        for i in range(300):
+            for j in range(4):
+                put(store, f"k{j}", bytes([i % 256]) * 2000)
+            await store.start_commit(shard, checkpoint({"j": i}), set())
+            await trio.lowlevel.checkpoint()  # let a compaction task progress
+        while store._compacting:
+            await trio.sleep(0.01)
+        await recorder.barrier()
+
+        log_bytes = logs.write_head
+        history = store.history_bytes()
+        assert store.compactions >= 2
+        assert store.wal_checkpoints >= 2
+        assert log_bytes > 20 * store.database_bytes
+        assert history <= store.compaction_budget + options["wal_checkpoint_bytes"] + (64 << 10)
+
+        hints = await recorder.build_hints()
+        first = min(s.first_offset for node in hints.live_nodes for s in node.segments)
+        assert log_bytes - first == pytest.approx(history, abs=64 << 10)
+        other, restored, recovered = await recover(logs, tmp_path / "b", nursery, hints=hints)
+        assert restored == checkpoint({"j": 299})
+        assert recovered == {f"k{j}": bytes([299 % 256]) * 2000 for j in range(4)}
+        assert other.db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        other.destroy()
+        store.destroy()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_shrinking_database_file_is_recorded_exactly(tmp_path: Path) -> None:
+    """With auto_vacuum the main file shrinks after deletes; the log has no
+    truncate, so the file is re-recorded at its new size."""
+    async with log_service() as logs, trio.open_nursery() as nursery:
+        options: dict[str, Any] = {"pragmas": {"auto_vacuum": "FULL"}, "wal_checkpoint_bytes": 0}
+        recorder = await logs.become_primary(tmp_path / "a")
+        store = await SQLiteStore.open(recorder, bootstrap=SCHEMA, **options)
+        shard = TestShard(nursery, FQN)
+        await store.restore_checkpoint(shard)
+        for i in range(200):
+            put(store, f"k{i}", bytes(2000))
+        await store.start_commit(shard, checkpoint({"j": 1}), set())
+        grown = store.path.stat().st_size
+        store.db.execute("DELETE FROM kv WHERE k != 'k7'")
+        await store.start_commit(shard, checkpoint({"j": 2}), set())
+        assert store.path.stat().st_size < grown / 10
+
+        other, restored, recovered = await recover(logs, tmp_path / "b", nursery, **options)
+        assert (restored, recovered) == (checkpoint({"j": 2}), {"k7": bytes(2000)})
+        assert other.path.stat().st_size == store.path.stat().st_size
+        other.destroy()
+        store.destroy()
+        nursery.cancel_scope.cancel()
+
+
+async def test_heavy_statements_may_run_in_a_worker_thread(tmp_path: Path) -> None:
+    """`run` executes in a worker thread inside the transaction; its file
+    changes are recorded like any other."""
+    async with log_service() as logs, trio.open_nursery() as nursery:
+        store = await SQLiteStore.open(await logs.become_primary(tmp_path / "a"), bootstrap=SCHEMA)
+        shard = TestShard(nursery, FQN)
+        await store.restore_checkpoint(shard)
+
+        def bulk(db: Any) -> int:
+            db.executemany(
+                "INSERT INTO kv (k, v) VALUES (?, ?)", ((f"k{i}", b"x" * 500) for i in range(5000))
+            )
+            return int(db.execute("SELECT count(*) FROM kv").fetchone()[0])
+
+        assert await store.run(bulk) == 5000
+        await store.start_commit(shard, checkpoint({"j": 1}), set())
+        other, restored, recovered = await recover(logs, tmp_path / "b", nursery)
+        assert restored == checkpoint({"j": 1})
+        assert recovered == {f"k{i}": b"x" * 500 for i in range(5000)}
+        other.destroy()
+        store.destroy()
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_abandoned_compaction_file_is_removed_on_open(tmp_path: Path) -> None:
+    """A member that died while copying the database leaves a partial
+    `.compact` file in the log; the next member's store removes it."""
+    async with log_service() as logs, trio.open_nursery() as nursery:
+        recorder = await logs.become_primary(tmp_path / "a")
+        store = await SQLiteStore.open(recorder, bootstrap=SCHEMA)
+        shard = TestShard(nursery, FQN)
+        await store.restore_checkpoint(shard)
+        put(store, "a", b"1")
+        await store.start_commit(shard, checkpoint({"j": 1}), set())
+        with recorder.create("main.db.compact") as partial:
+            partial.write(b"SQLite format 3\x00 and then the member died")
+        await recorder.barrier()
+
+        successor = await logs.become_primary(tmp_path / "b")
+        assert (tmp_path / "b" / "main.db.compact").exists()
+        other = await SQLiteStore.open(successor, bootstrap=SCHEMA)
+        assert not (tmp_path / "b" / "main.db.compact").exists()
+        assert "/main.db.compact" not in successor.fsm.links
+        assert await other.restore_checkpoint(shard) == checkpoint({"j": 1})
+        other.destroy()
+        store.destroy()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_database_the_log_does_not_know_is_refused(tmp_path: Path) -> None:
+    """Opening over local files that did not come from the log would record
+    changes to content the log never had; the store refuses, naming it."""
+    async with log_service() as logs:
+        recorder = await logs.become_primary(tmp_path / "a")
+        (tmp_path / "a" / "main.db").write_bytes(b"not from the log")
+        with pytest.raises(StoreError, match="exists but the recovery log has no /main\\.db"):
+            await SQLiteStore.open(recorder)
+        logs.nursery.cancel_scope.cancel()
+
+
+async def test_the_store_owns_journal_and_sync_settings() -> None:
+    with pytest.raises(ValueError, match="PRAGMA journal_mode is set by SQLiteStore"):
+        await SQLiteStore.open(object(), pragmas={"journal_mode": "DELETE"})
