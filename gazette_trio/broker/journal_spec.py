@@ -269,9 +269,11 @@ def _rebuild(
     spec: pb.JournalSpec, scalars: dict[str, object], frag: dict[str, object]
 ) -> pb.JournalSpec:
     fragment = pb.JournalSpecFragment(**frag)  # type: ignore[arg-type]
+    labels = scalars.pop("labels")
+    assert isinstance(labels, pb.LabelSet)
     out = pb.JournalSpec(
         name=spec.name,
-        labels=scalars.pop("labels"),  # type: ignore[arg-type]
+        labels=labels if labels.labels else None,
         fragment=fragment if fragment != pb.JournalSpecFragment() else None,
         **scalars,  # type: ignore[arg-type]
     )

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +22,7 @@ from gazette_trio.broker.list_apply import apply_journals, upsert
 from gazette_trio.broker.local import LocalJournalClient
 from gazette_trio.broker.server import JournalServerCore, MemoryStorage, journal_service
 from gazette_trio.protocol import protocol as pb
+from tests.services import _wait_port, free_port
 
 
 @dataclass
@@ -58,3 +63,62 @@ async def broker(request: pytest.FixtureRequest, core: JournalServerCore) -> Asy
         return
     async with aio.asyncio_island(), served(core) as client:
         yield Broker(core, client, "grpc")
+
+
+class ServerProcess:
+    """`python -m gazette_trio.broker.server` in a subprocess, to be killed and restarted."""
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port if port is not None else free_port()
+        self.endpoint = f"127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = data_dir.parent / f"server-{self.port}.log"
+
+    async def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gazette_trio.broker.server",
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--port",
+                    str(self.port),
+                    "--log-level",
+                    "warning",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        proc = self.proc
+        await trio.to_thread.run_sync(lambda: _wait_port(self.port, 30, proc))
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to flush or close anything."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture
+async def server_process(tmp_path: Path) -> AsyncIterator[ServerProcess]:
+    """A journal server process on a free port, stopped after the test."""
+    server = ServerProcess(tmp_path / "data")
+    try:
+        await server.start()
+        yield server
+    finally:
+        server.stop()

@@ -32,7 +32,9 @@ async def read_all(broker: Broker, **request: object) -> list[pb.ReadResponse]:
         return [r async for r in stream]
 
 
-async def append(broker: Broker, journal: str, *chunks: bytes, **options: object) -> pb.AppendResponse:
+async def append(
+    broker: Broker, journal: str, *chunks: bytes, **options: object
+) -> pb.AppendResponse:
     return await broker.client.append(pb.AppendRequest(journal=journal, **options), list(chunks))  # type: ignore[arg-type]
 
 
@@ -232,7 +234,9 @@ async def test_registers_are_checked_and_updated_atomically_with_the_append(brok
 
 async def test_register_updates_need_content(broker: Broker) -> None:
     await broker.create("a/journal")
-    with pytest.raises(aio.InvalidArgument, match="register modification requires a non-empty append"):
+    with pytest.raises(
+        aio.InvalidArgument, match="register modification requires a non-empty append"
+    ):
         await append(broker, "a/journal", union_registers=L.label_set({"key": "v"}))
     # A zero-byte append without updates is a barrier: OK, empty commit at the head.
     await append(broker, "a/journal", b"abc")
@@ -242,7 +246,9 @@ async def test_register_updates_need_content(broker: Broker) -> None:
     assert sha1_digest(barrier.commit.sum) == hashlib.sha1(b"").digest()
 
 
-async def test_flags_forbid_content_appends_to_read_only_and_reads_of_write_only(broker: Broker) -> None:
+async def test_flags_forbid_content_appends_to_read_only_and_reads_of_write_only(
+    broker: Broker,
+) -> None:
     await broker.create("ro/journal", flags=int(pb.JournalSpecFlag.O_RDONLY))
     await broker.create("wo/journal", flags=int(pb.JournalSpecFlag.O_WRONLY))
     assert (await append(broker, "ro/journal", b"x")).status == S.NOT_ALLOWED
@@ -292,9 +298,12 @@ async def test_a_blocking_read_at_the_head_is_woken_by_the_next_append(broker: B
     await append(broker, "a/journal", b"old")
     got: list[bytes] = []
     with trio.fail_after(10):
-        async with broker.client.read(
-            pb.ReadRequest(journal="a/journal", offset=-1, block=True)
-        ) as stream, trio.open_nursery() as nursery:
+        async with (
+            broker.client.read(
+                pb.ReadRequest(journal="a/journal", offset=-1, block=True)
+            ) as stream,
+            trio.open_nursery() as nursery,
+        ):
 
             async def later() -> None:
                 await trio.sleep(0.05)
@@ -382,13 +391,19 @@ async def test_a_missing_journal_is_journal_not_found_everywhere(broker: Broker)
 
 async def test_an_invalid_spec_is_rejected_naming_the_problem(broker: Broker) -> None:
     bad_length = new_journal_spec("a/journal", fragment_length=10)
-    with pytest.raises(aio.InvalidArgument, match=r"Changes\[0\]\.Upsert\.Fragment: invalid Length \(10;"):
+    with pytest.raises(
+        aio.InvalidArgument, match=r"Changes\[0\]\.Upsert\.Fragment: invalid Length \(10;"
+    ):
         await apply_journals(broker.client, [upsert(bad_length)])
     bad_type = new_journal_spec("a/journal", content_type="not a type")
-    with pytest.raises(aio.InvalidArgument, match=r"Upsert\.Labels\.Labels\[0\]\.Value: not a valid token"):
+    with pytest.raises(
+        aio.InvalidArgument, match=r"Upsert\.Labels\.Labels\[0\]\.Value: not a valid token"
+    ):
         await apply_journals(broker.client, [upsert(bad_type)])
     no_replication = new_journal_spec("a/journal", replication=0)
-    with pytest.raises(aio.InvalidArgument, match=r"invalid Replication \(0; expected 1 <= Replication <= 5\)"):
+    with pytest.raises(
+        aio.InvalidArgument, match=r"invalid Replication \(0; expected 1 <= Replication <= 5\)"
+    ):
         await apply_journals(broker.client, [upsert(no_replication)])
     assert await list_journals(broker.client) == []
     await broker.create("a/journal")  # still serving

@@ -1,0 +1,226 @@
+"""File storage: everything acknowledged survives a restart, nothing torn does.
+
+These tests stop a server core (closing its storage, as a process exit
+would) or damage its files the way a crash can, then build a new core on
+the same directory and check what it recovered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from gazette_trio import aio
+from gazette_trio.broker import labels as L
+from gazette_trio.broker.appender import append
+from gazette_trio.broker.journal_spec import new_journal_spec
+from gazette_trio.broker.list_apply import apply_journals, delete, list_journals, upsert
+from gazette_trio.broker.local import LocalJournalClient
+from gazette_trio.broker.reader import read_journal
+from gazette_trio.broker.server import FileStorage, JournalServerCore
+from gazette_trio.protocol import protocol as pb
+
+
+def open_core(path: Path) -> tuple[JournalServerCore, LocalJournalClient]:
+    core = JournalServerCore(FileStorage(path))
+    return core, LocalJournalClient(core)
+
+
+async def test_a_restart_recovers_specs_content_fragments_and_registers(tmp_path: Path) -> None:
+    core, client = open_core(tmp_path)
+    revision = await apply_journals(
+        client,
+        [upsert(new_journal_spec("logs/app", fragment_length=1024, content_type="text/plain"))],
+    )
+    await append(client, "logs/app", b"a" * 1000, union_registers=L.label_set({"owner": "one"}))
+    await append(client, "logs/app", b"b" * 1000)  # rolls the first spool
+    await append(client, "logs/app", b"c" * 100)
+    before = await client.list_fragments(pb.FragmentsRequest(journal="logs/app"))
+    core.storage.close()
+
+    core, client = open_core(tmp_path)
+    assert core.revision == revision
+    [listed] = await list_journals(client)
+    assert listed.spec == new_journal_spec(
+        "logs/app", fragment_length=1024, content_type="text/plain"
+    )
+    assert await read_journal(client, "logs/app") == b"a" * 1000 + b"b" * 1000 + b"c" * 100
+    assert core.write_head("logs/app") == 2100
+    assert core.registers("logs/app") == L.label_set({"owner": "one"})
+    after = await client.list_fragments(pb.FragmentsRequest(journal="logs/app"))
+    assert [(f.spec.begin, f.spec.end, f.spec.sum) for f in after.fragments] == [
+        (f.spec.begin, f.spec.end, f.spec.sum) for f in before.fragments
+    ]
+    # Appends continue at the recovered head.
+    response = await append(client, "logs/app", b"d")
+    assert (response.commit.begin, response.commit.end) == (2100, 2101)
+    core.storage.close()
+
+
+async def test_fragments_are_files_named_like_gazettes_content_names(tmp_path: Path) -> None:
+    core, client = open_core(tmp_path)
+    await apply_journals(client, [upsert(new_journal_spec("a/b/journal", fragment_length=1024))])
+    await append(client, "a/b/journal", b"x" * 2000)
+    await append(client, "a/b/journal", b"y" * 10)
+    core.storage.close()
+    directory = tmp_path / "journals" / "a" / "b" / "journal"
+    digest = hashlib.sha1(b"x" * 2000).hexdigest()
+    assert sorted(os.listdir(directory)) == [
+        f"0000000000000000-00000000000007d0-{digest}.raw",
+        "00000000000007d0.commits",
+        "00000000000007d0.spool",
+    ]
+    assert (
+        directory / f"0000000000000000-00000000000007d0-{digest}.raw"
+    ).read_bytes() == b"x" * 2000
+
+
+async def test_a_torn_tail_is_discarded_on_restart(tmp_path: Path) -> None:
+    core, client = open_core(tmp_path)
+    await apply_journals(client, [upsert(new_journal_spec("a/journal"))])
+    await append(client, "a/journal", b"acknowledged one;")
+    await append(client, "a/journal", b"acknowledged two;")
+    core.storage.close()
+
+    # A crash mid-append: content bytes written, the commit record torn.
+    directory = tmp_path / "journals" / "a" / "journal"
+    with open(directory / "0000000000000000.spool", "ab") as spool:
+        spool.write(b"half an unacknowledged app")
+    with open(directory / "0000000000000000.commits", "ab") as commits:
+        commits.write(b"GTc1\x00\x01")
+
+    core, client = open_core(tmp_path)
+    assert await read_journal(client, "a/journal") == b"acknowledged one;acknowledged two;"
+    assert core.write_head("a/journal") == 34
+    assert (directory / "0000000000000000.spool").stat().st_size == 34
+    await append(client, "a/journal", b"three")
+    assert await read_journal(client, "a/journal") == b"acknowledged one;acknowledged two;three"
+    core.storage.close()
+
+
+async def test_content_that_does_not_match_its_commit_record_is_cut_back(tmp_path: Path) -> None:
+    core, client = open_core(tmp_path)
+    await apply_journals(client, [upsert(new_journal_spec("a/journal"))])
+    await append(client, "a/journal", b"first;")
+    await append(client, "a/journal", b"second;")
+    core.storage.close()
+    # Damage the second append's bytes (as if its write never reached the disk).
+    spool = tmp_path / "journals" / "a" / "journal" / "0000000000000000.spool"
+    data = bytearray(spool.read_bytes())
+    data[8] ^= 0xFF
+    spool.write_bytes(bytes(data))
+
+    core, client = open_core(tmp_path)
+    assert await read_journal(client, "a/journal") == b"first;"
+    assert core.write_head("a/journal") == 6
+    core.storage.close()
+
+
+async def test_registers_survive_a_roll_and_a_restart(tmp_path: Path) -> None:
+    core, client = open_core(tmp_path)
+    await apply_journals(client, [upsert(new_journal_spec("a/log", fragment_length=1024))])
+    await append(client, "a/log", b"x" * 1500, union_registers=L.label_set({"author": "me"}))
+    await append(client, "a/log", b"y" * 10)  # rolls: the registers move to the new spool's log
+    core.storage.close()
+    core, client = open_core(tmp_path)
+    assert core.registers("a/log") == L.label_set({"author": "me"})
+    fenced = await client.append(
+        pb.AppendRequest(
+            journal="a/log",
+            check_registers=pb.LabelSelector(include=L.label_set({"author": "you"})),
+        ),
+        [b"z"],
+    )
+    assert fenced.status == pb.Status.REGISTER_MISMATCH
+    core.storage.close()
+
+
+async def test_a_spool_start_torn_by_a_crash_falls_back_to_the_previous_log(tmp_path: Path) -> None:
+    core, client = open_core(tmp_path)
+    await apply_journals(client, [upsert(new_journal_spec("a/log", fragment_length=1024))])
+    await append(client, "a/log", b"x" * 1500, union_registers=L.label_set({"author": "me"}))
+    core.storage.close()
+    directory = tmp_path / "journals" / "a" / "log"
+    # The spool was rolled, and the crash hit while its successor's log was
+    # being created.
+    os.rename(
+        directory / "0000000000000000.spool",
+        directory
+        / f"0000000000000000-00000000000005dc-{hashlib.sha1(b'x' * 1500).hexdigest()}.raw",
+    )
+    (directory / "00000000000005dc.commits").write_bytes(b"GTc")
+
+    core, client = open_core(tmp_path)
+    assert core.write_head("a/log") == 1500
+    assert core.registers("a/log") == L.label_set({"author": "me"})
+    response = await append(client, "a/log", b"y")
+    assert response.commit.begin == 1500
+    assert await read_journal(client, "a/log") == b"x" * 1500 + b"y"
+    core.storage.close()
+
+
+async def test_a_failed_write_leaves_no_trace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    core, client = open_core(tmp_path)
+    await apply_journals(client, [upsert(new_journal_spec("a/journal"))])
+    await append(client, "a/journal", b"before;")
+
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fdatasync", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        await append(client, "a/journal", b"lost;")
+    monkeypatch.undo()
+    assert core.write_head("a/journal") == 7
+    await append(client, "a/journal", b"after")
+    core.storage.close()
+    core, client = open_core(tmp_path)
+    assert await read_journal(client, "a/journal") == b"before;after"
+    core.storage.close()
+
+
+async def test_unusual_journal_names_map_to_safe_reversible_directories(tmp_path: Path) -> None:
+    names = ["odd/.hidden/x=1%2F", "ünï/cödé", "a/b/c"]
+    core, client = open_core(tmp_path)
+    await apply_journals(client, [upsert(new_journal_spec(n)) for n in names])
+    for name in names:
+        await append(client, name, name.encode())
+    core.storage.close()
+    for path in (tmp_path / "journals").rglob("*"):
+        assert path.resolve().is_relative_to((tmp_path / "journals").resolve())
+    assert (tmp_path / "journals" / "odd" / "%2Ehidden").is_dir()
+    core, client = open_core(tmp_path)
+    for name in names:
+        assert await read_journal(client, name) == name.encode()
+    core.storage.close()
+
+
+async def test_a_name_too_long_for_the_file_system_is_rejected_clearly(tmp_path: Path) -> None:
+    core, client = open_core(tmp_path)
+    with pytest.raises(
+        aio.InvalidArgument, match=r"once escaped, more than file storage allows \(255\)"
+    ):
+        await apply_journals(client, [upsert(new_journal_spec("a/" + "x" * 300))])
+    core.storage.close()
+
+
+async def test_a_deleted_journal_keeps_its_content_and_resumes_when_recreated(
+    tmp_path: Path,
+) -> None:
+    core, client = open_core(tmp_path)
+    await apply_journals(client, [upsert(new_journal_spec("a/journal"))])
+    await append(client, "a/journal", b"kept")
+    await apply_journals(client, [delete("a/journal")])
+    core.storage.close()
+    core, client = open_core(tmp_path)
+    assert await list_journals(client) == []
+    await apply_journals(client, [upsert(new_journal_spec("a/journal"))])
+    response = await append(client, "a/journal", b"+more")
+    assert response.commit.begin == 4
+    assert await read_journal(client, "a/journal") == b"kept+more"
+    core.storage.close()
