@@ -342,7 +342,9 @@ def producer_states_of(checkpoint: pc.Checkpoint) -> list[ProducerState]:
                 raise ValueError(
                     f"checkpoint source {journal!r} has a producer id of {len(entry.id)} bytes"
                 )
-            state = entry.state or pc.CheckpointProducerState(last_ack=0, begin=-1)
+            state = entry.state
+            if state is None:
+                state = pc.CheckpointProducerState(last_ack=0, begin=-1)
             states.append(ProducerState(journal, bytes(entry.id), state.last_ack, state.begin))
     return states
 
