@@ -49,6 +49,7 @@ recovery log's (`gazette_trio.recoverylog`).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 from collections.abc import Callable
@@ -192,10 +193,14 @@ class JSONFileStore:
             raise translated from exc
 
     def destroy(self) -> None:
-        """Forget the store. Files in a plain directory stay (they are the
-        durable state); a recorded store's directory is a replica of the log
-        and is removed with the recorder."""
+        """Forget the store. In a plain directory the file stays (it is the
+        durable state); a recorded store deletes its local replica (only
+        locally: the log keeps every commit)."""
         self._destroyed = True
+        if self._recorder is not None:
+            for name in (STATE_FILE, NEXT_FILE):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.directory / name)
 
     def _check_usable(self) -> None:
         if self._destroyed:
