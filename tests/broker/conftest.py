@@ -75,9 +75,9 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data_dir.parent / f"server-{self.port}.log"
 
-    async def start(self) -> None:
+    def _spawn(self) -> subprocess.Popen[bytes]:
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
+            return subprocess.Popen(
                 [
                     sys.executable,
                     "-m",
@@ -92,7 +92,9 @@ class ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        proc = self.proc
+
+    async def start(self) -> None:
+        proc = self.proc = self._spawn()
         await trio.to_thread.run_sync(lambda: _wait_port(self.port, 30, proc))
 
     def kill(self) -> None:

@@ -24,6 +24,11 @@ from gazette_trio.broker.server import FileStorage, JournalServerCore
 from gazette_trio.protocol import protocol as pb
 
 
+def append_bytes(path: Path, data: bytes) -> None:
+    with open(path, "ab") as f:
+        f.write(data)
+
+
 def open_core(path: Path) -> tuple[JournalServerCore, LocalJournalClient]:
     core = JournalServerCore(FileStorage(path))
     return core, LocalJournalClient(core)
@@ -87,10 +92,8 @@ async def test_a_torn_tail_is_discarded_on_restart(tmp_path: Path) -> None:
 
     # A crash mid-append: content bytes written, the commit record torn.
     directory = tmp_path / "journals" / "a" / "journal"
-    with open(directory / "0000000000000000.spool", "ab") as spool:
-        spool.write(b"half an unacknowledged app")
-    with open(directory / "0000000000000000.commits", "ab") as commits:
-        commits.write(b"GTc1\x00\x01")
+    append_bytes(directory / "0000000000000000.spool", b"half an unacknowledged app")
+    append_bytes(directory / "0000000000000000.commits", b"GTc1\x00\x01")
 
     core, client = open_core(tmp_path)
     assert await read_journal(client, "a/journal") == b"acknowledged one;acknowledged two;"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import trio
 import trio.testing
@@ -44,7 +46,7 @@ async def test_chunks_carry_their_offsets_and_a_non_blocking_reader_ends_at_the_
         chunks = [chunk async for chunk in reader]
     assert b"".join(c.content for c in chunks) == b"lo world"
     assert chunks[0].offset == 3 and chunks[0].journal == "a/journal"
-    assert all(a.end == b.offset for a, b in zip(chunks, chunks[1:], strict=False))
+    assert all(a.end == b.offset for a, b in itertools.pairwise(chunks))
     assert chunks[-1].write_head == 11
     assert reader.offset == 11 and reader.write_head == 11 and reader.jumps == []
 
