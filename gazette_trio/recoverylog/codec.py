@@ -217,19 +217,28 @@ def _decode_link(buf: bytes, pos: int, end: int, link: RecordedOpLink, name: str
 
 
 def _decode_write(buf: bytes, pos: int, end: int, write: RecordedOpWrite) -> None:
+    # The hottest path of playback: single-byte keys and varints are read
+    # inline, longer ones by `_read_varint`.
     while pos < end:
-        key, pos = _read_varint(buf, pos, end)
-        if key == 0x08:
-            value, pos = _read_varint(buf, pos, end)
-            write.fnode = _int64(value)
-        elif key == 0x10:
-            value, pos = _read_varint(buf, pos, end)
-            write.offset = _int64(value)
-        elif key == 0x18:
-            value, pos = _read_varint(buf, pos, end)
-            write.length = _int64(value)
+        key = buf[pos]
+        if key < 0x80:
+            pos += 1
         else:
+            key, pos = _read_varint(buf, pos, end)
+        name = _WRITE_FIELDS.get(key)
+        if name is None:
             pos = _skip(buf, pos, end, key & 7)
+            continue
+        value = buf[pos] if pos < end else 0x80
+        if value < 0x80:
+            pos += 1
+        else:
+            value, pos = _read_varint(buf, pos, end)
+            value = _int64(value)
+        setattr(write, name, value)
+
+
+_WRITE_FIELDS = {0x08: "fnode", 0x10: "offset", 0x18: "length"}
 
 
 def _decode_strings(buf: bytes, pos: int, end: int, target: object, names: tuple[str, ...]) -> None:
@@ -252,9 +261,17 @@ def decode_op(data: bytes | bytearray | memoryview) -> RecordedOp:
     op = RecordedOp()
     try:
         while pos < end:
-            key, pos = _read_varint(buf, pos, end)
+            key = buf[pos]
+            if key < 0x80:
+                pos += 1
+            else:
+                key, pos = _read_varint(buf, pos, end)
             if key == 0x08:
-                value, pos = _read_varint(buf, pos, end)
+                value = buf[pos] if pos < end else 0x80
+                if value < 0x80:
+                    pos += 1
+                else:
+                    value, pos = _read_varint(buf, pos, end)
                 op.seq_no = _int64(value)
             elif key == 0x15 or key == 0x1D:
                 if pos + 4 > end:
@@ -266,7 +283,14 @@ def decode_op(data: bytes | bytearray | memoryview) -> RecordedOp:
                 else:
                     op.author = value
             elif key == 0x3A:
-                start, pos = _read_bytes(buf, pos, end)
+                length = buf[pos] if pos < end else 0x80
+                if length < 0x80:
+                    start = pos + 1
+                    pos = start + length
+                    if pos > end:
+                        raise RecordedOpDecodeError("truncated length-delimited field")
+                else:
+                    start, pos = _read_bytes(buf, pos, end)
                 if op.write is None:
                     op.write = RecordedOpWrite()
                 _decode_write(buf, start, pos, op.write)
