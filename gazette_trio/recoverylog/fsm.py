@@ -103,6 +103,11 @@ class FSM:
         """Hinted segments not yet fully applied, in order."""
         return tuple(self._hinted_segments)
 
+    @property
+    def next_hinted_segment(self) -> Segment | None:
+        """The hinted segment being applied, or None once hints are used up."""
+        return self._hinted_segments[0] if self._hinted_segments else None
+
     def has_remaining_hints(self) -> bool:
         """Whether hinted segments or Fnodes remain to be applied."""
         return bool(self._hinted_segments) or bool(self._hinted_fnodes)

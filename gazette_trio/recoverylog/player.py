@@ -43,7 +43,7 @@ import trio
 
 from ..broker.client import JournalClient
 from ..broker.reader import open_reader
-from ..protocol.recoverylog import FsmHints, RecordedOp
+from ..protocol.recoverylog import FsmHints, RecordedOp, Segment
 from .author import fence
 from .codec import frame_op
 from .fsm import FSM, Outcome
@@ -239,12 +239,12 @@ class Player:
             if name not in heads:
                 response = await appender.append(name, b"")
                 heads[name] = response.commit.end if response.commit is not None else 0
-        for segment in fsm.hinted_segments:
-            head = heads[segment.log]
-            if segment.first_offset >= head or segment.last_offset > head:
+        for hinted in fsm.hinted_segments:
+            head = heads[hinted.log]
+            if hinted.first_offset >= head or hinted.last_offset > head:
                 raise PlaybackError(
-                    f"max write-head of {segment.log} is {head}, vs hinted segment "
-                    f"{segment}; possible data loss"
+                    f"max write-head of {hinted.log} is {head}, vs hinted segment "
+                    f"{hinted}; possible data loss"
                 )
 
         decoder = LogDecoder(hints.log, 0)
@@ -252,8 +252,8 @@ class Player:
         while True:
             # Position the read: at the next hinted segment (skipping dead
             # stretches of log), else on through the hints' log.
-            if fsm.hinted_segments:
-                segment = fsm.hinted_segments[0]
+            segment = fsm.next_hinted_segment
+            if segment is not None:
                 if (
                     not positioned
                     or decoder.log != segment.log
@@ -287,7 +287,7 @@ class Player:
         read has been read. The first time, the player is tailing."""
         if self.offset < heads[decoder.log]:
             return False
-        if fsm.hinted_segments:
+        if fsm.next_hinted_segment is not None:
             raise PlaybackError(
                 f"offset {decoder.log}:{self.offset} >= readThrough {heads[decoder.log]}, "
                 "but FSM has unused hints; possible data loss"
@@ -343,10 +343,11 @@ class Player:
                         self.write_head = heads[name]
                         if self._apply(fsm, staging, decoder, chunk.content):
                             return True  # The hand-off no-op came back applied.
-                        if fsm.hinted_segments and self._reposition(fsm, decoder):
+                        segment = fsm.next_hinted_segment
+                        if segment is not None and self._reposition(segment, decoder):
                             return False
                         if self.offset >= heads[name]:
-                            if fsm.hinted_segments or self._state is not PlayerState.TAIL:
+                            if segment is not None or self._state is not PlayerState.TAIL:
                                 return False  # The play loop decides.
                             self._tailing.set()
                             self._at_head = True  # A request may now interrupt the read.
@@ -355,8 +356,7 @@ class Player:
                 self._at_head = False
         return False
 
-    def _reposition(self, fsm: FSM, decoder: LogDecoder) -> bool:
-        segment = fsm.hinted_segments[0]
+    def _reposition(self, segment: Segment, decoder: LogDecoder) -> bool:
         if segment.log != decoder.log:
             return True
         return not decoder.in_payload and segment.first_offset - self.offset >= SEEK_THRESHOLD
@@ -403,11 +403,11 @@ class Player:
 
     def _jump(self, fsm: FSM, decoder: LogDecoder, to: int) -> None:
         # Content was removed from the log; it is fatal only if hinted.
-        hinted = fsm.hinted_segments
-        if hinted and hinted[0].last_offset != 0 and hinted[0].last_offset < to:
+        hinted = fsm.next_hinted_segment
+        if hinted is not None and hinted.last_offset != 0 and hinted.last_offset < to:
             raise PlaybackError(
                 f"offset jumps over hinted segment of {decoder.log} (from: {self.offset}, "
-                f"to: {to}, hinted range: {hinted[0].first_offset}-{hinted[0].last_offset}); "
+                f"to: {to}, hinted range: {hinted.first_offset}-{hinted.last_offset}); "
                 "possible data loss"
             )
         log.warning("recovery log %s: offset jump from %d to %d", decoder.log, self.offset, to)
