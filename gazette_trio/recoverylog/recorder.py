@@ -50,6 +50,8 @@ from .author import fence, fence_selector
 from .codec import frame_op
 from .fsm import FSM, Outcome
 
+_TRUNCATE_PIECE = 1 << 20
+
 DEFAULT_FLUSH_BYTES = 1 << 20
 """Buffered recorded bytes that trigger an append without waiting for a barrier."""
 
@@ -212,6 +214,7 @@ class Recorder:
     ) -> RecordedFile:
         """Open `path` for writing, with `os.open`'s O_CREAT / O_TRUNC /
         O_EXCL meanings. A truncated file is recorded as a new Fnode."""
+        self._ready()
         name = self._normalize(path)
         self._check_open(name, create=create, exclusive=exclusive)
         local = self._dir / name[1:]
@@ -229,12 +232,14 @@ class Recorder:
 
     def remove(self, path: str | os.PathLike[str]) -> None:
         """Remove the file at `path`."""
+        self._ready()
         name = self._known(path, "remove")
         os.unlink(self._dir / name[1:])
         self._record_unlink(name)
 
     def link(self, src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
         """Hard-link the file at `src` to the new path `dst`."""
+        self._ready()
         source = self._known(src, "link")
         target = self._normalize(dst)
         local = self._dir / target[1:]
@@ -245,6 +250,7 @@ class Recorder:
 
     def rename(self, src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
         """Rename `src` to `dst`, replacing a file at `dst` (atomic on disk)."""
+        self._ready()
         source = self._known(src, "rename")
         target = self._normalize(dst)
         local = self._dir / target[1:]
@@ -279,8 +285,7 @@ class Recorder:
         self, fnode: int, data: bytes | bytearray | memoryview, offset: int
     ) -> None:
         """Record `data` written at `offset` of the file `fnode`."""
-        if fnode not in self._fsm.live_nodes:
-            raise RecorderError(f"write to fnode {fnode}, which is not a live file of {self._log}")
+        self._check_writable(fnode)
         if offset < 0:
             raise RecorderError(f"write to fnode {fnode} at negative offset {offset}")
         payload = bytes(data)
@@ -419,6 +424,17 @@ class Recorder:
             else:
                 self._write_head = end
 
+    def _ready(self) -> None:
+        # File API methods check before touching disk, so a failed recorder
+        # leaves local files as the log has them.
+        self._observe()
+        self._raise_failure()
+
+    def _check_writable(self, fnode: int) -> None:
+        self._ready()
+        if fnode not in self._fsm.live_nodes:
+            raise RecorderError(f"write to fnode {fnode}, which is not a live file of {self._log}")
+
     def _fail(self, error: BaseException) -> None:
         if self._failure is None:
             self._failure = error
@@ -547,11 +563,48 @@ class RecordedFile:
     def write_at(self, data: bytes | bytearray | memoryview, offset: int) -> None:
         """Write `data` at `offset` (the current `offset` is unchanged)."""
         fd = self._require_open()
+        if offset < 0:
+            raise RecorderError(f"write to {self.path} at negative offset {offset}")
+        self._recorder._check_writable(self.fnode)
         view = memoryview(data)
         written = 0
         while written < len(view):
             written += os.pwrite(fd, view[written:], offset + written)
         self._recorder.record_write_at(self.fnode, view, offset)
+
+    def truncate(self, size: int) -> None:
+        """Cut the file to `size` bytes.
+
+        RecordedOps have no truncate, so this is recorded as a new Fnode at
+        the path holding the kept bytes (read back from disk): it costs
+        O(size) log bytes, and suits rare truncations (a journal file emptied,
+        a database shrunk by VACUUM). The file must have exactly one path;
+        other open handles of it become stale, and writing through them
+        raises RecorderError."""
+        fd = self._require_open()
+        recorder = self._recorder
+        recorder._ready()
+        fsm = recorder.fsm
+        node = fsm.live_nodes.get(self.fnode)
+        if node is None or fsm.links.get(self.path) != self.fnode:
+            raise RecorderError(f"truncate of {self.path} through a stale handle")
+        if len(node.links) != 1:
+            raise RecorderError(
+                f"truncate of {self.path}, which has {len(node.links)} paths: "
+                "a truncation is recorded as a new file, which would split them"
+            )
+        if size < 0:
+            raise RecorderError(f"truncate of {self.path} to negative size {size}")
+        os.ftruncate(fd, size)
+        self.fnode = recorder._record_open(self.path, truncate=True)
+        offset = 0
+        while offset < size:
+            piece = os.pread(fd, min(_TRUNCATE_PIECE, size - offset), offset)
+            if not piece:
+                raise RecorderError(f"truncate of {self.path}: file ended at {offset} of {size}")
+            recorder.record_write_at(self.fnode, piece, offset)
+            offset += len(piece)
+        self.offset = min(self.offset, size)
 
     def sync(self) -> OpFuture[pb.AppendResponse]:
         """The future of this file's writes (and all others so far) being in

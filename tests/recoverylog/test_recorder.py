@@ -14,6 +14,7 @@ from gazette_trio.opfuture import OpFuture
 from gazette_trio.protocol.recoverylog import FsmHints
 from gazette_trio.recoverylog.codec import decode_op
 from gazette_trio.recoverylog.fsm import FSM
+from gazette_trio.recoverylog.player import Player
 from gazette_trio.recoverylog.recorder import Recorder, RecorderError, open_recorder
 from gazette_trio.recoverylog.stream import LogDecoder, OpRead
 
@@ -140,3 +141,36 @@ async def test_a_recorder_on_a_new_log_starts_it_with_a_fencing_no_op(
     assert (noop.seq_no, noop.author, noop.create, noop.write) == (3, 0xDEF, None, None)
     assert journals.core.registers("second/log").labels[0].value == "3ff"
     assert moved.fsm.last_log == "second/log"
+
+
+async def test_truncation_is_recorded_as_a_new_file_with_the_kept_bytes(
+    journals: Journals, tmp_path: Path
+) -> None:
+    """The log has no truncate op: a truncated file becomes a new Fnode
+    holding what is kept, so playback reproduces the shorter file and old
+    handles of the file are refused."""
+    rec = await recorder(journals, tmp_path / "a")
+    f = rec.create("db")
+    stale = rec.open("db")
+    f.write(b"0123456789" * 10)
+    old_fnode = f.fnode
+    f.truncate(15)
+    assert f.fnode != old_fnode and f.offset == 15
+    f.write(b"+tail")
+    with pytest.raises(RecorderError, match="not a live file"):
+        stale.write(b"lost")
+    with pytest.raises(RecorderError, match="stale handle"):
+        stale.truncate(0)
+    rec.link("db", "db-link")
+    with pytest.raises(RecorderError, match="which has 2 paths"):
+        f.truncate(0)
+    f.close()
+    stale.close()
+
+    player = Player()
+    player.finish_at_write_head()
+    await player.play(
+        await rec.build_hints(), tmp_path / "replica", journals.client, journals.appender
+    )
+    assert (tmp_path / "replica" / "db").read_bytes() == b"012345678901234+tail"
+    assert (tmp_path / "a" / "db").read_bytes() == b"012345678901234+tail"

@@ -375,6 +375,31 @@ async def test_playback_is_cancellable_and_removes_its_directory(
         await player.wait_done()
 
 
+async def test_playback_cancelled_mid_backfill_stops_at_once_and_cleans_up(
+    journals: Journals, tmp_path: Path
+) -> None:
+    recorder = await new_recorder(journals, tmp_path / "primary")
+    for i in range(40):
+        with recorder.create(f"file-{i}") as f:
+            f.write(bytes(100_000))
+        await recorder.barrier()
+
+    player = Player()
+    player.finish_at_write_head()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            player.play, FsmHints(log=LOG), tmp_path / "replica", journals.client, journals.appender
+        )
+        with trio.fail_after(5):
+            while player.offset < 1_000_000:
+                await trio.lowlevel.checkpoint()
+        assert player.state is PlayerState.EXIT_AT_HEAD and not player.tailing
+        nursery.cancel_scope.cancel()
+    assert player.offset < journals.core.write_head(LOG)
+    assert player.state is PlayerState.FAILED
+    assert not (tmp_path / "replica").exists()
+
+
 async def test_hints_beyond_the_write_head_are_refused(journals: Journals, tmp_path: Path) -> None:
     recorder = await new_recorder(journals, tmp_path / "primary")
     with recorder.create("f") as f:
