@@ -81,6 +81,9 @@ class UncommittedReader:
         input, after which the next call continues past it.
         """
         while True:
+            if self._held is not None:
+                held, self._held = self._held, None
+                raise held
             decoded = self._decoder.decode()
             if decoded.error is not None:
                 if decoded.envelopes:
@@ -91,9 +94,6 @@ class UncommittedReader:
                 raise decoded.error
             if decoded.envelopes:
                 return decoded.envelopes
-            if self._held is not None:
-                held, self._held = self._held, None
-                raise held
             if self._done:
                 raise StopAsyncIteration
             try:
