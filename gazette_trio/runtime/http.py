@@ -1,0 +1,221 @@
+"""The member's small HTTP/1.1 server: `/metrics`, `/status`, `/status.json`.
+
+Served on Trio with h11 (the protocol as a state machine, sockets here), on
+its own port (`[http]` in the config), one task per connection under the
+server's nursery:
+
+- `GET /metrics`: Prometheus text exposition of `metrics.REGISTRY`;
+- `GET /status`: an HTML page of the group (members, shards, replicas,
+  lag, rates) that refreshes itself by polling `/status.json`; its first
+  render is embedded in the page, so it shows data without waiting for
+  the first poll;
+- `GET /status.json`: `status.snapshot_to_json` of the `StatusSource`;
+- `GET /`: a redirect to `/status`.
+
+Connections are kept alive between requests and closed after an idle
+minute; only GET and HEAD are served. A failing `StatusSource` answers 500
+with the error, and the server carries on.
+
+This module owns HTTP; what is shown comes from `status` and `metrics`.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import h11
+import prometheus_client
+import trio
+from prometheus_client import CollectorRegistry
+
+from .metrics import REGISTRY
+from .status import StatusSource, snapshot_to_json
+
+__all__ = ["Response", "StatusServer"]
+
+log = logging.getLogger(__name__)
+
+IDLE_TIMEOUT = 60.0
+"""Seconds a kept-alive connection may wait for its next request."""
+MAX_BUFFER = 64 * 1024
+_SERVER = b"gazette-trio"
+_PLACEHOLDER = "/*__INITIAL_STATUS__*/null"
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def _page_template() -> str:
+    return (
+        importlib.resources.files("gazette_trio.runtime")
+        .joinpath("status_page.html")
+        .read_text(encoding="utf-8")
+    )
+
+
+def _embed(data: object) -> str:
+    # Inside <script>, "<" must not start a closing tag or a comment.
+    return json.dumps(data).replace("<", "\\u003c")
+
+
+class StatusServer:
+    """Serves metrics and the status page of one member."""
+
+    def __init__(self, source: StatusSource, registry: CollectorRegistry = REGISTRY) -> None:
+        self.source = source
+        self.registry = registry
+        self._template = _page_template()
+        self._routes: dict[str, Callable[[], Awaitable[Response]]] = {
+            "/metrics": self._metrics,
+            "/status": self._status_page,
+            "/status.json": self._status_json,
+            "/": self._root,
+        }
+
+    async def serve(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve until cancelled; `task_status.started` reports the bound port."""
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(
+                functools.partial(trio.serve_tcp, self._connection, port, host=host)
+            )
+            bound = listeners[0].socket.getsockname()[1]
+            log.info("serving /metrics and /status on http://%s:%d", host, bound)
+            task_status.started(bound)
+
+    # -- routes
+
+    async def _metrics(self) -> Response:
+        body = prometheus_client.generate_latest(self.registry)
+        return Response(200, body, prometheus_client.CONTENT_TYPE_LATEST)
+
+    async def _status_json(self) -> Response:
+        data = snapshot_to_json(await self.source.snapshot())
+        return Response(
+            200,
+            json.dumps(data).encode(),
+            "application/json",
+            (("cache-control", "no-store"),),
+        )
+
+    async def _status_page(self) -> Response:
+        data = snapshot_to_json(await self.source.snapshot())
+        page = self._template.replace(_PLACEHOLDER, _embed(data))
+        return Response(
+            200, page.encode(), "text/html; charset=utf-8", (("cache-control", "no-store"),)
+        )
+
+    async def _root(self) -> Response:
+        return Response(302, b"", "text/plain", (("location", "/status"),))
+
+    async def respond(self, method: str, target: str) -> Response:
+        """The response to one request (also usable without a socket)."""
+        path = target.split("?", 1)[0]
+        route = self._routes.get(path)
+        if route is None:
+            return Response(404, f"no such page: {path}\n".encode(), "text/plain; charset=utf-8")
+        if method not in ("GET", "HEAD"):
+            return Response(
+                405, b"only GET and HEAD\n", "text/plain; charset=utf-8", (("allow", "GET, HEAD"),)
+            )
+        try:
+            return await route()
+        except Exception as exc:
+            log.exception("serving %s failed", path)
+            body = json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode()
+            return Response(500, body, "application/json")
+
+    # -- the connection loop
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_BUFFER)
+        try:
+            while True:
+                request = await self._next_request(conn, stream)
+                if request is None:
+                    return
+                response = await self.respond(request.method.decode(), request.target.decode())
+                await self._send(conn, stream, response, head=request.method == b"HEAD")
+                if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                    return
+                try:
+                    conn.start_next_cycle()
+                except h11.LocalProtocolError:
+                    return  # the client did not finish its request; nothing more to do
+        except h11.RemoteProtocolError as exc:
+            await self._send_error(conn, stream, exc)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the client went away
+        finally:
+            with trio.move_on_after(1) as cleanup:
+                cleanup.shield = True
+                await stream.aclose()
+
+    async def _next_request(
+        self, conn: h11.Connection, stream: trio.SocketStream
+    ) -> h11.Request | None:
+        request: h11.Request | None = None
+        with trio.move_on_after(IDLE_TIMEOUT):
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    data = await stream.receive_some(MAX_BUFFER)
+                    conn.receive_data(data)  # b"" marks the end of the stream
+                    continue
+                if isinstance(event, h11.Request):
+                    request = event
+                elif isinstance(event, h11.EndOfMessage):
+                    return request
+                elif isinstance(event, h11.ConnectionClosed):
+                    return None
+                # Data events (a request body) are read and ignored.
+        return None
+
+    async def _send(
+        self,
+        conn: h11.Connection,
+        stream: trio.SocketStream,
+        response: Response,
+        *,
+        head: bool = False,
+    ) -> None:
+        headers = [
+            ("content-type", response.content_type),
+            ("content-length", str(len(response.body))),
+            ("server", _SERVER.decode()),
+            *response.headers,
+        ]
+        events: list[h11.Event] = [h11.Response(status_code=response.status, headers=headers)]
+        if not head and response.body:
+            events.append(h11.Data(data=response.body))
+        events.append(h11.EndOfMessage())
+        await stream.send_all(b"".join(conn.send(event) or b"" for event in events))
+
+    async def _send_error(
+        self, conn: h11.Connection, stream: trio.SocketStream, exc: h11.RemoteProtocolError
+    ) -> None:
+        if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        body = f"bad request: {exc}\n".encode()
+        response = Response(
+            exc.error_status_hint, body, "text/plain; charset=utf-8", (("connection", "close"),)
+        )
+        try:
+            await self._send(conn, stream, response)
+        except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
