@@ -37,12 +37,11 @@ from gazette_trio.runtime.status import (
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
-P, S, B, F, I = (
+P, S, B, F = (
     pc.ReplicaStatusCode.PRIMARY,
     pc.ReplicaStatusCode.STANDBY,
     pc.ReplicaStatusCode.BACKFILL,
     pc.ReplicaStatusCode.FAILED,
-    pc.ReplicaStatusCode.IDLE,
 )
 
 MEMBERS = [
