@@ -47,7 +47,14 @@ from .hints import (
     live_log_segments,
     validate_hints,
 )
-from .player import STAGING_DIR, Playback, PlaybackError, Player, PlayerState
+from .player import (
+    STAGING_DIR,
+    Playback,
+    PlaybackError,
+    Player,
+    PlayerState,
+    check_recovery_log,
+)
 from .recorder import (
     AllOf,
     LogAppender,
@@ -90,6 +97,7 @@ __all__ = [
     "SegmentError",
     "SegmentSet",
     "assignment_guard",
+    "check_recovery_log",
     "decode_hints",
     "decode_op",
     "encode_op",

@@ -41,7 +41,9 @@ from pathlib import Path
 
 import trio
 
+from ..broker import labels as L
 from ..broker.client import JournalClient
+from ..broker.list_apply import get_journal
 from ..broker.reader import open_reader
 from ..protocol.recoverylog import FsmHints, RecordedOp, Segment
 from .author import fence
@@ -63,6 +65,21 @@ at least this long; shorter ones are read and discarded by the FSM."""
 
 class PlaybackError(Exception):
     """The log cannot be played back to the hinted state."""
+
+
+async def check_recovery_log(client: JournalClient, journal: str) -> None:
+    """Raise PlaybackError unless `journal` exists and is labelled
+    `content-type: application/x-gazette-recoverylog` (Gazette's consumer
+    refuses to play any other journal as a recovery log)."""
+    found = await get_journal(client, journal)
+    if found is None or found.spec is None:
+        raise PlaybackError(f"recovery log {journal} does not exist")
+    content_type = L.value_of(found.spec.labels, L.CONTENT_TYPE)
+    if content_type != L.CONTENT_TYPE_RECOVERY_LOG:
+        raise PlaybackError(
+            f"journal {journal} is not a recovery log: expected label {L.CONTENT_TYPE} "
+            f"{L.CONTENT_TYPE_RECOVERY_LOG} (got {content_type!r})"
+        )
 
 
 class PlayerState(enum.Enum):

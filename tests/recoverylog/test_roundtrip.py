@@ -16,10 +16,18 @@ import pytest
 import trio
 
 from gazette_trio.broker.errors import JournalError
+from gazette_trio.broker.journal_spec import new_journal_spec
+from gazette_trio.broker.list_apply import apply_journals, upsert
 from gazette_trio.protocol import protocol as pb
 from gazette_trio.protocol.recoverylog import FsmHints
 from gazette_trio.recoverylog.fsm import FSM
-from gazette_trio.recoverylog.player import STAGING_DIR, PlaybackError, Player, PlayerState
+from gazette_trio.recoverylog.player import (
+    STAGING_DIR,
+    PlaybackError,
+    Player,
+    PlayerState,
+    check_recovery_log,
+)
 from gazette_trio.recoverylog.recorder import (
     Recorder,
     RecorderError,
@@ -408,3 +416,12 @@ async def test_hints_beyond_the_write_head_are_refused(journals: Journals, tmp_p
     hints.live_nodes[0].segments[0].first_offset = 10**9
     with pytest.raises(PlaybackError, match="possible data loss"):
         await play_to_head(journals, hints, tmp_path / "replica")
+
+
+async def test_only_journals_labelled_as_recovery_logs_are_played(journals: Journals) -> None:
+    await check_recovery_log(journals.client, LOG)
+    await apply_journals(journals.client, [upsert(new_journal_spec("plain/journal"))])
+    with pytest.raises(PlaybackError, match="not a recovery log: expected label content-type"):
+        await check_recovery_log(journals.client, "plain/journal")
+    with pytest.raises(PlaybackError, match="does not exist"):
+        await check_recovery_log(journals.client, "missing/journal")
