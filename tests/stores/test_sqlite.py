@@ -345,6 +345,11 @@ async def test_a_database_the_log_does_not_know_is_refused(tmp_path: Path) -> No
         logs.nursery.cancel_scope.cancel()
 
 
+async def test_a_shard_without_a_recovery_log_is_told_what_to_do() -> None:
+    with pytest.raises(ValueError, match="give its ShardSpec a recovery_log_prefix"):
+        await SQLiteStore.open(None)
+
+
 async def test_the_store_owns_journal_and_sync_settings() -> None:
     with pytest.raises(ValueError, match="PRAGMA journal_mode is set by SQLiteStore"):
         await SQLiteStore.open(object(), pragmas={"journal_mode": "DELETE"})

@@ -15,13 +15,17 @@ discipline shared by the SQL stores is `worker`.
 from __future__ import annotations
 
 from .errors import CommitDependencyError, FencedError, StoreError, StoreStateError
+from .json_file import JSONFileStore
 from .sql import SQLStore, SQLTransaction
+from .sqlite import SQLiteStore
 
 __all__ = [
     "CommitDependencyError",
     "FencedError",
+    "JSONFileStore",
     "SQLStore",
     "SQLTransaction",
+    "SQLiteStore",
     "StoreError",
     "StoreStateError",
 ]

@@ -165,6 +165,12 @@ class SQLiteStore:
         database file there that the log does not know (or the reverse) is
         an error.
         """
+        if recorder is None:
+            raise ValueError(
+                "SQLiteStore records into the shard's recovery log, and this shard has no "
+                "recorder: give its ShardSpec a recovery_log_prefix, or keep the state in "
+                "an SQLite file with SQLStore.sqlite(path)"
+            )
         if compact_factor <= 1:
             raise ValueError(f"compact_factor must be above 1, not {compact_factor}")
         for name in pragmas or {}:
