@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from gazette_trio.broker.append_service import open_append_service
+from gazette_trio.broker.append_service import AppendService, open_append_service
 from gazette_trio.broker.journal_spec import new_journal_spec
 from gazette_trio.broker.labels import CONTENT_TYPE_RECOVERY_LOG
 from gazette_trio.broker.list_apply import apply_journals, upsert
@@ -41,7 +41,7 @@ LOG = "bench/recovery-log"
 MIB = 1 << 20
 
 
-async def _record(appender, directory: Path, total: int, write_size: int) -> None:  # type: ignore[no-untyped-def]
+async def _record(appender: AppendService, directory: Path, total: int, write_size: int) -> None:
     recorder = await open_recorder(
         log=LOG, fsm=FSM(FsmHints(log=LOG)), author=1, directory=directory, appender=appender
     )

@@ -83,8 +83,14 @@ class AllOf(OpFuture[pb.AppendResponse]):
     __slots__ = ("_parts",)
 
     def __init__(self, parts: list[OpFuture[Any]]) -> None:
+        if not parts:
+            raise ValueError("AllOf needs at least one future")
         super().__init__()
         self._parts = parts
+
+    def __repr__(self) -> str:
+        state = "pending" if not self.done() else ("failed" if self.error() else "resolved")
+        return f"<AllOf of {len(self._parts)} {state}>"
 
     def done(self) -> bool:
         return all(part.done() for part in self._parts)
