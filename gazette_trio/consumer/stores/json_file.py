@@ -61,6 +61,7 @@ import trio
 
 from ...opfuture import OpFuture, OpFutures, wait_all
 from ...protocol import consumer as pc
+from ...recoverylog.recorder import Recorder
 from ..contracts import Shard
 from .errors import CommitDependencyError, StoreError, StoreStateError, fenced_or_same
 
@@ -72,7 +73,7 @@ class JSONFileStore:
     """A `Store` holding `state` and its checkpoint in one JSON file."""
 
     def __init__(
-        self, directory: Path, state: Any, checkpoint: pc.Checkpoint, recorder: Any
+        self, directory: Path, state: Any, checkpoint: pc.Checkpoint, recorder: Recorder | None
     ) -> None:
         self.directory = directory
         self.state: Any = state
@@ -88,7 +89,7 @@ class JSONFileStore:
         directory: str | os.PathLike[str] | None = None,
         *,
         initial: Callable[[], Any] = dict,
-        recorder: Any = None,
+        recorder: Recorder | None = None,
     ) -> JSONFileStore:
         """Open the store in `directory`, or in the recorder's directory.
 
@@ -164,7 +165,7 @@ class JSONFileStore:
             if self._recorder is None:
                 await trio.to_thread.run_sync(_replace_durably, self.directory, document)
             else:
-                await self._write_recorded(fqn, document)
+                await _write_recorded(self._recorder, fqn, document)
         except trio.Cancelled:
             self._failed = StoreStateError(f"commit of shard {fqn} was cancelled")
             future.fail(self._failed)
@@ -174,23 +175,6 @@ class JSONFileStore:
             future.fail(exc)
         else:
             future.resolve(None)
-
-    async def _write_recorded(self, fqn: str, document: bytes) -> None:
-        recorder = self._recorder
-        try:
-            # A small file: written inline, through the recorder, which
-            # records the bytes and the rename as it makes them on disk.
-            with recorder.create(NEXT_FILE) as file:
-                file.write(document)
-            recorder.rename(NEXT_FILE, STATE_FILE)
-            await recorder.barrier()
-        except trio.Cancelled:
-            raise
-        except BaseException as exc:
-            translated = fenced_or_same(exc, fqn, recorder.log)
-            if translated is exc:
-                raise
-            raise translated from exc
 
     def destroy(self) -> None:
         """Forget the store. In a plain directory the file stays (it is the
@@ -243,6 +227,23 @@ def decode_document(data: bytes, path: Path) -> tuple[Any, pc.Checkpoint]:
     except Exception as exc:
         raise StoreError(f"checkpoint in state file {path} does not decode: {exc}") from exc
     return document["state"], checkpoint
+
+
+async def _write_recorded(recorder: Recorder, fqn: str, document: bytes) -> None:
+    try:
+        # A small file: written inline, through the recorder, which
+        # records the bytes and the rename as it makes them on disk.
+        with recorder.create(NEXT_FILE) as file:
+            file.write(document)
+        recorder.rename(NEXT_FILE, STATE_FILE)
+        await recorder.barrier()
+    except trio.Cancelled:
+        raise
+    except BaseException as exc:
+        translated = fenced_or_same(exc, fqn, recorder.log)
+        if translated is exc:
+            raise
+        raise translated from exc
 
 
 def _read_document(path: Path) -> tuple[Any, pc.Checkpoint] | None:

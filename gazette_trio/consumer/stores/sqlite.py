@@ -75,6 +75,7 @@ import trio
 
 from ...opfuture import OpFuture, OpFutures, wait_all
 from ...protocol import consumer as pc
+from ...recoverylog.recorder import Recorder
 from ..contracts import Shard
 from .errors import (
     CommitDependencyError,
@@ -112,7 +113,7 @@ class SQLiteStore:
 
     def __init__(
         self,
-        recorder: Any,
+        recorder: Recorder,
         vfs: RecordingVFS,
         db: apsw.Connection,
         main_path: str,
@@ -145,7 +146,7 @@ class SQLiteStore:
     @classmethod
     async def open(
         cls,
-        recorder: Any,
+        recorder: Recorder | None,
         *,
         bootstrap: str = "",
         filename: str = DEFAULT_FILENAME,

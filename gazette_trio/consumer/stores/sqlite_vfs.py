@@ -53,9 +53,11 @@ import os
 import threading
 from collections import Counter, deque
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 import apsw
+
+from ...recoverylog.recorder import Recorder
 
 RECORDED_FLAGS = apsw.SQLITE_OPEN_MAIN_DB | apsw.SQLITE_OPEN_MAIN_JOURNAL | apsw.SQLITE_OPEN_WAL
 """Files whose changes are recorded: main databases (including ATTACHed
@@ -118,7 +120,7 @@ class RecordingVFS(apsw.VFS):
     with `apsw.Connection(path, vfs=vfs.name)`.
     """
 
-    def __init__(self, recorder: Any) -> None:
+    def __init__(self, recorder: Recorder) -> None:
         self.name = f"gazette-trio-recorded-{os.getpid()}-{next(_names)}"
         super().__init__(self.name, "")
         self.recorder = recorder
