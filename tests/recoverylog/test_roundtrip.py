@@ -425,3 +425,25 @@ async def test_only_journals_labelled_as_recovery_logs_are_played(journals: Jour
         await check_recovery_log(journals.client, "plain/journal")
     with pytest.raises(PlaybackError, match="does not exist"):
         await check_recovery_log(journals.client, "missing/journal")
+
+
+async def test_garbage_between_ops_is_skipped_and_playback_goes_on(
+    journals: Journals, tmp_path: Path
+) -> None:
+    """Bytes that are not frames (which no recorder writes, but a buggy
+    writer could) are skipped to the next frame, as Gazette's player does."""
+    recorder = await new_recorder(journals, tmp_path / "primary")
+    f = recorder.create("foo/bar")
+    hints = await recorder.build_hints()
+    f.write(b"hello")
+    with recorder.create("baz") as g:
+        g.write(b"bing")
+    f.write(b" world")
+    await recorder.barrier()
+    await journals.appender.append(LOG, b"... garbage data ...")
+    f.write(b"!")
+    f.close()
+    await recorder.barrier()
+
+    await play_to_head(journals, hints, tmp_path / "replica")
+    assert tree(tmp_path / "replica") == {"foo/bar": b"hello world!", "baz": b"bing"}
