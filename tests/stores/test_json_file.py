@@ -188,3 +188,16 @@ async def test_the_file_holds_the_checkpoint_in_protobuf_json_beside_the_state(
 async def test_a_directory_is_required_without_a_recorder() -> None:
     with pytest.raises(ValueError, match="needs a directory"):
         await JSONFileStore.open()
+
+
+async def test_a_commit_still_waiting_when_the_store_is_destroyed_fails(tmp_path: Path) -> None:
+    store = await JSONFileStore.open(tmp_path)
+    async with trio.open_nursery() as nursery:
+        store.state["n"] = 1
+        append: OpFuture[None] = OpFuture()
+        commit = store.start_commit(TestShard(nursery, FQN), checkpoint({"j": 1}), {append})
+        store.destroy()
+        append.resolve()
+        with pytest.raises(StoreStateError, match="never written: the store was destroyed"):
+            await commit
+    assert not store.path.exists()

@@ -353,3 +353,20 @@ async def test_a_shard_without_a_recovery_log_is_told_what_to_do() -> None:
 async def test_the_store_owns_journal_and_sync_settings() -> None:
     with pytest.raises(ValueError, match="PRAGMA journal_mode is set by SQLiteStore"):
         await SQLiteStore.open(object(), pragmas={"journal_mode": "DELETE"})
+
+
+async def test_a_commit_still_waiting_when_the_store_is_destroyed_fails(tmp_path: Path) -> None:
+    """Destroying the store drops what it had not recorded yet; a commit
+    still waiting for its futures then fails instead of claiming success."""
+    async with log_service() as logs, trio.open_nursery() as nursery:
+        store = await SQLiteStore.open(await logs.become_primary(tmp_path / "a"), bootstrap=SCHEMA)
+        shard = TestShard(nursery, FQN)
+        await store.restore_checkpoint(shard)
+        put(store, "a", b"1")
+        append: OpFuture[None] = OpFuture()
+        commit = store.start_commit(shard, checkpoint({"j": 1}), {append})
+        store.destroy()
+        append.resolve()
+        with pytest.raises(StoreStateError, match="never recorded: the store was destroyed"):
+            await commit
+        nursery.cancel_scope.cancel()

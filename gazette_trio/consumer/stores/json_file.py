@@ -162,6 +162,11 @@ class JSONFileStore:
                 raise CommitDependencyError(
                     f"commit of shard {fqn} abandoned: a future it waited for failed: {exc!r}"
                 ) from exc
+            if self._destroyed:
+                raise StoreStateError(
+                    f"commit of shard {fqn} was never written: the store was destroyed while "
+                    "it waited"
+                )
             if self._recorder is None:
                 await trio.to_thread.run_sync(_replace_durably, self.directory, document)
             else:

@@ -343,6 +343,11 @@ class SQLiteStore:
                     error.__cause__ = exc
                     vfs.discard(error)
                     raise error from exc
+                if self._destroyed:
+                    raise StoreStateError(
+                        f"commit of shard {fqn} was never recorded: the store was destroyed "
+                        "while it waited"
+                    )
                 vfs.release()
             await self._recorder.barrier()
         except trio.Cancelled:
