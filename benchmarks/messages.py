@@ -105,7 +105,7 @@ def run(report: Report) -> None:
             decoded = decoder.decode()
             if decoded.error is not None:
                 raise decoded.error
-            total += len(sequencer.queue(decoded.envelopes))
+            total += len(sequencer.queue_uncommitted(decoded.envelopes))
         counted[0] = total
 
     def measure(name: str, note: str) -> None:

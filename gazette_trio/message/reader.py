@@ -167,7 +167,7 @@ async def sequence(
     order, re-reading journals for transactions that outgrew the buffer.
     `message_type_of(spec)` names the message type to decode a journal with."""
     out: list[Envelope] = []
-    for item in sequencer.queue(envelopes):
+    for item in sequencer.queue_uncommitted(envelopes):
         if isinstance(item, Replay):
             spec = item.tail[-1].journal  # The ACK that committed it.
             out.extend(await replay(client, item, spec, message_type_of(spec)))

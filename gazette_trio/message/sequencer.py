@@ -31,7 +31,7 @@ transaction that began before the checkpoint's read-through offset. Old
 producers are pruned at checkpoint time.
 
 The sequencer is a pure state machine: no I/O, no clock. Whoever drives it
-reads journals, feeds `queue`, fulfils `Replay`s and checkpoints.
+reads journals, feeds `queue_uncommitted`, fulfils `Replay`s and checkpoints.
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ class Sequencer:
         """Envelopes of open transactions held in memory."""
         return self._buffered
 
-    def queue(self, envelopes: Iterable[Envelope]) -> list[Envelope | Replay]:
+    def queue_uncommitted(self, envelopes: Iterable[Envelope]) -> list[Envelope | Replay]:
         """Take read-uncommitted envelopes, in read order; return what they
         committed, in commit order: envelopes, and `Replay`s standing for
         committed transactions that must be re-read from the journal."""

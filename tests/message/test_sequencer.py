@@ -52,17 +52,17 @@ def bodies(out: list[Envelope | Replay]) -> list[Any]:
 def test_outside_txn_commits_at_once_and_duplicates_are_dropped() -> None:
     seq = Sequencer()
     first = env(A, 0, P1, 10, OUTSIDE_TXN, "m1")
-    assert seq.queue([first]) == [first]
-    assert seq.queue([env(A, 10, P1, 10, OUTSIDE_TXN, "m1 again")]) == []
-    assert seq.queue([env(A, 20, P1, 9, OUTSIDE_TXN, "older")]) == []
-    assert bodies(seq.queue([env(A, 30, P1, 11, OUTSIDE_TXN, "m2")])) == ["m2"]
+    assert seq.queue_uncommitted([first]) == [first]
+    assert seq.queue_uncommitted([env(A, 10, P1, 10, OUTSIDE_TXN, "m1 again")]) == []
+    assert seq.queue_uncommitted([env(A, 20, P1, 9, OUTSIDE_TXN, "older")]) == []
+    assert bodies(seq.queue_uncommitted([env(A, 30, P1, 11, OUTSIDE_TXN, "m2")])) == ["m2"]
 
 
 def test_ack_commits_the_transaction_without_head_of_line_blocking() -> None:
     """P1's transaction commits as soon as its ACK is read, though P2's
     transaction, interleaved with it, is still open."""
     seq = Sequencer()
-    out = seq.queue(
+    out = seq.queue_uncommitted(
         [
             env(A, 0, P1, 1, CONTINUE_TXN, "p1-a"),
             env(A, 10, P2, 1, CONTINUE_TXN, "p2-a"),
@@ -73,13 +73,13 @@ def test_ack_commits_the_transaction_without_head_of_line_blocking() -> None:
     assert bodies(out) == ["p1-a", "p1-b"]
     assert out[-1].is_ack  # type: ignore[union-attr]
     assert seq.has_pending()
-    assert bodies(seq.queue([env(A, 40, P2, 2, ACK_TXN)])) == ["p2-a"]
+    assert bodies(seq.queue_uncommitted([env(A, 40, P2, 2, ACK_TXN)])) == ["p2-a"]
     assert not seq.has_pending()
 
 
 def test_duplicate_continue_messages_are_dropped() -> None:
     seq = Sequencer()
-    out = seq.queue(
+    out = seq.queue_uncommitted(
         [
             env(A, 0, P1, 1, CONTINUE_TXN, "a"),
             env(A, 10, P1, 2, CONTINUE_TXN, "b"),
@@ -97,13 +97,15 @@ def test_ack_at_the_last_ack_clock_rolls_back_the_open_transaction() -> None:
     """A producer that recovered its last checkpoint re-sends that
     checkpoint's ACK; what it published after it never committed."""
     seq = Sequencer()
-    assert bodies(seq.queue([env(A, 0, P1, 1, CONTINUE_TXN, "a"), env(A, 10, P1, 2, ACK_TXN)])) == [
-        "a"
-    ]
-    seq.queue([env(A, 20, P1, 3, CONTINUE_TXN, "lost"), env(A, 30, P1, 4, CONTINUE_TXN, "lost")])
-    assert seq.queue([env(A, 40, P1, 2, ACK_TXN)]) == []
+    assert bodies(
+        seq.queue_uncommitted([env(A, 0, P1, 1, CONTINUE_TXN, "a"), env(A, 10, P1, 2, ACK_TXN)])
+    ) == ["a"]
+    seq.queue_uncommitted(
+        [env(A, 20, P1, 3, CONTINUE_TXN, "lost"), env(A, 30, P1, 4, CONTINUE_TXN, "lost")]
+    )
+    assert seq.queue_uncommitted([env(A, 40, P1, 2, ACK_TXN)]) == []
     assert seq.buffered == 0 and not seq.has_pending()
-    out = seq.queue([env(A, 50, P1, 5, CONTINUE_TXN, "b"), env(A, 60, P1, 6, ACK_TXN)])
+    out = seq.queue_uncommitted([env(A, 50, P1, 5, CONTINUE_TXN, "b"), env(A, 60, P1, 6, ACK_TXN)])
     assert bodies(out) == ["b"]
 
 
@@ -111,7 +113,7 @@ def test_ack_below_pending_clocks_commits_only_what_it_covers() -> None:
     """The recovered ACK of a pipelined producer commits its transaction and
     drops the messages of the next, which never committed."""
     seq = Sequencer()
-    out = seq.queue(
+    out = seq.queue_uncommitted(
         [
             env(A, 0, P1, 1, CONTINUE_TXN, "txn1-a"),
             env(A, 10, P1, 2, CONTINUE_TXN, "txn1-b"),
@@ -120,7 +122,7 @@ def test_ack_below_pending_clocks_commits_only_what_it_covers() -> None:
         ]
     )
     assert bodies(out) == ["txn1-a", "txn1-b"]
-    assert bodies(seq.queue([env(A, 40, P1, 5, ACK_TXN)])) == []
+    assert bodies(seq.queue_uncommitted([env(A, 40, P1, 5, ACK_TXN)])) == []
 
 
 def test_ack_below_the_last_ack_is_logged_and_resets_the_producer(
@@ -129,22 +131,22 @@ def test_ack_below_the_last_ack_is_logged_and_resets_the_producer(
     """An older checkpoint was recovered upstream: exactly-once degrades to
     at-least-once, loudly."""
     seq = Sequencer()
-    seq.queue([env(A, 0, P1, 10, OUTSIDE_TXN, "a")])
-    seq.queue([env(A, 10, P1, 11, CONTINUE_TXN, "pending")])
+    seq.queue_uncommitted([env(A, 0, P1, 10, OUTSIDE_TXN, "a")])
+    seq.queue_uncommitted([env(A, 10, P1, 11, CONTINUE_TXN, "pending")])
     with caplog.at_level(logging.ERROR):
-        assert seq.queue([env(A, 20, P1, 5, ACK_TXN)]) == []
+        assert seq.queue_uncommitted([env(A, 20, P1, 5, ACK_TXN)]) == []
     assert "weakened to at-least-once" in caplog.text and "a/journal" in caplog.text
     # Messages re-published after the reset are processed again.
-    assert bodies(seq.queue([env(A, 30, P1, 7, OUTSIDE_TXN, "again")])) == ["again"]
+    assert bodies(seq.queue_uncommitted([env(A, 30, P1, 7, OUTSIDE_TXN, "again")])) == ["again"]
 
 
 def test_outside_txn_after_open_transaction_rolls_it_back(caplog: pytest.LogCaptureFixture) -> None:
     seq = Sequencer()
-    seq.queue([env(A, 0, P1, 1, CONTINUE_TXN, "pending")])
+    seq.queue_uncommitted([env(A, 0, P1, 1, CONTINUE_TXN, "pending")])
     with caplog.at_level(logging.ERROR):
-        assert bodies(seq.queue([env(A, 10, P1, 2, OUTSIDE_TXN, "now")])) == ["now"]
+        assert bodies(seq.queue_uncommitted([env(A, 10, P1, 2, OUTSIDE_TXN, "now")])) == ["now"]
     assert "mixed publish_committed and publish_uncommitted" in caplog.text
-    assert bodies(seq.queue([env(A, 20, P1, 3, ACK_TXN)])) == []
+    assert bodies(seq.queue_uncommitted([env(A, 20, P1, 3, ACK_TXN)])) == []
 
 
 def test_unknown_flags_are_logged_and_treated_as_outside_txn(
@@ -152,27 +154,27 @@ def test_unknown_flags_are_logged_and_treated_as_outside_txn(
 ) -> None:
     seq = Sequencer()
     with caplog.at_level(logging.ERROR):
-        assert bodies(seq.queue([env(A, 0, P1, 1, 0x100, "odd")])) == ["odd"]
+        assert bodies(seq.queue_uncommitted([env(A, 0, P1, 1, 0x100, "odd")])) == ["odd"]
     assert "Flags(100)" in caplog.text
 
 
 def test_messages_without_uuid_are_always_delivered() -> None:
     seq = Sequencer()
     none = Envelope(A, 0, 10, "no uuid", bytes(6), 0, 0)
-    assert seq.queue([none, none]) == [none, none]
+    assert seq.queue_uncommitted([none, none]) == [none, none]
     assert seq.producer_states() == []
 
 
 def test_producers_are_tracked_per_journal() -> None:
     """The same producer writing to two journals has two sequences."""
     seq = Sequencer()
-    seq.queue([env(A, 0, P1, 5, OUTSIDE_TXN, "a")])
-    assert bodies(seq.queue([env(B, 0, P1, 3, OUTSIDE_TXN, "b")])) == ["b"]
+    seq.queue_uncommitted([env(A, 0, P1, 5, OUTSIDE_TXN, "a")])
+    assert bodies(seq.queue_uncommitted([env(B, 0, P1, 3, OUTSIDE_TXN, "b")])) == ["b"]
 
 
 def test_an_ack_with_no_transaction_is_delivered_alone() -> None:
     seq = Sequencer()
-    out = seq.queue([env(A, 0, P1, 1, ACK_TXN)])
+    out = seq.queue_uncommitted([env(A, 0, P1, 1, ACK_TXN)])
     assert len(out) == 1 and out[0].is_ack  # type: ignore[union-attr]
 
 
@@ -184,7 +186,7 @@ def test_transaction_larger_than_the_buffer_is_replayed() -> None:
     txn = [env(A, 10 * i, P1, i + 1, CONTINUE_TXN, f"m{i}") for i in range(10)]
     other = env(A, 100, P2, 1, CONTINUE_TXN, "other")
     ack = env(A, 110, P1, 11, ACK_TXN)
-    out = seq.queue([*txn, other, ack])
+    out = seq.queue_uncommitted([*txn, other, ack])
     assert len(out) == 1 and isinstance(out[0], Replay)
     replay = out[0]
     assert (replay.journal, replay.begin) == ("a/journal", 0)
@@ -199,8 +201,8 @@ def test_transaction_larger_than_the_buffer_is_replayed() -> None:
 
 def test_replay_of_the_wrong_range_is_refused() -> None:
     seq = Sequencer(buffer_size=1)
-    seq.queue([env(A, 0, P1, 1, CONTINUE_TXN), env(A, 10, P1, 2, CONTINUE_TXN)])
-    (replay,) = seq.queue([env(A, 20, P1, 3, ACK_TXN)])
+    seq.queue_uncommitted([env(A, 0, P1, 1, CONTINUE_TXN), env(A, 10, P1, 2, CONTINUE_TXN)])
+    (replay,) = seq.queue_uncommitted([env(A, 20, P1, 3, ACK_TXN)])
     assert isinstance(replay, Replay)
     with pytest.raises(ReplayError, match="b/journal"):
         replay.select([env(B, 0, P1, 1, CONTINUE_TXN)])
@@ -213,7 +215,7 @@ def test_replay_of_the_wrong_range_is_refused() -> None:
 
 def test_producer_states_round_trip_through_a_checkpoint() -> None:
     seq = Sequencer()
-    seq.queue(
+    seq.queue_uncommitted(
         [
             env(A, 0, P1, 5, OUTSIDE_TXN),
             env(A, 10, P2, 7, CONTINUE_TXN),
@@ -234,7 +236,7 @@ def test_producer_states_round_trip_through_a_checkpoint() -> None:
 
 def test_checkpoint_needs_the_read_through_of_every_journal_with_producers() -> None:
     seq = Sequencer()
-    seq.queue([env(A, 0, P1, 5, OUTSIDE_TXN)])
+    seq.queue_uncommitted([env(A, 0, P1, 5, OUTSIDE_TXN)])
     with pytest.raises(ValueError, match="a/journal"):
         seq.checkpoint({})
 
@@ -249,12 +251,12 @@ def test_restored_open_transaction_is_replayed_from_where_it_began() -> None:
         env(A, 30, P1, 4, ACK_TXN),
     ]
     first = Sequencer()
-    assert first.queue(journal[:2]) == []
+    assert first.queue_uncommitted(journal[:2]) == []
     checkpoint = pc.Checkpoint(sources=first.checkpoint({"a/journal": 20}))
 
     restored = Sequencer.from_checkpoint(checkpoint)
     assert restored.has_pending()
-    (replay,) = restored.queue(journal[2:])
+    (replay,) = restored.queue_uncommitted(journal[2:])
     assert isinstance(replay, Replay) and (replay.begin, replay.end) == (0, 20)
     out = replay.select(journal[:2])
     assert [e.message for e in out if not e.is_ack] == ["before-1", "before-2", "after"]
@@ -262,7 +264,7 @@ def test_restored_open_transaction_is_replayed_from_where_it_began() -> None:
 
 def test_has_pending_since_offsets() -> None:
     seq = Sequencer()
-    seq.queue([env(A, 50, P1, 1, CONTINUE_TXN)])
+    seq.queue_uncommitted([env(A, 50, P1, 1, CONTINUE_TXN)])
     assert seq.has_pending({"a/journal": 50})
     assert not seq.has_pending({"a/journal": 60})
 
@@ -271,7 +273,7 @@ def test_pruning_forgets_producers_far_older_than_the_newest() -> None:
     hour_ns = 3600 * 10**9
     hour_clock = (hour_ns // 100) << 4
     seq = Sequencer()
-    seq.queue(
+    seq.queue_uncommitted(
         [
             env(A, 0, P1, 1000, OUTSIDE_TXN),
             env(A, 10, P2, 1000 + 2 * hour_clock, OUTSIDE_TXN),
@@ -377,7 +379,7 @@ def test_read_committed_is_exactly_the_committed_messages_once_in_order(
         if not batch:
             return
         position += len(batch)
-        for item in seq.queue(batch):
+        for item in seq.queue_uncommitted(batch):
             if isinstance(item, Replay):
                 replayed = [e for e in world.journal if item.begin <= e.begin and e.end <= item.end]
                 delivered.extend(item.select(replayed))
