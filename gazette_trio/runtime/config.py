@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import click
+import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -49,10 +50,14 @@ from pydantic import (
     field_validator,
 )
 
-from .durations import EXAMPLES as DURATION_EXAMPLES
-from .durations import DurationError, parse_duration
-from .labels import TOKEN_SYMBOLS, validate_token
-from .specspace import JournalNode, ShardSpace, SpecError, join_path
+from ..broker import journalspace
+from ..broker.durations import parse_duration
+from ..broker.journal_spec import validate_journal_spec
+from ..broker.validation import TOKEN_SYMBOLS, validate_token
+from ..broker.validation import ValidationError as SpecValidationError
+from ..protocol import consumer as pc
+from ..protocol import protocol as pb
+from .shardspace import DURATION_EXAMPLES, ShardSpace, SpecError, join_path
 
 __all__ = [
     "ENV_PREFIX",
@@ -136,8 +141,8 @@ def _duration(value: Any) -> datetime.timedelta:
         raise ValueError(f"expected a duration string like {DURATION_EXAMPLES}")
     try:
         return parse_duration(value)
-    except DurationError as exc:
-        raise ValueError(str(exc)) from None
+    except ValueError:
+        raise ValueError(f"expected a duration like {DURATION_EXAMPLES}") from None
 
 
 Duration = Annotated[datetime.timedelta, BeforeValidator(_duration)]
@@ -156,6 +161,14 @@ PathValue = Annotated[Path, BeforeValidator(_path)]
 
 _CLASS_REF = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _GROUP_PREFIX = re.compile(r"^(/[\w\-+.=%]+)+$")
+
+
+def _is_token(value: str, symbols: str, lo: int, hi: int) -> bool:
+    try:
+        validate_token(value, symbols, lo, hi)
+    except SpecValidationError:
+        return False
+    return True
 
 
 def _hostname() -> str:
@@ -196,7 +209,7 @@ class ApplicationSettings(_Section):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str | None) -> str | None:
-        if value is not None and validate_token(value, 1, 64, TOKEN_SYMBOLS.replace("/", "")):
+        if value is not None and not _is_token(value, TOKEN_SYMBOLS.replace("/", ""), 1, 64):
             raise ValueError("expected a name of letters, digits, '-', '_', '+' or '.'")
         return value
 
@@ -270,19 +283,17 @@ class MemberSettings(_Section):
     @field_validator("zone")
     @classmethod
     def _check_zone(cls, value: str) -> str:
-        problem = validate_token(value, 1, 32)
-        if problem:
-            raise ValueError(f"expected a zone of letters, digits and -_+/. ({problem})")
+        if not _is_token(value, TOKEN_SYMBOLS, 1, 32):
+            raise ValueError("expected a zone of 1-32 letters, digits and -_+/.")
         return value
 
     @field_validator("suffix")
     @classmethod
     def _check_suffix(cls, value: str) -> str:
-        problem = validate_token(value, 4, 128)
-        if problem:
+        if not _is_token(value, TOKEN_SYMBOLS, 4, 128):
             raise ValueError(
-                f"expected a suffix of 4-128 letters, digits and -_+/. ({problem}); "
-                "the default is this machine's hostname, set member.suffix explicitly"
+                "expected a suffix of 4-128 letters, digits and -_+/. "
+                "(the default is this machine's hostname: if it does not fit, set member.suffix)"
             )
         return value
 
@@ -392,43 +403,54 @@ class HttpSettings(_Section):
     port: int = Field(8090, ge=0, le=65535, description="HTTP port (0: any free port)")
 
 
-_Space = typing.TypeVar("_Space", JournalNode, ShardSpace)
+def _load_space(value: Any, info: ValidationInfo, what: str) -> tuple[Any, str]:
+    """The data of an inline table, or of the YAML file a string names (and its path)."""
+    if isinstance(value, Mapping):
+        return value, ""
+    if not isinstance(value, str):
+        raise ValueError(f"expected a {what} table or the name of a YAML file")
+    path = Path((info.context or {}).get("base_dir", ".")) / value
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"expected a readable YAML file ({exc.strerror}: {path})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise _NestedError("", f"{path} is not valid YAML: {exc}") from None
+    return ({} if data is None else data), f" (in {path})"
 
 
-def _journals(value: Any, info: ValidationInfo) -> JournalNode | None:
-    return _specs(value, info, JournalNode)
+def _journals(value: Any, info: ValidationInfo) -> journalspace.Node | None:
+    """A journalspace (gazette_trio.broker.journalspace), with every journal complete."""
+    if value is None or isinstance(value, journalspace.Node):
+        return value
+    data, where = _load_space(value, info, "journalspace")
+    try:
+        root = journalspace.node_from_dict(data)
+        journalspace.validate_tree(root)
+        for node in journalspace.push_down(root):
+            if node.delete:
+                continue
+            try:
+                validate_journal_spec(node.spec)
+            except SpecValidationError as exc:
+                raise _NestedError("", f"journal {node.spec.name}: {exc}{where}") from None
+    except SpecValidationError as exc:
+        raise _NestedError("", f"{exc}{where}") from None
+    return root
 
 
 def _shards(value: Any, info: ValidationInfo) -> ShardSpace | None:
-    return _specs(value, info, ShardSpace)
-
-
-def _specs(value: Any, info: ValidationInfo, cls: type[_Space]) -> _Space | None:
-    """A journalspace/shardspace given inline as a table, or as a YAML file name."""
-    if value is None or isinstance(value, cls):
+    """A shardspace, with every shard complete."""
+    if value is None or isinstance(value, ShardSpace):
         return value
-    if isinstance(value, str):
-        path = Path((info.context or {}).get("base_dir", ".")) / value
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ValueError(f"expected a readable YAML file ({exc.strerror}: {path})") from None
-        try:
-            space = cls.from_yaml(text, source=str(path))
-        except SpecError as exc:
-            raise _NestedError(exc.path, f"{exc.message} (in {path})") from None
-    elif isinstance(value, Mapping):
-        try:
-            space = cls.from_data(value)
-        except SpecError as exc:
-            raise _NestedError(exc.path, exc.message) from None
-    else:
-        what = "journalspace" if cls is JournalNode else "shardspace"
-        raise ValueError(f"expected a {what} table or the name of a YAML file")
+    data, where = _load_space(value, info, "shardspace")
     try:
+        space = ShardSpace.from_data(data)
         space.validate()
     except SpecError as exc:
-        raise _NestedError(exc.path, exc.message) from None
+        raise _NestedError(exc.path, f"{exc.message}{where}") from None
     return space
 
 
@@ -454,7 +476,7 @@ class Config(_Section):
     )
     log: LogSettings = Field(default_factory=LogSettings)  # type: ignore[arg-type]
     http: HttpSettings = Field(default_factory=HttpSettings)  # type: ignore[arg-type]
-    journals: Annotated[JournalNode | None, BeforeValidator(_journals)] = Field(
+    journals: Annotated[journalspace.Node | None, BeforeValidator(_journals)] = Field(
         None, description="journalspace of journals to create at start-up"
     )
     shards: Annotated[ShardSpace | None, BeforeValidator(_shards)] = Field(
@@ -471,6 +493,18 @@ class Config(_Section):
         if self.etcd is not None and self.etcd.prefix:
             return self.etcd.prefix
         return f"/gazette/consumers/{self.application.group_name}"
+
+    def declared_journals(self) -> list[pb.JournalSpec]:
+        """Complete specs of the journals `journals` declares (deleted ones left out)."""
+        if self.journals is None:
+            return []
+        return [n.spec for n in journalspace.push_down(self.journals) if not n.delete]
+
+    def declared_shards(self) -> list[pc.ShardSpec]:
+        """Complete specs of the shards `shards` declares (deleted ones left out)."""
+        if self.shards is None:
+            return []
+        return [e.spec for e in self.shards.flattened() if not e.delete]
 
     @property
     def embedded_etcd(self) -> bool:

@@ -40,10 +40,11 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import aio
+from ..broker import labels as lbl
+from ..broker.validation import ValidationError
 from ..protocol import consumer as pc
-from . import labels as lbl
 from .shard_client import ShardClient
-from .specspace import ShardSpace, SpecError
+from .shardspace import ShardSpace, SpecError
 
 __all__ = ["CommandError", "InputError", "shards"]
 
@@ -114,7 +115,7 @@ def _check_status(what: str, status: pc.Status) -> None:
 def _parse_selector(text: str) -> pc.ListRequest:
     try:
         return pc.ListRequest(selector=lbl.parse_selector(text))
-    except lbl.LabelError as exc:
+    except ValidationError as exc:
         raise InputError(f"--selector: {exc}") from None
 
 
@@ -234,9 +235,8 @@ def shards_table(
         row = [spec.id, code.name, primary, replicas]
         if rf:
             row.append("0" if spec.disable else str(spec.hot_standbys + 1))
-        labels = spec.labels.labels if spec.labels else []
         for name in label_columns:
-            values = lbl.values_of(labels, name)
+            values = lbl.values_of(spec.labels, name)
             row.append(",".join(values) if values else "<none>")
         if any_errors:
             row.append("; ".join(errors))

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from grpclib.const import Cardinality
 
 from gazette_trio import aio
+from gazette_trio.broker import labels as lbl
 from gazette_trio.protocol import consumer as pc
 from gazette_trio.protocol import protocol as pb
-from gazette_trio.runtime import labels as lbl
 
 
 @dataclass
@@ -58,9 +58,9 @@ class ShardTable:
         out = []
         for shard_id in sorted(self.shards):
             record = self.shards[shard_id]
-            spec_labels = record.spec.labels.labels if record.spec.labels else []
-            with_meta = lbl.sorted_labels([*spec_labels, pb.Label(name="id", value=shard_id)])
-            if not lbl.matches(request.selector, with_meta):
+            if not lbl.matches(
+                request.selector, record.spec.labels, lbl.label_set({"id": shard_id})
+            ):
                 continue
             route = pb.Route(
                 members=[pb.ProcessSpecId(zone=z, suffix=s) for z, s in record.members],

@@ -106,16 +106,17 @@ def test_a_full_config_becomes_typed_settings(tmp_path: Path) -> None:
     assert (config.log.level, config.log.format) == ("debug", "json")
     assert (config.http.enabled, config.http.host, config.http.port) == (True, "0.0.0.0", 9090)
     assert config.data_dir == (tmp_path / "state").resolve()
-    assert config.journals is not None
-    journals = config.journals.journals()
+    journals = config.declared_journals()
     assert [j.name for j in journals] == ["examples/lines/part-000", "examples/lines/part-001"]
-    assert journals[0].spec.fragment is not None
-    assert journals[0].spec.fragment.compression_codec == pb.CompressionCodec.SNAPPY
-    assert config.shards is not None
-    shards = config.shards.flattened()
-    assert [s.spec.id for s in shards] == ["count-000", "count-001"]
-    assert shards[1].spec.max_txn_duration == datetime.timedelta(seconds=1)
-    assert shards[1].spec.hint_prefix == "/gazette/hints"
+    assert journals[0].replication == 1
+    assert journals[0].fragment is not None
+    assert journals[0].fragment.compression_codec == pb.CompressionCodec.SNAPPY
+    assert journals[1].fragment is not None
+    assert journals[1].fragment.refresh_interval == datetime.timedelta(seconds=30)
+    shards = config.declared_shards()
+    assert [s.id for s in shards] == ["count-000", "count-001"]
+    assert shards[1].max_txn_duration == datetime.timedelta(seconds=1)
+    assert shards[1].hint_prefix == "/gazette/hints"
     assert config.application.load() is __import__("json").JSONDecoder
 
 
@@ -302,9 +303,8 @@ def test_environment_overrides_keys() -> None:
 
 def test_a_bad_environment_value_names_the_variable() -> None:
     error = _error(MINIMAL, env={"GAZETTE_TRIO_MEMBER__PORT": "eighty"})
-    assert (
-        str(error)
-        == "member.port (from $GAZETTE_TRIO_MEMBER__PORT) = 'eighty': expected an integer"
+    assert str(error) == (
+        "member.port (from $GAZETTE_TRIO_MEMBER__PORT) = 'eighty': expected an integer"
     )
     error = _error(MINIMAL, env={"GAZETTE_TRIO_MEMBER__PROT": "1"})
     assert "member.prot (from $GAZETTE_TRIO_MEMBER__PROT) = 1: unknown key" in str(error)
@@ -323,10 +323,8 @@ def test_journals_and_shards_may_live_in_yaml_files(tmp_path: Path) -> None:
         'journals = "journals.yaml"\nshards = "shards.yaml"\n' + MINIMAL
     )
     config = load_config(tmp_path / "config.toml", env={})
-    assert config.journals is not None and [j.name for j in config.journals.journals()] == [
-        "ex/one"
-    ]
-    assert config.shards is not None and config.shards.flattened()[0].spec.id == "s-0001"
+    assert [j.name for j in config.declared_journals()] == ["ex/one"]
+    assert [s.id for s in config.declared_shards()] == ["s-0001"]
 
     (tmp_path / "shards.yaml").write_text(
         "shards:\n- id: s-0001\n  sources: [{journal: ex/one}]\n  disable: 3\n"
@@ -346,10 +344,13 @@ def test_declared_specs_must_be_complete() -> None:
     error = _error(
         MINIMAL + "[[shards.shards]]\nid = 'count-000'\nsources = [{journal = 'ex/one'}]\n"
     )
-    assert (
-        str(error)
-        == 'shards.shards[0].max_txn_duration: expected a duration > 0 such as "1s", got 0s'
+    assert str(error) == (
+        "shards.shards[0]: shard count-000: invalid MaxTxnDuration (None; expected > 0)"
     )
+    error = _error(
+        "[journals]\nname = 'ex/'\nreplication = 1\nchildren = [{name = 'ex/one'}]\n" + MINIMAL
+    )
+    assert str(error).startswith("journals: journal ex/one: Fragment: invalid Length (0; expected")
 
 
 def test_a_command_exits_with_code_2_and_the_message_on_stderr(tmp_path: Path) -> None:

@@ -26,11 +26,17 @@ import trio
 from click.testing import CliRunner, Result
 
 from gazette_trio import aio
+from gazette_trio.broker import labels as lbl
 from gazette_trio.protocol import consumer as pc
-from gazette_trio.runtime.labels import label_set
+from gazette_trio.protocol import protocol as pb
 from gazette_trio.runtime.shards_cli import shards
 
 from .shard_server import ShardTable
+
+
+def label_set(*pairs: tuple[str, str]) -> pb.LabelSet:
+    return lbl.label_set(list(pairs))
+
 
 PRIMARY = pc.ReplicaStatusCode.PRIMARY
 STANDBY = pc.ReplicaStatusCode.STANDBY
@@ -262,7 +268,7 @@ async def test_apply_in_batches(member: Member, tmp_path: Path) -> None:
         ),
         (
             "shards:\n- id: count-009\n  sources: [{journal: examples/x}]\n",
-            "shards[0].max_txn_duration: expected a duration > 0",
+            "shards[0]: shard count-009: invalid MaxTxnDuration",
         ),
         ("shards:\n- id: count-009\n  bogus: 1\n", "shards[0].bogus: unknown field"),
         ("shards: [\n", "not valid YAML at line"),

@@ -1,4 +1,4 @@
-"""Shardspace and journalspace files: gazctl's YAML, hoisting, push-down, errors.
+"""Shardspace files: gazctl's YAML, hoisting, push-down, errors.
 
 Promises: a gazctl-written file reads into the complete specs gazctl would
 apply; specs printed here (with common settings factored out) read back into
@@ -14,16 +14,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gazette_trio.broker import labels as lbl
 from gazette_trio.protocol import consumer as pc
 from gazette_trio.protocol import protocol as pb
-from gazette_trio.runtime.labels import label_set
-from gazette_trio.runtime.specspace import (
-    JournalNode,
-    ShardSpace,
-    SpecError,
-    validate_journal_spec,
-    validate_shard_spec,
-)
+from gazette_trio.runtime.shardspace import ShardEntry, ShardSpace, SpecError
+
+
+def label_set(*pairs: tuple[str, str]) -> pb.LabelSet:
+    return lbl.label_set(list(pairs))
+
 
 GAZCTL_SHARDS = """
 common:
@@ -163,94 +162,6 @@ def test_any_shards_round_trip_through_hoisted_yaml(specs: list[tuple[pc.ShardSp
     assert [(e.spec, e.revision) for e in back] == specs
 
 
-GAZCTL_JOURNALS = """
-name: examples/
-replication: 1
-labels:
-- name: content-type
-  value: application/x-ndjson
-fragment:
-  length: 4096
-  compression_codec: SNAPPY
-  stores:
-  - file:///
-  refresh_interval: 30s
-  flush_interval: 1h0m0s
-children:
-- name: examples/lines/
-  children:
-  - name: examples/lines/part-000
-    revision: 3
-  - name: examples/lines/part-001
-    flags: O_RDONLY
-- name: examples/old/
-  delete: true
-  children:
-  - name: examples/old/a
-  - name: examples/old/b
-    delete: false
-"""
-
-
-def _journal(name: str, **kw: object) -> pb.JournalSpec:
-    base: dict[str, object] = {
-        "name": name,
-        "replication": 1,
-        "labels": label_set(("content-type", "application/x-ndjson")),
-        "fragment": pb.JournalSpecFragment(
-            length=4096,
-            compression_codec=pb.CompressionCodec.SNAPPY,
-            stores=["file:///"],
-            refresh_interval=datetime.timedelta(seconds=30),
-            flush_interval=datetime.timedelta(hours=1),
-        ),
-    }
-    base.update(kw)
-    return pb.JournalSpec(**base)  # type: ignore[arg-type]
-
-
-def test_gazctl_journalspace_pushes_settings_down_the_tree() -> None:
-    """Each journal inherits unset fields and `delete` from the directories above it."""
-    tree = JournalNode.from_yaml(GAZCTL_JOURNALS)
-    journals = tree.journals()
-    assert [j.name for j in journals] == [
-        "examples/lines/part-000",
-        "examples/lines/part-001",
-        "examples/old/a",
-        "examples/old/b",
-    ]
-    assert journals[0].spec == _journal("examples/lines/part-000")
-    assert journals[0].revision == 3
-    assert journals[1].spec == _journal("examples/lines/part-001", flags=1)
-    assert [j.delete for j in journals] == [None, None, True, False]
-    request = tree.apply_request()
-    assert [c.delete for c in request.changes] == ["", "", "examples/old/a", ""]
-    tree.validate()
-
-
-def test_listed_journals_group_into_directories_and_read_back() -> None:
-    """Journals group by shared path prefix, shared settings rise, and parse back the same."""
-    specs = [
-        (_journal("examples/lines/part-000"), 5),
-        (_journal("examples/lines/part-001", replication=3), 6),
-        (_journal("examples/counts", fragment=pb.JournalSpecFragment(length=8192)), 7),
-    ]
-    response = pb.ListResponse(
-        journals=[pb.ListResponseJournal(spec=s, mod_revision=r) for s, r in specs]
-    )
-    tree = JournalNode.from_list_response(response)
-    assert tree.name == "examples/"
-    assert [c.name for c in tree.children] == ["examples/counts", "examples/lines/"]
-    assert tree.spec.labels == label_set(("content-type", "application/x-ndjson"))
-    lines = tree.children[1]
-    assert lines.spec.fragment is not None and lines.spec.fragment.length == 4096
-    back = JournalNode.from_yaml(tree.to_yaml()).journals()
-    assert sorted((j.spec.name, j.revision) for j in back) == sorted((s.name, r) for s, r in specs)
-    by_name = {j.name: j.spec for j in back}
-    for spec, _ in specs:
-        assert by_name[spec.name] == spec
-
-
 @pytest.mark.parametrize(
     ("text", "path", "message"),
     [
@@ -267,7 +178,7 @@ def test_listed_journals_group_into_directories_and_read_back() -> None:
         (
             "shards:\n- id: abcd\n  max_txn_duration: 1x\n",
             "shards[0].max_txn_duration",
-            "unknown unit 'x'",
+            'expected a duration like "1s", "500ms", "2m" or "1h30m", got \'1x\'',
         ),
         ("shards:\n- sources: []\n", "shards[0].id", "every shard needs an id"),
         (
@@ -310,90 +221,32 @@ def test_invalid_yaml_reports_its_line() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "path", "message"),
+    ("change", "message"),
     [
-        ("name: examples/\n", "children", "needs one or more children"),
+        ({"id": "ab"}, "Id: invalid length (2; expected 4 <= length <= 512)"),
+        ({"max_txn_duration": None}, "invalid MaxTxnDuration"),
         (
-            "name: examples/\nchildren:\n- name: other/x\n",
-            "children[0].name",
-            "does not begin with its parent's name",
+            {"hint_prefix": "hints/relative"},
+            "HintPrefix is not an absolute, clean, non-directory path",
         ),
+        ({"labels": label_set(("id", "x"))}, 'Labels cannot include label "id"'),
         (
-            "name: a/b/\nchildren:\n- name: a/b/d\n- name: a/b/c\n",
-            "children[1].name",
-            "not in unique, sorted order",
+            {"sources": [pc.ShardSpecSource(journal="bb/jj"), pc.ShardSpecSource(journal="aa/jj")]},
+            "Sources.Journal not in unique, sorted order",
         ),
-        ("name: a/bcd\nchildren:\n- name: a/bcd/x\n", "children", "cannot have children"),
-        (
-            "name: a/\nchildren:\n- name: a/xy\n  fragment:\n    compression_codec: LZ4\n",
-            "children[0].fragment.compression_codec",
-            "expected a compression codec",
-        ),
-        (
-            "name: a/\nchildren:\n- name: a/xy\n  fragment: 3\n",
-            "children[0].fragment",
-            "expected a table",
-        ),
-        ("name: a/\nrevision: 3\nchildren:\n- name: a/xy\n", "revision", "has no revision"),
     ],
 )
-def test_bad_journalspace_files_name_the_path(text: str, path: str, message: str) -> None:
+def test_incomplete_or_invalid_shards_are_named(change: dict[str, object], message: str) -> None:
+    """`validate` applies Gazette's ShardSpec rules to each pushed-down shard, naming it."""
+    good = ShardSpace(shards=[ShardEntry(_spec("count-000", "examples/lines/part-000"))])
+    good.validate()
+    bad_spec = _spec("count-000", "examples/lines/part-000", **change)
+    bad = ShardSpace(
+        shards=[ShardEntry(_spec("count-001", "examples/lines/part-001")), ShardEntry(bad_spec)]
+    )
     with pytest.raises(SpecError) as info:
-        JournalNode.from_yaml(text)
-    assert info.value.path == path
+        bad.validate()
+    assert info.value.path == "shards[1]"
     assert message in info.value.message
-
-
-def test_incomplete_journal_is_reported_at_its_node() -> None:
-    """A journal missing a required setting is named, at the path of its node."""
-    tree = JournalNode.from_yaml("name: a/\nreplication: 1\nchildren:\n- name: a/xyz\n")
-    with pytest.raises(SpecError) as info:
-        tree.validate()
-    assert info.value.path == "children[0].fragment.length"
-    assert "(journal a/xyz)" in info.value.message
-
-
-@pytest.mark.parametrize(
-    ("change", "path"),
-    [
-        ({"id": "ab"}, "id"),
-        ({"max_txn_duration": None}, "max_txn_duration"),
-        ({"hint_prefix": "hints/relative"}, "hint_prefix"),
-        ({"recovery_log_prefix": "", "hint_prefix": "/h"}, "hint_prefix"),
-        ({"sources": []}, "sources"),
-        (
-            {"sources": [pc.ShardSpecSource(journal="bb/j"), pc.ShardSpecSource(journal="aa/j")]},
-            "sources[1].journal",
-        ),
-        ({"labels": label_set(("id", "x"))}, "labels"),
-        ({"hint_backups": -1}, "hint_backups"),
-    ],
-)
-def test_shard_spec_validation_names_the_field(change: dict[str, object], path: str) -> None:
-    """Gazette's ShardSpec.Validate rules, each reported on its field."""
-    good = _spec("shard-000", "examples/lines/part-000")
-    validate_shard_spec(good)
-    bad = _spec("shard-000", "examples/lines/part-000", **change)
-    with pytest.raises(SpecError) as info:
-        validate_shard_spec(bad)
-    assert info.value.path == path
-
-
-@pytest.mark.parametrize(
-    ("change", "path"),
-    [
-        ({"name": "/abs/x"}, "name"),
-        ({"name": "a//b"}, "name"),
-        ({"replication": 0}, "replication"),
-        ({"labels": label_set(("prefix", "x/"))}, "labels"),
-        ({"fragment": pb.JournalSpecFragment(length=10)}, "fragment.length"),
-        ({"flags": 3}, "flags"),
-    ],
-)
-def test_journal_spec_validation_names_the_field(change: dict[str, object], path: str) -> None:
-    good = _journal("examples/lines/part-000")
-    validate_journal_spec(good)
-    with pytest.raises(SpecError) as info:
-        fields = dict(change)
-        validate_journal_spec(_journal(str(fields.pop("name", "examples/x")), **fields))
-    assert info.value.path == path
+    # A shard being deleted need not be complete.
+    ShardSpace(shards=[ShardEntry(bad_spec, revision=3, delete=True)]).validate()
