@@ -33,6 +33,7 @@ from ..broker.client import JournalClient
 from ..broker.errors import JournalError
 from ..broker.list_apply import get_journal
 from ..broker.reader import JournalReader, open_reader
+from ..protocol import consumer as pc
 from ..protocol import protocol as pb
 from .framing import FrameDecoder, FramingError, framing_for
 from .message import Envelope
@@ -209,7 +210,7 @@ class CommittedReader:
             if committed:
                 return committed
 
-    def checkpoint(self, prune_horizon_ns: int = 0) -> dict[str, Any]:
+    def checkpoint(self, prune_horizon_ns: int = 0) -> dict[str, pc.CheckpointSource]:
         """`Checkpoint.sources` for this journal as of the last batch returned."""
         return self.sequencer.checkpoint({self.spec.name: self.read_through}, prune_horizon_ns)
 
