@@ -30,6 +30,7 @@ import io
 import os
 import shutil
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import betterproto2
@@ -41,8 +42,21 @@ from rich.table import Table
 
 from .. import aio
 from ..broker import labels as lbl
+from ..broker.grpc_client import GrpcJournalClient
 from ..broker.validation import ValidationError
 from ..protocol import consumer as pc
+from ..protocol import protocol as pb
+from ..recoverylog.segment import SegmentSet
+from .prune import (
+    PruneError,
+    PruneStats,
+    fold_hints,
+    fragment_file,
+    fragment_stats,
+    oldest_backup_hints,
+    summarize,
+    unneeded_fragments,
+)
 from .shard_client import ShardClient
 from .shardspace import ShardSpace, SpecError
 
@@ -75,30 +89,47 @@ def run_rpc(endpoint: str, call: Callable[[ShardClient], Awaitable[T]]) -> T:
 
     RPC failures become `CommandError`s naming the endpoint.
     """
-    outcome: list[T] = []
-    failure: list[aio.RpcError | click.ClickException] = []
+    _check_endpoint("--endpoint", endpoint)
 
+    async def main() -> T:
+        async with aio.Channel(endpoint) as channel:
+            return await call(ShardClient(channel))
+
+    return run_in_island(main, endpoint)
+
+
+def _check_endpoint(option: str, endpoint: str) -> None:
     try:
         aio.parse_endpoint(endpoint)
     except ValueError as exc:
-        raise InputError(f"--endpoint: {exc}") from None
+        raise InputError(f"{option}: {exc}") from None
 
-    async def main() -> None:
-        async with aio.asyncio_island(), aio.Channel(endpoint) as channel:
+
+def run_in_island(main: Callable[[], Awaitable[T]], endpoint: str) -> T:
+    """`trio.run(main)` inside an asyncio island, as a command's whole life.
+
+    Errors are raised after the run, unwrapped: click's own, and RPC
+    failures as `CommandError`s naming `endpoint`.
+    """
+    outcome: list[T] = []
+    failure: list[Exception] = []
+
+    async def run() -> None:
+        async with aio.asyncio_island():
             try:
-                outcome.append(await call(ShardClient(channel)))
+                outcome.append(await main())
             except (aio.RpcError, click.ClickException) as exc:
                 # Raised after the run, so that it is not wrapped in the nursery's group.
                 failure.append(exc)
 
-    trio.run(main)
+    trio.run(run)
     if failure:
         error = failure[0]
-        if isinstance(error, click.ClickException):
-            raise error
         if isinstance(error, aio.Unavailable):
             raise CommandError(f"cannot reach a member at {endpoint}: {error.message}")
-        raise CommandError(f"{endpoint}: {error}")
+        if isinstance(error, aio.RpcError):
+            raise CommandError(f"{endpoint}: {error}")
+        raise error
     return outcome[0]
 
 
@@ -169,6 +200,7 @@ Examples:
   gazette-trio shards apply shards.yaml
   gazette-trio shards edit -l "id=count-000"
   gazette-trio shards unassign -l "app=word-count" --failed
+  gazette-trio shards prune -l "app=word-count" --dry-run
 """
 
 
@@ -501,3 +533,114 @@ def unassign_command(endpoint: str, selector: str, failed: bool, dry_run: bool) 
     else:
         qualifier = " FAILED" if failed else " assigned"
         click.echo(f"{verb} 0 shards: none of the {len(ids)} selected shards is{qualifier}")
+
+
+# --------------------------------------------------------------------------
+# prune
+
+
+async def _all_fragments(journals: GrpcJournalClient, log: str) -> list[pb.Fragment]:
+    out: list[pb.Fragment] = []
+    token = 0
+    while True:
+        response = await journals.list_fragments(
+            pb.FragmentsRequest(journal=log, next_page_token=token, page_limit=1000)
+        )
+        if response.status != pb.Status.OK:
+            raise CommandError(f"listing fragments of {log}: {response.status.name}")
+        out.extend(f.spec for f in response.fragments if f.spec is not None)
+        token = response.next_page_token
+        if not token:
+            return out
+
+
+@shards.command(
+    "prune",
+    epilog="""\b
+Examples:
+  gazette-trio shards prune -l "app=word-count" --dry-run
+  gazette-trio shards prune -l "app=word-count" --broker http://broker:8080
+\b
+CAUTION: when recovery logs were forked from other logs, select *all* the
+shards that share that log history: a log's fragments are pruned by the
+hints of the selected shards only.
+""",
+)
+@endpoint_option
+@selector_option(required=True)
+@click.option(
+    "--broker",
+    "broker_endpoint",
+    envvar="GAZETTE_TRIO_BROKER",
+    default=None,
+    metavar="URL",
+    help="Journal API endpoint (env GAZETTE_TRIO_BROKER); default: the --endpoint, "
+    "which serves both APIs on an embedded member.",
+)
+@click.option(
+    "--file-root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("/"),
+    show_default=True,
+    help="Directory that file:// fragment store paths are relative to.",
+)
+@click.option("--dry-run", is_flag=True, help="Report what would be removed; remove nothing.")
+def prune_command(
+    endpoint: str, selector: str, broker_endpoint: str | None, file_root: Path, dry_run: bool
+) -> None:
+    """Remove recovery-log fragments that no selected shard's hints still need.
+
+    Every selected shard must have written backup hints: its oldest backup
+    hints bound what its store can still need, and fragments of its
+    recovery log outside every hinted segment (and before the log's open
+    tail) are removed from their file:// fragment store. A shard without
+    usable hints stops the prune before anything is removed.
+    """
+    broker = broker_endpoint or endpoint
+    _check_endpoint("--endpoint", endpoint)
+    _check_endpoint("--broker", broker)
+    request = _parse_selector(selector)
+
+    async def main() -> list[str]:
+        lines: list[str] = []
+        total = PruneStats()
+        async with aio.Channel(endpoint) as shard_channel, aio.Channel(broker) as journal_channel:
+            client = ShardClient(shard_channel)
+            journals = GrpcJournalClient(journal_channel)
+            listed = await client.list(request)
+            _check_status("list", listed.status)
+            if not listed.shards:
+                raise InputError(f"no shards match selector {selector!r}; nothing pruned")
+            sets: dict[str, SegmentSet] = {}
+            try:
+                for shard in listed.shards:
+                    shard_id = shard.spec.id if shard.spec else ""
+                    hints = await client.get_hints(pc.GetHintsRequest(shard=shard_id))
+                    fold_hints(shard_id, oldest_backup_hints(shard_id, hints), sets)
+                    total.shards += 1
+                plans = []
+                for log in sorted(sets):
+                    fragments = await _all_fragments(journals, log)
+                    doomed = unneeded_fragments(log, sets[log], fragments)
+                    plans.append(
+                        (log, fragments, doomed, [fragment_file(f, file_root) for f in doomed])
+                    )
+            except PruneError as exc:
+                raise CommandError(f"prune: {exc}; nothing removed") from None
+            for log, fragments, doomed, paths in plans:
+                for fragment, path in zip(doomed, paths, strict=True):
+                    verb = "would remove" if dry_run else "removing"
+                    lines.append(f"{verb} {path} ({fragment.end - fragment.begin} bytes)")
+                    if not dry_run:
+                        try:
+                            await trio.Path(path).unlink()
+                        except FileNotFoundError:
+                            lines.append(f"  already gone: {path}")
+                stats = fragment_stats(fragments, doomed)
+                total.add(stats)
+                lines.append(f"log {log}: {summarize(stats)}")
+        lines.append(("dry run: " if dry_run else "pruned: ") + summarize(total))
+        return lines
+
+    for line in run_in_island(main, endpoint):
+        click.echo(line)

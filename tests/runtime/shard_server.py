@@ -36,6 +36,8 @@ class ShardTable:
         self.revision = 100
         self.shards: dict[str, ShardRecord] = {}
         self.hints: dict[str, pc.GetHintsResponse] = {}
+        self.fragments: dict[str, list[pb.Fragment]] = {}
+        """Fragments of journals, for ListFragments (an embedded member serves both APIs)."""
         self.apply_requests: list[pc.ApplyRequest] = []
         self.unassign_requests: list[pc.UnassignRequest] = []
 
@@ -127,6 +129,18 @@ class ShardTable:
             return pc.GetHintsResponse(status=pc.Status.SHARD_NOT_FOUND)
         return self.hints.get(request.shard, pc.GetHintsResponse(status=pc.Status.OK))
 
+    async def list_fragments(self, request: pb.FragmentsRequest) -> pb.FragmentsResponse:
+        if request.journal not in self.fragments:
+            return pb.FragmentsResponse(status=pb.Status.JOURNAL_NOT_FOUND)
+        # Pages of two, to exercise the client's paging.
+        found = [f for f in self.fragments[request.journal] if f.begin >= request.next_page_token]
+        page, rest = found[:2], found[2:]
+        return pb.FragmentsResponse(
+            status=pb.Status.OK,
+            fragments=[pb.FragmentsResponseFragment(spec=f) for f in page],
+            next_page_token=rest[0].begin if rest else 0,
+        )
+
     def service(self) -> aio.Service:
         unary = Cardinality.UNARY_UNARY
         return aio.Service(
@@ -143,6 +157,13 @@ class ShardTable:
                     pc.UnassignRequest,
                     pc.UnassignResponse,
                     self.unassign,
+                ),
+                aio.Method(
+                    "/protocol.Journal/ListFragments",
+                    unary,
+                    pb.FragmentsRequest,
+                    pb.FragmentsResponse,
+                    self.list_fragments,
                 ),
                 aio.Method(
                     "/consumer.Shard/GetHints",
