@@ -48,6 +48,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from ..broker import journalspace
@@ -175,6 +176,18 @@ def _hostname() -> str:
     return socket.gethostname()
 
 
+def _default_suffix() -> str:
+    """The hostname, made a valid suffix (4-128 token characters) if it is not one.
+
+    Hostnames like "vm" are too short for Gazette's member ids: those become
+    "member-vm"; characters outside the token alphabet become "-".
+    """
+    host = "".join(ch if _is_token(ch, TOKEN_SYMBOLS, 1, 4) else "-" for ch in _hostname())
+    if not _is_token(host, TOKEN_SYMBOLS, 4, 128):
+        host = f"member-{host}"[:128]
+    return host
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
@@ -265,9 +278,10 @@ class MemberSettings(_Section):
 
     zone: str = Field("local", description="failure zone of this member (1-32 token characters)")
     suffix: str = Field(
-        default_factory=_hostname,
+        default_factory=_default_suffix,
+        validate_default=True,  # a hostname that is no valid suffix must be reported
         description="unique id of this member within its zone (4-128 token characters); "
-        "defaults to the hostname",
+        'defaults to the hostname ("member-<hostname>" if the hostname is shorter than 4)',
     )
     host: str = Field("127.0.0.1", description="interface the gRPC API listens on")
     port: int = Field(8080, ge=0, le=65535, description="port of the gRPC API (0: any free port)")
@@ -291,10 +305,7 @@ class MemberSettings(_Section):
     @classmethod
     def _check_suffix(cls, value: str) -> str:
         if not _is_token(value, TOKEN_SYMBOLS, 4, 128):
-            raise ValueError(
-                "expected a suffix of 4-128 letters, digits and -_+/. "
-                "(the default is this machine's hostname: if it does not fit, set member.suffix)"
-            )
+            raise ValueError("expected a suffix of 4-128 letters, digits and -_+/.")
         return value
 
     @field_validator("endpoint")
@@ -486,6 +497,17 @@ class Config(_Section):
     model_config = ConfigDict(
         strict=True, extra="forbid", frozen=True, arbitrary_types_allowed=True
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sections_default_to_empty_tables(cls, data: Any) -> Any:
+        # Validating absent sections as empty tables reports a bad default
+        # (a hostname that is no valid member.suffix) under its own key.
+        if isinstance(data, dict):
+            data = dict(data)
+            for section in ("member", "log", "http"):
+                data.setdefault(section, {})
+        return data
 
     @property
     def group_prefix(self) -> str:

@@ -392,3 +392,27 @@ def test_every_key_is_documented() -> None:
     documented = set(re.findall(r"^\| `([a-z_.]+)` \|", doc, re.MULTILINE))
     missing = [key for key in _schema_keys(Config) if key not in documented]
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("hostname", "suffix"),
+    [
+        ("worker-17.example.com", "worker-17.example.com"),
+        ("vm", "member-vm"),  # too short for a Gazette member id
+        ("my host!", "my-host-"),
+    ],
+)
+def test_the_default_suffix_is_the_hostname_made_valid(
+    monkeypatch: pytest.MonkeyPatch, hostname: str, suffix: str
+) -> None:
+    from gazette_trio.runtime import config
+
+    monkeypatch.setattr(config, "_hostname", lambda: hostname)
+    assert parse_config(MINIMAL, env={}).member.suffix == suffix
+
+
+def test_an_explicit_bad_suffix_is_named() -> None:
+    error = _error(MINIMAL + '[member]\nsuffix = "ab"\n')
+    assert (
+        str(error) == "member.suffix = 'ab': expected a suffix of 4-128 letters, digits and -_+/."
+    )
