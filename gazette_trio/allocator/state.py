@@ -1,0 +1,169 @@
+"""`State`: one consistent snapshot of a consumer group, from its KeySpace.
+
+A State is what the allocator and the consumer runtime read: the items
+(shards), members, and assignments under the root at one revision, indexed
+for lookups, plus what is derived from them: this process's member and its
+assignments ("local items"), the leader (the member whose key has the
+lowest create revision), per-member assignment counts, and the "network"
+(items' replication and members' limits) whose change makes the leader
+re-solve. `StateView` keeps a State current as the KeySpace changes and tells
+observers.
+
+This module owns the snapshot and its derivations. It does not change etcd.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import trio
+
+from ..keyspace import KeySpace
+from .model import ASSIGN, ITEMS, MEMBERS, Assignment, Item, Member, member_key
+
+
+@dataclass(frozen=True, slots=True)
+class LocalItem:
+    """An item assigned to this member: the item, all of its assignments (in
+    key order), and which of them is ours."""
+
+    item: Item
+    assignments: tuple[Assignment, ...]
+    index: int
+
+    @property
+    def assignment(self) -> Assignment:
+        return self.assignments[self.index]
+
+    @property
+    def is_primary(self) -> bool:
+        return self.assignment.slot == 0
+
+
+@dataclass(frozen=True)
+class State:
+    """The group at `revision`, seen by the member `local_key`."""
+
+    root: str
+    local_key: str
+    revision: int
+    items: tuple[Item, ...]
+    members: tuple[Member, ...]
+    assignments: tuple[Assignment, ...]
+    item_by_id: Mapping[str, Item]
+    member_by_key: Mapping[str, Member]
+    assignments_by_item: Mapping[str, tuple[Assignment, ...]]
+    local_member: Member | None
+    local_items: tuple[LocalItem, ...]
+    leader_key: str | None
+    member_total: Mapping[str, int]
+    member_primary: Mapping[str, int]
+    network: tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]
+    undecodable_items: frozenset[str]
+
+    @classmethod
+    def build(cls, ks: KeySpace, local_key: str) -> State:
+        root = ks.root
+        items = tuple(e.value for e in ks.prefixed(root + ITEMS))
+        members = tuple(e.value for e in ks.prefixed(root + MEMBERS))
+        assignments = tuple(e.value for e in ks.prefixed(root + ASSIGN))
+        item_by_id = {item.id: item for item in items}
+        member_by_key = {m.key: m for m in members}
+        by_item: dict[str, list[Assignment]] = {}
+        for a in assignments:
+            by_item.setdefault(a.item_id, []).append(a)
+        assignments_by_item = {k: tuple(v) for k, v in by_item.items()}
+        total = dict.fromkeys(member_by_key, 0)
+        primary = dict.fromkeys(member_by_key, 0)
+        local: list[LocalItem] = []
+        members_prefix = root + MEMBERS
+        for item_id, group in assignments_by_item.items():
+            item = item_by_id.get(item_id)
+            for index, a in enumerate(group):
+                key = members_prefix + a.zone + "#" + a.suffix
+                if key in total:
+                    total[key] += 1
+                    if a.slot == 0:
+                        primary[key] += 1
+                if item is not None and key == local_key:
+                    local.append(LocalItem(item, group, index))
+        leader = min(members, key=lambda m: (m.kv.create_revision, m.key), default=None)
+        undecodable = frozenset(
+            key[len(root + ITEMS) :] for key in ks.decode_errors if key.startswith(root + ITEMS)
+        )
+        return cls(
+            root=root,
+            local_key=local_key,
+            revision=ks.revision,
+            items=items,
+            members=members,
+            assignments=assignments,
+            item_by_id=item_by_id,
+            member_by_key=member_by_key,
+            assignments_by_item=assignments_by_item,
+            local_member=member_by_key.get(local_key),
+            local_items=tuple(local),
+            leader_key=leader.key if leader is not None else None,
+            member_total=total,
+            member_primary=primary,
+            network=(
+                tuple((item.id, item.replication) for item in items),
+                tuple((m.key, m.limit) for m in members),
+            ),
+            undecodable_items=undecodable,
+        )
+
+    @property
+    def is_leader(self) -> bool:
+        return self.leader_key == self.local_key
+
+    @property
+    def should_exit(self) -> bool:
+        """The local member is exiting (limit 0) and holds nothing any more."""
+        return (
+            self.local_member is not None and self.local_member.limit == 0 and not self.local_items
+        )
+
+    def member_of(self, assignment: Assignment) -> Member | None:
+        return self.member_by_key.get(member_key(self.root, assignment.zone, assignment.suffix))
+
+    def local_item(self, item_id: str) -> LocalItem | None:
+        for local in self.local_items:
+            if local.item.id == item_id:
+                return local
+        return None
+
+
+class StateView:
+    """Keeps `state` equal to the KeySpace's content, and tells observers.
+
+    Observers are called (synchronously, in order) with each new State,
+    right after the KeySpace applied a change; `wait_for_revision` and
+    `wait_for_change` let tasks wait instead.
+    """
+
+    def __init__(self, ks: KeySpace, local_key: str) -> None:
+        self.keyspace = ks
+        self.local_key = local_key
+        self.observers: list[Callable[[State], None]] = []
+        self.state = State.build(ks, local_key)
+        self._changed = trio.Event()
+        ks.observers.append(self._rebuild)
+
+    def _rebuild(self) -> None:
+        self.state = State.build(self.keyspace, self.local_key)
+        for observer in self.observers:
+            observer(self.state)
+        event, self._changed = self._changed, trio.Event()
+        event.set()
+
+    async def wait_for_revision(self, revision: int) -> State:
+        """The State once the KeySpace has applied `revision`."""
+        await self.keyspace.wait_for_revision(revision)
+        return self.state
+
+    async def wait_for_change(self) -> State:
+        """The next State built (after the next change under the root)."""
+        await self._changed.wait()
+        return self.state

@@ -1,0 +1,179 @@
+"""Members of a consumer group sharing shards through etcd.
+
+Three members run in one process, each with its own lease, announcement,
+KeySpace and allocator, against a real etcd (and against `MemoryEtcd` on a
+mock clock). They converge to a spread, fully replicated assignment; when one
+member's lease expires its primaries move to the standbys that were caught
+up; an exiting member drains before it leaves.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from gazette_trio.aio import asyncio_island
+from gazette_trio.allocator import State, apply_shard_specs
+from gazette_trio.etcd import Etcd, GrpcEtcd, MemoryEtcd
+from gazette_trio.protocol import consumer as pc
+
+from .conftest import CuttableProxy
+from .groups import RunningMember, converged, run_member, shard_spec, wait_until
+
+
+async def create_shards(etcd: Etcd, root: str, count: int, hot_standbys: int) -> None:
+    await apply_shard_specs(
+        etcd,
+        root,
+        [
+            pc.ApplyRequestChange(upsert=shard_spec(f"shard-{i:03d}", hot_standbys=hot_standbys))
+            for i in range(count)
+        ],
+    )
+
+
+def primaries(state: State) -> dict[str, tuple[str, str]]:
+    return {a.item_id: a.member for a in state.assignments if a.slot == 0}
+
+
+async def test_three_members_converge(etcd: Etcd, prefix: str, clock: object) -> None:
+    """Three members in three zones allocate 12 shards of 3 replicas: each
+    shard gets one replica per zone, one primary, and all become ready; the
+    primaries of shards created while all are up spread over the members."""
+    root = prefix + "group"
+    async with trio.open_nursery() as nursery:
+        members: list[RunningMember] = [
+            await nursery.start(run_member, etcd, root, zone, f"member-{zone}", 20)
+            for zone in ("zone-a", "zone-b", "zone-c")
+        ]
+        await wait_until(members[2].session, lambda s: len(s.members) == 3)
+        await create_shards(etcd, root, 12, hot_standbys=2)
+        state = await wait_until(
+            members[0].session, lambda s: len(s.items) == 12 and converged(s, members=3)
+        )
+        assert all(len(state.assignments_by_item[item.id]) == 3 for item in state.items)
+        counts: dict[tuple[str, str], int] = {}
+        for member in primaries(state).values():
+            counts[member] = counts.get(member, 0) + 1
+        assert sorted(counts.values()) == [4, 4, 4]
+        for m in members:
+            await wait_until(m.session, lambda s: converged(s, members=3))
+            m.stop.set()
+
+
+async def lease_expiry_scenario(
+    etcd: Etcd, doomed_etcd: Etcd, root: str, crash: Callable[[RunningMember], Awaitable[None]]
+) -> None:
+    await create_shards(etcd, root, 9, hot_standbys=1)
+    async with trio.open_nursery() as nursery:
+        # The doomed member joins first: it is the leader, so the others must
+        # also take over allocation.
+        doomed: RunningMember = await nursery.start(
+            functools.partial(run_member, lease_ttl=2),
+            doomed_etcd,
+            root,
+            "zone-a",
+            "member-doomed",
+            10,
+        )
+        others: list[RunningMember] = [
+            await nursery.start(run_member, etcd, root, zone, f"member-{zone}", 10)
+            for zone in ("zone-b", "zone-c")
+        ]
+        before = await wait_until(others[0].session, lambda s: converged(s, members=3))
+        assert before.leader_key == doomed.session.key
+        lost = {
+            item: next(a.member for a in before.assignments_by_item[item] if a.slot != 0)
+            for item, member in primaries(before).items()
+            if member == ("zone-a", "member-doomed")
+        }
+        assert lost
+
+        await crash(doomed)
+        after = await wait_until(others[0].session, lambda s: converged(s, members=2), timeout=60)
+        with trio.fail_after(30):
+            await doomed.done.wait()
+        assert doomed.lost, "the crashed member must see its lease lost"
+        assert after.leader_key == others[0].session.key
+        # Each lost primary went to the standby it had, which was caught up.
+        for item, standby in lost.items():
+            assert primaries(after)[item] == standby
+        for m in others:
+            m.stop.set()
+
+
+async def test_a_lost_lease_hands_primaries_to_standbys_in_memory(
+    autojump_clock: trio.testing.MockClock, prefix: str
+) -> None:
+    """A member whose lease expires loses its assignments with it; its
+    primaries are promoted from their standbys, and a new leader takes over."""
+    async with MemoryEtcd.open() as etcd:
+
+        async def crash(member: RunningMember) -> None:
+            await etcd.expire_lease(member.session.lease_id)
+
+        await lease_expiry_scenario(etcd, etcd, prefix + "group", crash)
+
+
+async def test_a_lost_lease_hands_primaries_to_standbys_on_real_etcd(
+    etcd_endpoint: str, etcd_proxy: CuttableProxy, prefix: str
+) -> None:
+    """The same on a real etcd, where the crashed member's connection is cut
+    and its lease really expires on etcd's clock."""
+    async with (
+        asyncio_island(),
+        GrpcEtcd.open(etcd_endpoint) as etcd,
+        GrpcEtcd.open(f"http://127.0.0.1:{etcd_proxy.port}", timeout=2) as doomed_etcd,
+    ):
+
+        async def crash(member: RunningMember) -> None:
+            etcd_proxy.accepting = False
+            etcd_proxy.cut()
+
+        await lease_expiry_scenario(etcd, doomed_etcd, prefix + "group", crash)
+
+
+async def test_an_exiting_member_drains_before_it_leaves(
+    etcd: Etcd, prefix: str, clock: object
+) -> None:
+    """`exit` sets the member's limit to 0; the group moves its shards away
+    (promoting ready standbys, never dropping below the ready replicas) and
+    `exit` returns once it holds none."""
+    root = prefix + "group"
+    await create_shards(etcd, root, 8, hot_standbys=1)
+    async with trio.open_nursery() as nursery:
+        members: list[RunningMember] = [
+            await nursery.start(run_member, etcd, root, zone, f"member-{zone}", 20)
+            for zone in ("zone-a", "zone-b", "zone-c")
+        ]
+        await wait_until(members[0].session, lambda s: converged(s, members=3))
+        leaving = members[1]
+        worst_ready: list[int] = []
+
+        def watch_readiness(state: State) -> None:
+            for item in state.items:
+                ready = sum(
+                    1
+                    for a in state.assignments_by_item.get(item.id, ())
+                    if a.status.code in (pc.ReplicaStatusCode.PRIMARY, pc.ReplicaStatusCode.STANDBY)
+                )
+                worst_ready.append(ready)
+
+        members[0].session.observers.append(watch_readiness)
+        with trio.fail_after(60):
+            await leaving.session.exit()
+        state = leaving.session.state
+        assert state.local_items == ()
+        assert state.member_by_key[leaving.session.key].limit == 0
+        # Shards with a replica on the leaving member never lost readiness:
+        # a new replica became ready before the old one was removed.
+        assert min(worst_ready) >= 1
+        final = await wait_until(
+            members[0].session,
+            lambda s: converged(s) and all(a.zone != "zone-b" for a in s.assignments),
+        )
+        assert len(final.assignments) == 16
+        for m in members:
+            m.stop.set()
