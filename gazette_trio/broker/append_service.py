@@ -8,7 +8,9 @@ returns an `OpFuture` of its `AppendResponse` at once. Guarantees:
 
 - appends to one journal are written in call order, each contiguously;
 - adjacent queued appends to the same journal without register options may
-  be batched into one Append RPC (each still gets its own commit range);
+  be batched into one Append RPC; each still gets its own commit range
+  (`commit.begin`, `commit.end`), and the broker's SHA-1 `commit.sum` only
+  if it was sent alone;
 - `depends_on=future` holds the append (and the ones queued after it on the
   same journal) until `future` resolves; if it failed, the append fails with
   `DependencyFailed` and is never written;
@@ -27,7 +29,6 @@ stops, unresolved futures fail with `AppendServiceClosed`.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator
@@ -41,7 +42,6 @@ from ..protocol import protocol as pb
 from .appender import append_request
 from .client import JournalClient
 from .errors import JournalError
-from .fragments import sha1_sum
 from .reader import Backoff, is_retryable
 
 log = logging.getLogger(__name__)
@@ -264,28 +264,25 @@ class AppendService:
 
 def _split(response: pb.AppendResponse, batch: list[_Op]) -> list[pb.AppendResponse]:
     """One response per op of a batch, each with the commit range of its own
-    content."""
+    content. (Gazette's append service hands every op the whole batch's
+    response; exact ranges let a caller record where its bytes landed.) The
+    SHA-1 `sum` describes what the broker committed, so it is kept only when
+    the op was sent alone; hashing every op again would cost a full pass over
+    the content for a figure no caller needs."""
     if len(batch) == 1:
         return [response]
     commit = response.commit or pb.Fragment()
-    begin = commit.begin
+    journal, codec, begin = commit.journal, commit.compression_codec, commit.begin
+    status, header, registers = response.status, response.header, response.registers
     out = []
     for op in batch:
         end = begin + len(op.content)
         out.append(
             pb.AppendResponse(
-                status=response.status,
-                header=response.header,
-                commit=pb.Fragment(
-                    journal=commit.journal,
-                    begin=begin,
-                    end=end,
-                    sum=sha1_sum(hashlib.sha1(op.content).digest()),
-                    compression_codec=commit.compression_codec,
-                ),
-                registers=response.registers,
-                total_chunks=response.total_chunks,
-                delayed_chunks=response.delayed_chunks,
+                status=status,
+                header=header,
+                commit=pb.Fragment(journal=journal, begin=begin, end=end, compression_codec=codec),
+                registers=registers,
             )
         )
         begin = end

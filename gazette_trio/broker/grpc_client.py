@@ -26,6 +26,9 @@ MAX_CHUNK = 1 << 18
 """Content is sent in messages of at most 256 KiB: well under any broker's
 message size limit, large enough that per-message costs stay small."""
 
+MIN_MESSAGE = 1 << 16
+"""Smaller chunks are joined until a message holds at least 64 KiB."""
+
 
 def _header_of(request: pb.AppendRequest) -> pb.AppendRequest:
     if not request.content:
@@ -101,22 +104,50 @@ class GrpcJournalClient:
             timeout=self.timeout,
         ) as call:
             await call.send(_header_of(request))
+            batcher = _Coalescer(call)
             if isinstance(content, AsyncIterable):
                 async for chunk in content:
-                    await _send_content(call, chunk)
+                    await batcher.add(chunk)
             else:
                 for chunk in content:
-                    await _send_content(call, chunk)
+                    await batcher.add(chunk)
+            await batcher.flush()
             await call.send(pb.AppendRequest())  # asks the broker to commit
             response: pb.AppendResponse = await call.finish()
             return response
 
 
-async def _send_content(call: aio.ClientStreamCall[pb.AppendRequest], chunk: bytes) -> None:
-    if len(chunk) <= MAX_CHUNK:
-        if chunk:
-            await call.send(pb.AppendRequest(content=bytes(chunk)))
-        return
-    view = memoryview(chunk)
-    for start in range(0, len(view), MAX_CHUNK):
-        await call.send(pb.AppendRequest(content=bytes(view[start : start + MAX_CHUNK])))
+class _Coalescer:
+    """Sends content in messages of `MIN_MESSAGE` to `MAX_CHUNK` bytes: many
+    small chunks (a batch of small appends) are joined, large ones split.
+    Per-message costs (framing, the pipe to asyncio, HTTP/2) dominate small
+    messages."""
+
+    def __init__(self, call: aio.ClientStreamCall[pb.AppendRequest]) -> None:
+        self._call = call
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    async def add(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        if self._size + len(chunk) > MAX_CHUNK:
+            await self.flush()
+        if len(chunk) >= MAX_CHUNK:
+            view = memoryview(chunk)
+            for start in range(0, len(view), MAX_CHUNK):
+                await self._call.send(
+                    pb.AppendRequest(content=bytes(view[start : start + MAX_CHUNK]))
+                )
+            return
+        self._parts.append(bytes(chunk))
+        self._size += len(chunk)
+        if self._size >= MIN_MESSAGE:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self._parts:
+            content = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
+            self._parts.clear()
+            self._size = 0
+            await self._call.send(pb.AppendRequest(content=content))

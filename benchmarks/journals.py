@@ -1,0 +1,319 @@
+"""Journals over gRPC on loopback: append and read throughput against plain files.
+
+A journal server runs as its own process (`python -m gazette_trio.broker.server`,
+file storage, fsync on), as it does in production, so client and server each
+get a core. This process is the client: it appends a stream of chunks (1 KiB
+and 64 KiB) through the `AppendService`, then reads the journal back with
+the reader. Each figure sits beside a floor measured in the same run: plain
+Python doing the same I/O on a file of the same directory.
+
+- append: MB/s of acknowledged content. Floor: `os.write` of the same chunks
+  to a file with an fsync after every 2 MiB (the append service's largest
+  batch), i.e. the same durability granularity. Target >= 0.3x.
+- read: MB/s delivered to the caller as `Chunk`s, from offset 0 to the head.
+  Floor: reading the same bytes back from a file in 128 KiB reads (the size
+  of the server's content responses). Target >= 0.5x.
+- sequential append: one `append()` RPC at a time, each durable before the
+  next starts. Floor: `os.write` + `fdatasync` per chunk. No target; it shows
+  what a round trip costs.
+
+The file floors are memory-speed (the page cache), which no gRPC stack in
+Python approaches; so each figure is also shown beside the *transport
+ceiling*: bare grpclib between two processes, pure asyncio, raw bytes
+without protobuf, streaming the same number of bytes (128 KiB messages for
+reads, 64 KiB for appends). That ratio says what gazette-trio adds on top of
+the transport it is built on.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.harness import Report
+from gazette_trio import aio
+from gazette_trio.broker import (
+    GrpcJournalClient,
+    append,
+    apply_journals,
+    new_journal_spec,
+    open_append_service,
+    open_reader,
+    upsert,
+)
+from gazette_trio.opfuture import wait_all
+
+GROUP = "journals"
+
+# Bare grpclib, for the transport ceiling: `serve PORT TOTAL` streams TOTAL
+# zero bytes per Read and counts what a Write receives; `measure PORT TOTAL`
+# prints MB/s of one Read and one Write of TOTAL bytes.
+_RAW_GRPCLIB = """
+import asyncio, json, sys, time
+from grpclib.client import Channel
+from grpclib.const import Cardinality, Handler
+from grpclib.encoding.base import CodecBase
+from grpclib.server import Server
+
+class Raw(CodecBase):
+    __content_subtype__ = "proto"
+    def encode(self, message, message_type): return message
+    def decode(self, data, message_type): return data
+
+mode, port, total = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+
+class Service:
+    def __mapping__(self):
+        return {
+            "/raw.Raw/Read": Handler(self.read, Cardinality.UNARY_STREAM, bytes, bytes),
+            "/raw.Raw/Write": Handler(self.write, Cardinality.STREAM_UNARY, bytes, bytes),
+        }
+    async def read(self, stream):
+        await stream.recv_message()
+        data = bytes(1 << 17)
+        for _ in range(total >> 17):
+            await stream.send_message(data)
+    async def write(self, stream):
+        n = 0
+        async for message in stream:
+            n += len(message)
+        await stream.send_message(str(n).encode())
+
+async def serve():
+    server = Server([Service()], codec=Raw())
+    await server.start("127.0.0.1", port)
+    await server.wait_closed()
+
+async def measure():
+    channel = Channel("127.0.0.1", port, codec=Raw())
+    start = time.perf_counter()
+    async with channel.request("/raw.Raw/Read", Cardinality.UNARY_STREAM, bytes, bytes) as stream:
+        await stream.send_message(b"", end=True)
+        got = 0
+        async for message in stream:
+            got += len(message)
+    read = got / (time.perf_counter() - start) / 1e6
+    data = bytes(1 << 16)
+    start = time.perf_counter()
+    async with channel.request("/raw.Raw/Write", Cardinality.STREAM_UNARY, bytes, bytes) as stream:
+        for _ in range(total >> 16):
+            await stream.send_message(data)
+        await stream.end()
+        await stream.recv_message()
+    write = total / (time.perf_counter() - start) / 1e6
+    channel.close()
+    print(json.dumps({"read": read, "write": write}))
+
+asyncio.run(serve() if mode == "serve" else measure())
+"""
+MB = 1e6
+BATCH_SYNC = 1 << 21
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gazette_trio.broker.server",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _wait_port(port, proc)
+    return proc
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+    import socket
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if proc.poll() is not None:
+            raise RuntimeError(f"server process exited with {proc.returncode}")
+        time.sleep(0.05)
+    proc.kill()
+    raise TimeoutError(f"nothing listens on port {port}")
+
+
+def _transport_ceiling(total: int) -> dict[str, float]:
+    """MB/s of bare grpclib reading and writing `total` bytes between two processes."""
+    import json
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-c", _RAW_GRPCLIB, "serve", str(port), str(total)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_port(port, server)
+        out = subprocess.run(
+            [sys.executable, "-c", _RAW_GRPCLIB, "measure", str(port), str(total)],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        result: dict[str, float] = json.loads(out.stdout)
+        return result
+    finally:
+        server.kill()
+        server.wait(10)
+
+
+def _file_write_floor(path: Path, chunk: bytes, count: int, sync_every: int) -> float:
+    """MB/s writing `count` chunks with an fsync every `sync_every` bytes."""
+    start = time.perf_counter()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    unsynced = 0
+    for _ in range(count):
+        os.write(fd, chunk)
+        unsynced += len(chunk)
+        if unsynced >= sync_every:
+            os.fdatasync(fd)
+            unsynced = 0
+    os.fdatasync(fd)
+    os.close(fd)
+    return len(chunk) * count / (time.perf_counter() - start) / MB
+
+
+def _file_read_floor(path: Path) -> float:
+    start = time.perf_counter()
+    total = 0
+    with open(path, "rb", buffering=0) as f:
+        while data := f.read(1 << 17):
+            total += len(data)
+    return total / (time.perf_counter() - start) / MB
+
+
+async def _append_service_rate(
+    client: GrpcJournalClient, journal: str, chunk: bytes, count: int
+) -> float:
+    start = time.perf_counter()
+    async with open_append_service(client) as service:
+        futures = [service.append(journal, chunk) for _ in range(count)]
+        await wait_all(futures)
+    return len(chunk) * count / (time.perf_counter() - start) / MB
+
+
+async def _read_rate(client: GrpcJournalClient, journal: str) -> float:
+    start = time.perf_counter()
+    total = 0
+    async with open_reader(client, journal, 0, block=False) as reader:
+        async for chunk in reader:
+            total += len(chunk.content)
+    return total / (time.perf_counter() - start) / MB
+
+
+async def _sequential_rate(
+    client: GrpcJournalClient, journal: str, chunk: bytes, count: int
+) -> float:
+    start = time.perf_counter()
+    for _ in range(count):
+        await append(client, journal, chunk)
+    return len(chunk) * count / (time.perf_counter() - start) / MB
+
+
+async def run(report: Report) -> None:
+    total = (8 << 20) if report.quick else (128 << 20)
+    sequential = 100 if report.quick else 1000
+    ceiling = _transport_ceiling(total)
+    work = Path(tempfile.mkdtemp(prefix="gazette-trio-bench-journals-"))
+    port = _free_port()
+    server = _start_server(work / "server", port)
+    try:
+        async with aio.asyncio_island(), aio.Channel(f"127.0.0.1:{port}") as channel:
+            client = GrpcJournalClient(channel)
+            for size in (1 << 10, 1 << 16):
+                label = f"{size >> 10} KiB"
+                chunk = os.urandom(size)
+                count = total // size
+                journal = f"bench/append-{size}"
+                await apply_journals(
+                    client, [upsert(new_journal_spec(journal, fragment_length=1 << 27))]
+                )
+                floor_file = work / f"floor-{size}"
+
+                value = await _append_service_rate(client, journal, chunk, count)
+                floor = _file_write_floor(floor_file, chunk, count, BATCH_SYNC)
+                report.add(
+                    GROUP,
+                    f"append, {label} chunks, vs transport",
+                    value,
+                    "MB/s",
+                    floor=ceiling["write"],
+                    floor_name="bare grpclib client stream, 64 KiB messages",
+                )
+                report.add(
+                    GROUP,
+                    f"append, {label} chunks (AppendService, gRPC)",
+                    value,
+                    "MB/s",
+                    floor=floor,
+                    floor_name="os.write + fsync per 2 MiB",
+                    target_ratio=0.3,
+                )
+
+                value = await _read_rate(client, journal)
+                floor = _file_read_floor(floor_file)
+                report.add(
+                    GROUP,
+                    f"read, journal of {label} appends, vs transport",
+                    value,
+                    "MB/s",
+                    floor=ceiling["read"],
+                    floor_name="bare grpclib server stream, 128 KiB messages",
+                )
+                report.add(
+                    GROUP,
+                    f"read, journal of {label} appends (reader, gRPC)",
+                    value,
+                    "MB/s",
+                    floor=floor,
+                    floor_name="file read, 128 KiB reads",
+                    target_ratio=0.5,
+                )
+
+                journal = f"bench/sequential-{size}"
+                await apply_journals(client, [upsert(new_journal_spec(journal))])
+                value = await _sequential_rate(client, journal, chunk, sequential)
+                floor = _file_write_floor(floor_file, chunk, sequential, 1)
+                report.add(
+                    GROUP,
+                    f"sequential append RPCs, {label} each",
+                    value,
+                    "MB/s",
+                    floor=floor,
+                    floor_name="os.write + fdatasync per chunk",
+                    note=f"{value * MB / size:,.0f} appends/s",
+                )
+                floor_file.unlink()
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        shutil.rmtree(work, ignore_errors=True)
