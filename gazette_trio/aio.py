@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
+import threading
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -186,15 +188,33 @@ async def asyncio_island() -> AsyncIterator[None]:
     Open it once, at the root (a `serve` process, a test fixture). Nested uses
     reuse the loop that is already open.
     """
-    if trio_asyncio.current_loop.get() is not None:
+    if _island_here():
         yield
         return
     async with trio_asyncio.open_loop():
-        yield
+        token = _ISLAND_THREAD.set(threading.get_ident())
+        try:
+            yield
+        finally:
+            _ISLAND_THREAD.reset(token)
+
+
+# The loop lives in a context variable, which `trio.to_thread` copies into
+# worker threads: a loop opened by another thread's Trio run is not ours.
+_ISLAND_THREAD: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "gazette_trio_island_thread", default=None
+)
+
+
+def _island_here() -> bool:
+    return (
+        trio_asyncio.current_loop.get() is not None
+        and _ISLAND_THREAD.get() == threading.get_ident()
+    )
 
 
 def _require_island() -> None:
-    if trio_asyncio.current_loop.get() is None:
+    if not _island_here():
         raise RuntimeError(
             "gRPC calls need the asyncio island: wrap the program in "
             "`async with gazette_trio.aio.asyncio_island():`"

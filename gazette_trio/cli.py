@@ -1,7 +1,8 @@
 """The `gazette-trio` command line.
 
-Sub-commands are added by the modules that implement them (serve, broker,
-shards, journals); this module owns only the root group and the entry point.
+This module owns only the root group and the entry point; each sub-command
+group lives beside what it operates (`runtime.shards_cli`, `broker.cli`,
+`runtime.serve`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import click
 
 from . import __version__
+from .runtime.shards_cli import shards
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,7 +20,8 @@ def main() -> None:
 
     \b
     Examples:
-      gazette-trio serve config.toml         run a consumer member
-      gazette-trio broker serve --data-dir d run the embedded journal server
-      gazette-trio shards list -e HOST:PORT  list shards of a consumer group
+      gazette-trio shards list -e 127.0.0.1:8080   list shards of a consumer group
     """
+
+
+main.add_command(shards)

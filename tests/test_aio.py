@@ -244,3 +244,21 @@ def test_endpoints_parse_like_gazettes() -> None:
 async def test_calls_without_the_island_say_how_to_fix_it() -> None:
     with pytest.raises(RuntimeError, match="asyncio_island"):
         aio.Channel("127.0.0.1:1")
+
+
+async def test_a_worker_thread_opens_its_own_island(echo: tuple[aio.Channel, EchoState]) -> None:
+    """Context variables follow `trio.to_thread` into worker threads; a Trio
+    run there must not mistake the parent thread's loop for its own."""
+    channel, _ = echo
+    port = aio.parse_endpoint(channel.endpoint)[1]
+
+    def in_thread() -> str:
+        async def call() -> str:
+            async with aio.asyncio_island(), aio.Channel(f"127.0.0.1:{port}") as ch:
+                reply = await aio.unary(ch, UNARY, Label(name="t", value="thread"), Label)
+                return reply.value
+
+        return trio.run(call)
+
+    with trio.fail_after(10):
+        assert await trio.to_thread.run_sync(in_thread) == "THREAD"
