@@ -57,9 +57,13 @@ def validate(spec: pc.ShardSpec) -> None:
             raise exc.extend("RecoveryLogPrefix") from None
         hp = spec.hint_prefix
         if not (hp.startswith("/") and clean_path(hp) == hp and hp.rsplit("/", 1)[-1] != ""):
-            raise ValidationError(f"HintPrefix is not an absolute, clean, non-directory path ({hp})")
+            raise ValidationError(
+                f"HintPrefix is not an absolute, clean, non-directory path ({hp})"
+            )
     elif spec.hint_prefix:
-        raise ValidationError(f"invalid non-empty HintPrefix with empty RecoveryLogPrefix ({spec.hint_prefix})")
+        raise ValidationError(
+            f"invalid non-empty HintPrefix with empty RecoveryLogPrefix ({spec.hint_prefix})"
+        )
     if spec.hint_backups < 0:
         raise ValidationError(f"invalid HintBackups ({spec.hint_backups}; expected >= 0)")
     if _seconds(spec.min_txn_duration) < 0:
@@ -139,11 +143,19 @@ _SCALARS = [
 
 
 def _zero(value: Any) -> bool:
-    return value is None or value == 0 or value == "" or value is False or value == datetime.timedelta(0)
+    return (
+        value is None
+        or value == 0
+        or value == ""
+        or value is False
+        or value == datetime.timedelta(0)
+    )
 
 
 def _sources_eq(a: pc.ShardSpec, b: pc.ShardSpec) -> bool:
-    return [(s.journal, s.min_offset) for s in a.sources] == [(s.journal, s.min_offset) for s in b.sources]
+    return [(s.journal, s.min_offset) for s in a.sources] == [
+        (s.journal, s.min_offset) for s in b.sources
+    ]
 
 
 def _copy(spec: pc.ShardSpec) -> pc.ShardSpec:
@@ -189,4 +201,8 @@ def subtract(a: pc.ShardSpec, b: pc.ShardSpec) -> pc.ShardSpec:
 
 def _zero_of(name: str) -> Any:
     default = {f.name: f for f in dataclasses.fields(pc.ShardSpec)}[name]
-    return default.default_factory() if default.default_factory is not dataclasses.MISSING else default.default
+    return (
+        default.default_factory()
+        if default.default_factory is not dataclasses.MISSING
+        else default.default
+    )
