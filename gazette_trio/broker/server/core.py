@@ -149,6 +149,10 @@ class JournalServerCore:
         }
         self._apply_lock = trio.Lock()
 
+    def close(self) -> None:
+        """Release the storage's files (blocked reads must be cancelled first)."""
+        self.storage.close()
+
     # ------------------------------------------------------------------
     # Introspection (tests, status pages, the simulator's invariants)
 

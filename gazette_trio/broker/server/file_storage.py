@@ -148,13 +148,25 @@ class FileStorage:
         self.root = Path(root)
         self.sync = sync
         self._journals_root = self.root / "journals"
-        self._journals_root.mkdir(parents=True, exist_ok=True)
+        self._make_dirs(self._journals_root)
         self._spools: dict[str, _Spool] = {}
         self._paths: dict[tuple[str, int], Path] = {}
         self._read_fds: OrderedDict[tuple[str, int], int] = OrderedDict()
         self._closed = False
 
     # -- names and paths
+
+    def _make_dirs(self, path: Path) -> None:
+        """Create `path` and missing parents, each entry durable in its parent
+        (a fsynced file in a directory that vanishes in a crash is lost too)."""
+        missing = []
+        while not path.exists():
+            missing.append(path)
+            path = path.parent
+        for directory in reversed(missing):
+            directory.mkdir(exist_ok=True)
+            if self.sync:
+                _fsync_dir(directory.parent)
 
     def journal_dir(self, journal: str) -> Path:
         return self._journals_root.joinpath(*(_escape_segment(s) for s in journal.split("/")))
@@ -326,7 +338,7 @@ class FileStorage:
         await trio.to_thread.run_sync(self._start_spool, journal, dir, begin, registers)
 
     def _start_spool(self, journal: str, dir: Path, begin: int, registers: pb.LabelSet) -> None:
-        dir.mkdir(parents=True, exist_ok=True)
+        self._make_dirs(dir)
         commits_path = dir / f"{begin:016x}.commits"
         # The log (with the registers) is durable before the spool exists, so
         # a crash in between leaves a log recovery can use, never a spool
