@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from ..protocol import protocol as pb
-from .validation import PATH_SYMBOLS, TOKEN_SYMBOLS, ValidationError, validate_token
+from .validation import TOKEN_SYMBOLS, ValidationError, validate_token
 
 MIN_LABEL_LEN = 2
 MAX_LABEL_LEN = 64
@@ -122,13 +122,14 @@ def _groups(labels: pb.LabelSet | None) -> dict[str, list[str]]:
 
 
 def validate_label(label: pb.Label) -> None:
-    """Name: a 2-64 byte token. Value: up to 1024 bytes of a path alphabet."""
+    """Name: a 2-64 byte token. Value: a token of up to 1024 bytes (letters,
+    digits and `-_+/.`), as Gazette's `Label.Validate`."""
     try:
         validate_token(label.name, TOKEN_SYMBOLS, MIN_LABEL_LEN, MAX_LABEL_LEN)
     except ValidationError as exc:
         raise exc.extend("Name") from None
     try:
-        validate_token(label.value, PATH_SYMBOLS, 0, MAX_LABEL_VALUE_LEN)
+        validate_token(label.value, TOKEN_SYMBOLS, 0, MAX_LABEL_VALUE_LEN)
     except ValidationError as exc:
         raise exc.extend("Value") from None
 
@@ -266,7 +267,7 @@ def journal_meta_labels(name: str) -> pb.LabelSet:
 # --------------------------------------------------------------------------
 # Selector strings
 
-_TOKEN = r" ?([\w\-+/.%]{2,})"
+_TOKEN = r" ?([\w\-+/.]{2,})"
 _COMMA_OR_END = r" ?(?:,|$)"
 _PARENTHETICAL = r" ?\(([^)]+)\)"
 
