@@ -7,6 +7,8 @@ and 64 KiB) through the `AppendService`, then reads the journal back with
 the reader. Each figure sits beside a floor measured in the same run: plain
 Python doing the same I/O on a file of the same directory.
 
+Every figure and floor is the best of two runs (the machines are shared).
+
 - append: MB/s of acknowledged content. Floor: `os.write` of the same chunks
   to a file with an fsync after every 2 MiB (the append service's largest
   batch), i.e. the same durability granularity. Target >= 0.3x.
@@ -256,8 +258,14 @@ async def run(report: Report) -> None:
                 )
                 floor_file = work / f"floor-{size}"
 
-                value = await _append_service_rate(client, journal, chunk, count)
-                floor = _file_write_floor(floor_file, chunk, count, BATCH_SYNC)
+                # Best of two runs each (the second appends after the first):
+                # this machine's disk and CPUs are shared and noisy.
+                value = max(
+                    [await _append_service_rate(client, journal, chunk, count) for _ in range(2)]
+                )
+                floor = max(
+                    _file_write_floor(floor_file, chunk, count, BATCH_SYNC) for _ in range(2)
+                )
                 report.add(
                     GROUP,
                     f"append, {label} chunks, vs transport",
@@ -276,8 +284,8 @@ async def run(report: Report) -> None:
                     target_ratio=0.3,
                 )
 
-                value = await _read_rate(client, journal)
-                floor = _file_read_floor(floor_file)
+                value = max([await _read_rate(client, journal) for _ in range(2)])
+                floor = max(_file_read_floor(floor_file) for _ in range(2))
                 report.add(
                     GROUP,
                     f"read, journal of {label} appends, vs transport",
