@@ -11,9 +11,12 @@ that two transports can implement it exactly:
 
 Gazette reports most outcomes as a `Status` inside the response (for
 example JOURNAL_NOT_FOUND or OFFSET_NOT_YET_AVAILABLE), and so does this
-seam; transport failures raise `gazette_trio.aio.RpcError` subclasses
-(`Unavailable` for a lost connection). Higher-level helpers built on the seam
-(the retrying reader, the append service) live in sibling modules.
+seam; malformed requests raise `gazette_trio.aio.InvalidArgument` naming the
+problem, and transport failures raise the other `gazette_trio.aio.RpcError`
+subclasses (`Unavailable` for a lost connection). Both transports live in
+sibling modules (`local.LocalJournalClient`, `grpc_client.GrpcJournalClient`)
+and pass the same contract tests; so do the higher-level helpers built on
+the seam (`reader`, `appender`, `append_service`, `list_apply`).
 """
 
 from __future__ import annotations
@@ -57,8 +60,12 @@ class JournalClient(Protocol):
     ) -> pb.AppendResponse:
         """Append `content` atomically: all of it lands contiguously, or none.
 
-        `request` carries the journal and register checks/updates; its
-        `content` field is ignored. If iterating `content` raises, or the
-        caller is cancelled, nothing is appended.
+        `request` carries the journal, the optional `offset` and the register
+        checks/updates; its `content` field is ignored. `content` is an
+        iterable of byte chunks (`[data]` for one buffer; a bare `bytes` is
+        refused rather than iterated as integers). If iterating `content`
+        raises, or the caller is cancelled, nothing is appended. Statuses come
+        back in the response (see `appender.append` for a version that raises
+        `JournalError`).
         """
         ...
