@@ -20,7 +20,7 @@ from gazette_trio.broker.journal_spec import new_journal_spec
 from gazette_trio.broker.list_apply import apply_journals, delete, list_journals, upsert
 from gazette_trio.broker.local import LocalJournalClient
 from gazette_trio.broker.reader import read_journal
-from gazette_trio.broker.server import FileStorage, JournalServerCore
+from gazette_trio.broker.server import FileStorage, JournalServerCore, MemoryStorage
 from gazette_trio.protocol import protocol as pb
 
 
@@ -227,3 +227,22 @@ async def test_a_deleted_journal_keeps_its_content_and_resumes_when_recreated(
     assert response.commit.begin == 4
     assert await read_journal(client, "a/journal") == b"kept+more"
     core.storage.close()
+
+
+async def test_a_new_core_on_the_same_memory_storage_models_a_restart() -> None:
+    storage = MemoryStorage()
+    core = JournalServerCore(storage)
+    client = LocalJournalClient(core)
+    revision = await apply_journals(
+        client, [upsert(new_journal_spec("a/journal", fragment_length=1024))]
+    )
+    await append(client, "a/journal", b"x" * 1500, union_registers=L.label_set({"owner": "one"}))
+    await append(client, "a/journal", b"y" * 10)
+
+    core = JournalServerCore(storage)
+    client = LocalJournalClient(core)
+    assert core.revision == revision
+    assert core.registers("a/journal") == L.label_set({"owner": "one"})
+    assert await read_journal(client, "a/journal") == b"x" * 1500 + b"y" * 10
+    response = await append(client, "a/journal", b"z")
+    assert response.commit.begin == 1510
