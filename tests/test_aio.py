@@ -72,6 +72,8 @@ def echo_service(state: EchoState) -> aio.Service:
         requests: AsyncIterator[Label], send: Callable[[Label], Awaitable[None]]
     ) -> None:
         async for request in requests:
+            if request.name == "invalid":
+                raise aio.InvalidArgument(f"bad chat line {request.value!r}")
             await send(Label(name=request.name, value=request.value[::-1]))
 
     return aio.Service(
@@ -262,3 +264,52 @@ async def test_a_worker_thread_opens_its_own_island(echo: tuple[aio.Channel, Ech
 
     with trio.fail_after(10):
         assert await trio.to_thread.run_sync(in_thread) == "THREAD"
+
+
+async def test_a_bidi_stream_error_reaches_trio_with_its_status(
+    echo: tuple[aio.Channel, EchoState],
+) -> None:
+    channel, _ = echo
+    with pytest.raises(aio.InvalidArgument, match="bad chat line 'x'"):
+        async with aio.bidi_stream(channel, BIDI, Label, Label) as call:
+            await call.send(Label(name="w", value="ok"))
+            assert (await call.receive()).value == "ko"
+            await call.send(Label(name="invalid", value="x"))
+            await call.receive()
+
+
+async def test_stopping_a_server_closes_its_open_connections(island: None) -> None:
+    state = EchoState()
+    async with trio.open_nursery() as nursery:
+        scope = trio.CancelScope()
+
+        async def run(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+            with scope:
+                await aio.serve([echo_service(state)], "127.0.0.1", 0, task_status=task_status)
+
+        port = await nursery.start(run)
+        async with aio.Channel(f"127.0.0.1:{port}") as channel:
+            assert (await aio.unary(channel, UNARY, Label(name="a", value="b"), Label)).value == "B"
+            scope.cancel()
+            await trio.sleep(0.1)
+            # The client notices the stop instead of being served on.
+            with pytest.raises(aio.Unavailable):
+                await aio.unary(channel, UNARY, Label(name="a", value="b"), Label, timeout=5)
+
+
+def test_the_cheaper_hyperframe_repr_prints_the_same() -> None:
+    import binascii
+
+    import hyperframe.frame as hf
+
+    def original(data: bytes | None) -> str:
+        if not data:
+            return "None"
+        r = binascii.hexlify(data).decode("ascii")
+        return "<hex:" + (r[:20] + "..." if len(r) > 20 else r) + ">"
+
+    aio._patch_hyperframe_repr()
+    for n in [0, 1, 9, 10, 11, 12, 16384]:
+        data = bytes(range(256)) * 64
+        assert hf._raw_data_repr(data[:n]) == original(data[:n])
+    assert hf._raw_data_repr(None) == "None"
