@@ -28,7 +28,7 @@ from typing import Any
 
 import trio
 
-from .etcd import Compacted, Etcd, EventType, KeyValue, WatchBatch
+from .etcd import Compacted, Etcd, EventType, KeyValue, Unavailable, WatchBatch
 
 log = logging.getLogger(__name__)
 
@@ -246,12 +246,20 @@ class KeySpace:
                 await self._reload(etcd)
 
     async def _reload(self, etcd: Etcd) -> None:
+        attempt = 0
         while True:
             try:
                 await self.load(etcd)
                 return
             except Compacted:
                 continue  # compacted again while paging: read a newer revision
+            except Unavailable as exc:
+                delay = min(0.05 * 2**attempt, 5.0)
+                log.warning(
+                    "keyspace %s: reload failed (%s); retrying in %.2fs", self.root, exc, delay
+                )
+                await trio.sleep(delay)
+                attempt += 1
 
     async def run(
         self, etcd: Etcd, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

@@ -91,8 +91,9 @@ class MemberSession:
         """Called with each new State (synchronously, after each change)."""
         return self.view.observers
 
-    async def wait_for_change(self) -> State:
-        return await self.view.wait_for_change()
+    async def wait_for_change(self, after_revision: int | None = None) -> State:
+        """A State newer than `after_revision` (see `StateView.wait_for_change`)."""
+        return await self.view.wait_for_change(after_revision)
 
     async def wait_for_revision(self, revision: int) -> State:
         return await self.view.wait_for_revision(revision)

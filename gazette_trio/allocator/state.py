@@ -163,7 +163,11 @@ class StateView:
         await self.keyspace.wait_for_revision(revision)
         return self.state
 
-    async def wait_for_change(self) -> State:
-        """The next State built (after the next change under the root)."""
+    async def wait_for_change(self, after_revision: int | None = None) -> State:
+        """A State newer than `after_revision`: at once if the current one
+        is, else the next one built. Pass the revision of the State you last
+        acted on, so that a change made while you were busy is not missed."""
+        if after_revision is not None and self.state.revision > after_revision:
+            return self.state
         await self._changed.wait()
         return self.state

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import trio
 
 from gazette_trio.allocator import AssignmentChanged, MemberSession, NotAssigned, State, open_member
-from gazette_trio.etcd import Etcd, LeaseLost
+from gazette_trio.etcd import Etcd, LeaseLost, Unavailable
 from gazette_trio.protocol import consumer as pc
 from gazette_trio.protocol import protocol as pb
 
@@ -51,16 +51,24 @@ class RunningMember:
 async def serve_replicas(session: MemberSession) -> None:
     """Report every local replica ready: PRIMARY in slot 0, else STANDBY."""
     while True:
-        for local in session.state.local_items:
+        retry = False
+        state = session.state
+        for local in state.local_items:
             want = (
                 pc.ReplicaStatusCode.PRIMARY if local.is_primary else pc.ReplicaStatusCode.STANDBY
             )
             if local.assignment.status.code != want:
                 try:
                     await session.update_status(local.item.id, pc.ReplicaStatus(code=want))
-                except (AssignmentChanged, NotAssigned):
-                    pass  # it moved meanwhile; the next state says where
-        await session.wait_for_change()
+                except NotAssigned:
+                    pass  # it moved away meanwhile
+                except (AssignmentChanged, Unavailable):
+                    retry = True  # look again shortly, even if nothing changes
+        if retry:
+            await trio.sleep(0.5)
+        else:
+            # Changes made while we were writing are not missed.
+            await session.wait_for_change(state.revision)
 
 
 async def run_member(
