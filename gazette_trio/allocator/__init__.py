@@ -28,6 +28,7 @@ from .model import (
     is_consistent,
     item_assignments_prefix,
     item_key,
+    keyspace,
     member_key,
 )
 from .solver import Solution, solve
@@ -63,6 +64,7 @@ __all__ = [
     "item_assignments_prefix",
     "item_key",
     "item_limit",
+    "keyspace",
     "member_key",
     "open_member",
     "solve",

@@ -37,7 +37,7 @@ from ..protocol import consumer as pc
 from . import solver
 from .allocate import Round, allocate
 from .announce import Announcement, announce
-from .model import decoder, member_key
+from .model import keyspace, member_key
 from .specs import validate_consumer_spec
 from .state import State, StateView
 
@@ -182,7 +182,7 @@ async def open_member(
                 announcement = await announce(
                     etcd, key, bytes(spec), lease.id, retry_interval=announce_retry
                 )
-                ks = KeySpace(root, decoder(root), apply_delay=apply_delay)
+                ks = keyspace(root, apply_delay=apply_delay)
                 await ks.load(etcd, announcement.revision)
                 view = StateView(ks, key)
                 session = MemberSession(etcd, root, spec, lease.id, announcement, view)

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..etcd import KeyValue
-from ..keyspace import Decoder
+from ..keyspace import Decoder, KeySpace
 from ..protocol import consumer as pc
 from .specs import (
     ValidationError,
@@ -201,6 +201,15 @@ def decoder(root: str) -> Decoder:
         raise MalformedKey("unexpected key prefix (not items/, members/ or assign/)")
 
     return decode
+
+
+def keyspace(root: str, *, apply_delay: float = 0.0) -> KeySpace:
+    """The KeySpace of a consumer group: every key under `{root}/`.
+
+    (Gazette watches `root` itself as a prefix, which also takes in sibling
+    roots such as `{root}2/...`; the trailing slash keeps groups apart.)
+    """
+    return KeySpace(root + "/", decoder(root), apply_delay=apply_delay)
 
 
 def is_consistent(assignment: Assignment, all_assignments: Sequence[Assignment]) -> bool:

@@ -64,7 +64,8 @@ class State:
 
     @classmethod
     def build(cls, ks: KeySpace, local_key: str) -> State:
-        root = ks.root
+        # The group's KeySpace is rooted at "{root}/" (see `model.keyspace`).
+        root = ks.root[:-1] if ks.root.endswith("/") else ks.root
         items = tuple(e.value for e in ks.prefixed(root + ITEMS))
         members = tuple(e.value for e in ks.prefixed(root + MEMBERS))
         assignments = tuple(e.value for e in ks.prefixed(root + ASSIGN))

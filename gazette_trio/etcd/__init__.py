@@ -7,6 +7,8 @@
 - the plain dataclasses and errors they speak (in `types`).
 """
 
+from typing import TYPE_CHECKING
+
 from .grpc import GrpcEtcd
 from .interface import Etcd, WatchStream
 from .memory import EtcdHooks, MemoryEtcd
@@ -80,3 +82,8 @@ __all__ = [
     "prefix_end",
     "to_bytes",
 ]
+
+if TYPE_CHECKING:
+    # Both implementations must meet the contract (checked by mypy).
+    def _conform(memory: MemoryEtcd, grpc: GrpcEtcd) -> tuple[Etcd, Etcd]:
+        return memory, grpc

@@ -19,13 +19,12 @@ from gazette_trio.allocator import (
     State,
     ValidationError,
     apply_shard_specs,
-    decoder,
     item_key,
+    keyspace,
     member_key,
 )
 from gazette_trio.allocator.converge import converge
 from gazette_trio.etcd import Etcd, MemoryEtcd
-from gazette_trio.keyspace import KeySpace
 from gazette_trio.protocol import consumer as pc
 
 from .groups import RunningMember, converged, run_member, shard_spec, wait_until
@@ -120,6 +119,8 @@ async def test_undecodable_values_are_skipped_and_allocation_goes_on(
     }
     for key, value in bad.items():
         await etcd.put(key, value)
+    # A sibling group's root is none of this group's business.
+    await etcd.put(root + "2/items/shard-0", bytes(shard_spec("shard-0")))
     await apply_shard_specs(
         etcd,
         root,
@@ -187,7 +188,7 @@ async def test_assignments_of_an_undecodable_shard_are_left_alone(
         await apply_shard_specs(etcd, root, [pc.ApplyRequestChange(upsert=shard_spec("shard-b"))])
         await etcd.put(root + "/assign/shard-a#zone-a#member-a#0", b"")
         await etcd.put(root + "/assign/shard-gone#zone-a#member-a#0", b"")
-        ks = KeySpace(root, decoder(root))
+        ks = keyspace(root)
         await ks.load(etcd)
         state = State.build(ks, member_key(root, "zone-a", "member-a"))
         assert state.undecodable_items == frozenset({"shard-a"})

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import trio
 
-from gazette_trio.allocator import State, decoder, item_key, member_key
+from gazette_trio.allocator import State, item_key, keyspace, member_key
 from gazette_trio.allocator.converge import batch, converge
 from gazette_trio.etcd import Compare, CompareTarget, Delete, MemoryEtcd, Put
-from gazette_trio.keyspace import KeySpace
 from gazette_trio.protocol import consumer as pc
 
 from .groups import consumer_spec, shard_spec
@@ -49,7 +48,7 @@ async def build(
             bytes(status),
             lease=leases[suffix],
         )
-    ks = KeySpace(ROOT, decoder(ROOT))
+    ks = keyspace(ROOT)
     await ks.load(etcd)
     first = sorted(members)[0]
     return State.build(ks, member_key(ROOT, "zone-" + first, first))
