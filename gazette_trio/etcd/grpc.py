@@ -34,8 +34,6 @@ from .types import (
     Delete,
     DeleteResult,
     EtcdError,
-    Event,
-    EventType,
     FutureRevision,
     Get,
     InvalidRequest,
@@ -55,6 +53,7 @@ from .types import (
     Unavailable,
     WatchBatch,
 )
+from .wire import RangeReply, WatchReply
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +85,6 @@ def _kvs(ms: Sequence[mvccpb.KeyValue]) -> list[KeyValue]:
     return [
         KeyValue(m.key, m.value, m.create_revision, m.mod_revision, m.version, m.lease) for m in ms
     ]
-
-
-def _event(m: mvccpb.Event) -> Event:
-    kv = _kv(m.kv)
-    assert kv is not None
-    kind = EventType.DELETE if m.type == mvccpb.EventEventType.DELETE else EventType.PUT
-    return Event(kind, kv, _kv(m.prev_kv))
 
 
 def _range_request(get: Get) -> rpc.RangeRequest:
@@ -270,8 +262,8 @@ class GrpcEtcd:
             limit=limit,
             keys_only=keys_only,
         )
-        reply = await self._unary(_KV + "Range", _range_request(get), rpc.RangeResponse)
-        return _range_result(reply)
+        reply = await self._unary(_KV + "Range", _range_request(get), RangeReply)
+        return RangeResult(reply.revision, reply.kvs, reply.more, reply.count)
 
     async def get(self, key: Key, *, revision: int = 0) -> KeyValue | None:
         result = await self.range(key, revision=revision)
@@ -382,7 +374,7 @@ class GrpcEtcd:
             while True:
                 try:
                     async with aio.bidi_stream(
-                        self._channel, _WATCH, rpc.WatchRequest, rpc.WatchResponse
+                        self._channel, _WATCH, rpc.WatchRequest, WatchReply
                     ) as call:
                         await call.send(
                             rpc.WatchRequest(
@@ -404,13 +396,11 @@ class GrpcEtcd:
                                 return
                             if resp.created:
                                 if next_revision == 0:
-                                    next_revision = _revision(resp.header) + 1
+                                    next_revision = resp.revision + 1
                                 attempt = 0
                                 continue
-                            events = tuple(_event(e) for e in resp.events)
-                            revision = (
-                                events[-1].kv.mod_revision if events else _revision(resp.header)
-                            )
+                            events = tuple(resp.events)
+                            revision = events[-1].kv.mod_revision if events else resp.revision
                             await send.send(WatchBatch(revision, events))
                             next_revision = revision + 1
                             attempt = 0
