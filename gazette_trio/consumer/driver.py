@@ -209,7 +209,10 @@ async def run_transactions(
                 for envelope in await intake.committed(batch):
                     if on_consumed(txn, trio.current_time()) and begin_finisher is not None:
                         await begin_finisher.begin_txn(shard, store)
-                    await app.consume_message(shard, store, envelope, publisher)
+                    # An ACK commits what came before it; it carries nothing
+                    # for the application (Gazette hands it over; we don't).
+                    if not getattr(envelope, "is_ack", False):
+                        await app.consume_message(shard, store, envelope, publisher)
                 batch = None
                 continue
 

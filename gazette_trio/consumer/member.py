@@ -1,0 +1,104 @@
+"""A consumer member: one process's place in a consumer group, assembled.
+
+`open_consumer` joins the group under `root` (lease, member key, allocator,
+via `allocator.open_member`), runs the `Service` that keeps this member's
+shards running, and offers the `ShardAPI` that serves the Shard gRPC
+service. Inside its block the member is live; `Consumer.drain()` leaves
+gracefully (the member's shard limit drops to 0 and it waits until the
+group has moved its shards away); leaving the block stops every shard and
+revokes the lease.
+
+Both `gazette-trio serve` and the in-process testing harness build members
+with this; neither owns how a member works.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from ..allocator import MemberSession, open_member
+from ..broker.client import JournalClient
+from ..etcd import Etcd
+from ..protocol import consumer as pc
+from ..protocol import protocol as pb
+from .contracts import Application
+from .service import Service
+from .shard import HINTS_INTERVAL, ShardContext, ShardObserver
+from .shard_api import ShardAPI
+
+
+@dataclass
+class Consumer:
+    """A live member: its session, service and Shard API."""
+
+    session: MemberSession
+    service: Service
+    api: ShardAPI
+
+    async def drain(self) -> None:
+        """Leave gracefully: take no shards, wait until none is assigned here."""
+        await self.session.exit()
+
+
+@contextlib.asynccontextmanager
+async def open_consumer(
+    app: Application,
+    *,
+    etcd: Etcd,
+    journals: JournalClient,
+    root: str,
+    zone: str,
+    suffix: str,
+    endpoint: str,
+    shard_limit: int = 1024,
+    data_dir: Path,
+    lease_ttl: int = 20,
+    observer: ShardObserver | None = None,
+    wall_clock_ns: Callable[[], int] = time.time_ns,
+    hints_interval: float = HINTS_INTERVAL,
+    apply_delay: float = 0.03,
+) -> AsyncIterator[Consumer]:
+    """Join the group under `root` as `zone`/`suffix` and run `app` on it."""
+    spec = pc.ConsumerSpec(
+        process_spec=pb.ProcessSpec(
+            id=pb.ProcessSpecId(zone=zone, suffix=suffix), endpoint=endpoint
+        ),
+        shard_limit=shard_limit,
+    )
+    # A cheap local mkdir; no thread, so runs on a mock clock stay deterministic.
+    os.makedirs(data_dir, exist_ok=True)
+    async with open_member(
+        etcd, root, spec, lease_ttl=lease_ttl, apply_delay=apply_delay
+    ) as session:
+        ctx = ShardContext(
+            app=app,
+            etcd=etcd,
+            journals=journals,
+            session=session,
+            data_dir=data_dir,
+            observer=observer or ShardObserver(),
+            wall_clock_ns=wall_clock_ns,
+            hints_interval=hints_interval,
+        )
+        service = Service(ctx)
+        api = ShardAPI(service, etcd, journals)
+        block_error: BaseException | None = None
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            try:
+                yield Consumer(session, service, api)
+            except BaseException as exc:
+                block_error = exc
+            finally:
+                nursery.cancel_scope.cancel()
+        with trio.CancelScope(shield=True):
+            await api.aclose()
+        if block_error is not None:
+            raise block_error

@@ -1,0 +1,2 @@
+"""Running applications in-process, for tests: `cluster.open_cluster` (like
+Gazette's `consumertest`), and the deterministic simulation (`sim`)."""

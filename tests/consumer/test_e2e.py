@@ -1,0 +1,177 @@
+"""End to end: a word-count application run by the real consumer runtime.
+
+Input lines are JSON messages in `lines/part-000`; the application counts
+words into a fenced `MemoryStore` (shared by members, as an external
+database would be) and, at each transaction's end, publishes the deltas it
+counted as uncommitted messages to `counts/part-000`. Exactly-once means:
+the committed state holds each line's words once, and a read-committed
+reader of the output sees deltas summing to exactly the same counts, across
+crashes mid-transaction and re-assignment to another member.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from gazette_trio.broker.journal_spec import new_journal_spec
+from gazette_trio.consumer.stores.memory import MemoryDatabase, MemoryStore
+from gazette_trio.message import fixed_mapping
+from gazette_trio.protocol import consumer as pc
+from gazette_trio.testing.cluster import Cluster, open_cluster
+
+LINES = "lines/part-000"
+COUNTS = "counts/part-000"
+NDJSON = "application/x-ndjson"
+
+
+class WordCount:
+    def __init__(self, db: MemoryDatabase) -> None:
+        self.db = db
+        self.pending: dict[str, collections.Counter[str]] = collections.defaultdict(
+            collections.Counter
+        )
+        self.out = fixed_mapping(COUNTS, NDJSON)
+
+    async def new_store(self, shard: Any, recorder: Any) -> MemoryStore:
+        return MemoryStore(self.db)
+
+    def new_message(self, spec: Any) -> type:
+        return dict
+
+    async def consume_message(
+        self, shard: Any, store: MemoryStore, envelope: Any, publisher: Any
+    ) -> None:
+        words = envelope.message["text"].split()
+        if "MALFORMED" in words:
+            raise ValueError(f"cannot count line at offset {envelope.begin}")
+        for word in words:
+            store.state[word] = store.state.get(word, 0) + 1
+            self.pending[shard.id][word] += 1
+
+    async def finalize_txn(self, shard: Any, store: MemoryStore, publisher: Any) -> None:
+        for word, delta in sorted(self.pending.pop(shard.id, {}).items()):
+            publisher.publish_uncommitted(self.out, {"word": word, "delta": delta})
+
+
+def shard(min_s: float = 0.0, max_s: float = 1.0) -> pc.ShardSpec:
+    return pc.ShardSpec(
+        id="count-000",
+        sources=[pc.ShardSpecSource(journal=LINES)],
+        min_txn_duration=datetime.timedelta(seconds=min_s),
+        max_txn_duration=datetime.timedelta(seconds=max_s),
+    )
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[tuple[Cluster, MemoryDatabase]]:
+    db = MemoryDatabase()
+    async with open_cluster(
+        lambda: WordCount(db),  # type: ignore[arg-type,return-value]
+        data_dir=tmp_path,
+        journals=[
+            new_journal_spec(LINES, content_type=NDJSON),
+            new_journal_spec(COUNTS, content_type=NDJSON),
+        ],
+    ) as c:
+        yield c, db
+
+
+def expected_counts(lines: list[str]) -> dict[str, int]:
+    return dict(collections.Counter(w for line in lines for w in line.split()))
+
+
+async def output_counts(c: Cluster) -> dict[str, int]:
+    totals: collections.Counter[str] = collections.Counter()
+    for message in await c.read_committed(COUNTS):
+        totals[message["word"]] += message["delta"]
+    return dict(totals)
+
+
+async def test_words_are_counted_and_published_exactly_once(
+    cluster: tuple[Cluster, MemoryDatabase], autojump_clock: trio.testing.MockClock
+) -> None:
+    c, db = cluster
+    await c.apply_shards([shard()])
+    await c.add_member("alpha")
+    lines = [f"the quick fox {i % 7}" for i in range(50)]
+    await c.publish(LINES, [{"text": t} for t in lines])
+    head = (await c.write_heads([LINES]))[LINES]
+    s = await c.wait_read_through("count-000", {LINES: head})
+
+    assert db.committed_state(s.fqn) == expected_counts(lines)
+    assert await output_counts(c) == expected_counts(lines)
+    read_through, publish_at = s.progress()
+    assert read_through == {LINES: head}
+    assert COUNTS in publish_at
+
+
+async def test_exactly_once_across_a_crash_and_a_reassignment(
+    cluster: tuple[Cluster, MemoryDatabase], autojump_clock: trio.testing.MockClock
+) -> None:
+    c, db = cluster
+    await c.apply_shards([shard(min_s=0.2, max_s=0.5)])
+    await c.add_member("alpha")
+    lines: list[str] = []
+    for round_ in range(6):
+        batch = [f"w{(round_ * 31 + i) % 11} x{i % 3}" for i in range(40)]
+        lines += batch
+        await c.publish(LINES, [{"text": t} for t in batch])
+        await trio.sleep(0.1)
+        if round_ == 2:
+            # Crash mid-transaction (min duration keeps one open), then let
+            # another member take the shard over.
+            await c.crash("alpha")
+            await c.add_member("beta")
+    head = (await c.write_heads([LINES]))[LINES]
+    s = await c.wait_read_through("count-000", {LINES: head})
+
+    assert db.committed_state(s.fqn) == expected_counts(lines)
+    assert await output_counts(c) == expected_counts(lines)
+
+
+async def test_a_graceful_stop_hands_the_shard_to_another_member(
+    cluster: tuple[Cluster, MemoryDatabase], autojump_clock: trio.testing.MockClock
+) -> None:
+    c, db = cluster
+    await c.apply_shards([shard()])
+    await c.add_member("alpha")
+    await c.add_member("beta")
+    first, _ = await c.wait_for_primary("count-000")
+    other = "beta" if first == "alpha" else "alpha"
+    lines = [f"a b {i}" for i in range(20)]
+    await c.publish(LINES, [{"text": t} for t in lines[:10]])
+    await c.stop(first)
+    await c.publish(LINES, [{"text": t} for t in lines[10:]])
+    head = (await c.write_heads([LINES]))[LINES]
+    s = await c.wait_read_through("count-000", {LINES: head})
+    assert c.primary_of("count-000") is not None and c.primary_of("count-000")[0] == other  # type: ignore[index]
+    assert db.committed_state(s.fqn) == expected_counts(lines)
+    assert await output_counts(c) == expected_counts(lines)
+
+
+async def test_an_application_error_fails_only_its_shard_with_the_error_in_its_status(
+    cluster: tuple[Cluster, MemoryDatabase], autojump_clock: trio.testing.MockClock
+) -> None:
+    c, _ = cluster
+    await c.apply_shards([shard()])
+    member = await c.add_member("alpha")
+    await c.publish(LINES, [{"text": "fine"}, {"text": "MALFORMED here"}])
+    with trio.fail_after(30):
+        while True:
+            assert member.consumer is not None
+            state = member.consumer.session.state
+            statuses = [a.status for a in state.assignments_by_item.get("count-000", ())]
+            if statuses and statuses[0].code == pc.ReplicaStatusCode.FAILED:
+                break
+            await trio.sleep(0.05)
+    assert "cannot count line at offset" in statuses[0].errors[0]
+    # The member itself goes on.
+    assert member.error is None and not member.done.is_set()
