@@ -31,11 +31,11 @@ from typing import Any
 
 import trio
 
-from ..etcd import Compare, Etcd, EtcdError, Put
+from ..etcd import Compare, Etcd, EtcdError, LeaseLost, LeaseNotFound, Put
 from ..keyspace import KeySpace
 from ..protocol import consumer as pc
 from . import solver
-from .allocate import Round, allocate
+from .allocate import MemberKeyMissing, Round, allocate
 from .announce import Announcement, announce
 from .model import keyspace, member_key
 from .specs import validate_consumer_spec
@@ -208,14 +208,22 @@ async def open_member(
                 finally:
                     nursery.cancel_scope.cancel()
     finally:
+        lease_ended = False
         with trio.move_on_after(5) as cleanup:
             cleanup.shield = True
             try:
                 await etcd.revoke(lease.id)
+            except LeaseNotFound:
+                lease_ended = True
             except EtcdError as exc:
                 log.info("member %s: lease %#x not revoked (%s)", key, lease.id, exc)
     if failure:
-        raise failure[0] from block_error if not isinstance(block_error, trio.Cancelled) else None
+        cause = block_error if not isinstance(block_error, trio.Cancelled) else None
+        error = failure[0]
+        if isinstance(error, MemberKeyMissing) and lease_ended:
+            # The key went with the lease: report the root cause.
+            raise LeaseLost(lease.id, "expired; the member key went with it") from error
+        raise error from cause
     if block_error is not None:
         raise block_error
 

@@ -13,10 +13,18 @@ import functools
 import random
 from collections.abc import Awaitable, Callable, Sequence
 
+import pytest
 import trio
 
 from gazette_trio.aio import asyncio_island
-from gazette_trio.allocator import AnnouncementLost, ApplyConflict, State, apply_shard_specs
+from gazette_trio.allocator import (
+    AnnouncementLost,
+    ApplyConflict,
+    AssignmentChanged,
+    NotAssigned,
+    State,
+    apply_shard_specs,
+)
 from gazette_trio.etcd import Compare, Etcd, EtcdHooks, GrpcEtcd, MemoryEtcd, Op, Unavailable
 from gazette_trio.protocol import consumer as pc
 
@@ -244,3 +252,39 @@ async def test_members_converge_despite_raced_and_dropped_requests(
             assert hooks.lost_txns > 0
             for m in members:
                 m.stop.set()
+
+
+async def test_status_updates_are_guarded_by_the_assignment_revision(
+    autojump_clock: trio.testing.MockClock, prefix: str
+) -> None:
+    """A member writes its ReplicaStatus only over the assignment it last saw:
+    a write racing another change fails with `AssignmentChanged`, and a shard
+    not assigned here with `NotAssigned`."""
+    root = prefix + "group"
+    async with MemoryEtcd.open() as etcd:
+        await create_shards(etcd, root, 1, hot_standbys=0)
+        async with trio.open_nursery() as nursery:
+            member: RunningMember = await nursery.start(
+                functools.partial(run_member, serve=False), etcd, root, "zone-a", "member-a", 5
+            )
+            session = member.session
+            state = await wait_until(session, lambda s: len(s.local_items) == 1)
+            local = state.local_items[0]
+            assert local.is_primary and local.assignment.status.code == pc.ReplicaStatusCode.IDLE
+            revision = await session.update_status(
+                "shard-000", pc.ReplicaStatus(code=pc.ReplicaStatusCode.BACKFILL)
+            )
+            assert session.state.local_items[0].assignment.kv.mod_revision == revision
+
+            # Someone else rewrites the assignment; our next write, planned
+            # from what we saw before, must not clobber it.
+            await etcd.put(local.assignment.key, b"", ignore_lease=True)
+            with pytest.raises(AssignmentChanged):
+                await session.update_status(
+                    "shard-000", pc.ReplicaStatus(code=pc.ReplicaStatusCode.PRIMARY)
+                )
+            with pytest.raises(NotAssigned):
+                await session.update_status(
+                    "shard-999", pc.ReplicaStatus(code=pc.ReplicaStatusCode.PRIMARY)
+                )
+            member.stop.set()

@@ -83,7 +83,12 @@ def test_watch_reply_decodes_as_the_generated_class(
         events=evs,
     )
     reply = WatchReply.parse(bytes(message))
-    assert (reply.revision, reply.watch_id, reply.created, reply.canceled) == (rev, watch_id, created, canceled)
+    assert (reply.revision, reply.watch_id, reply.created, reply.canceled) == (
+        rev,
+        watch_id,
+        created,
+        canceled,
+    )
     assert (reply.compact_revision, reply.cancel_reason) == (compact, reason)
     assert len(reply.events) == len(evs)
     for got, want in zip(reply.events, evs, strict=True):
