@@ -38,7 +38,7 @@ from . import solver
 from .allocate import MemberKeyMissing, Round, allocate
 from .announce import Announcement, announce
 from .model import keyspace, member_key
-from .specs import validate_consumer_spec
+from .specs import validate_consumer_spec, validate_shard_spec
 from .state import State, StateView
 
 log = logging.getLogger(__name__)
@@ -149,6 +149,7 @@ async def open_member(
     announce_retry: float = 10.0,
     solve: Callable[..., solver.Solution] = solver.solve,
     on_round: Callable[[Round], None] | None = None,
+    validate_item: Callable[[pc.ShardSpec], None] = validate_shard_spec,
 ) -> AsyncIterator[MemberSession]:
     """Join the consumer group under `root` as the member `spec` describes."""
     validate_consumer_spec(spec)
@@ -182,7 +183,7 @@ async def open_member(
                 announcement = await announce(
                     etcd, key, bytes(spec), lease.id, retry_interval=announce_retry
                 )
-                ks = keyspace(root, apply_delay=apply_delay)
+                ks = keyspace(root, apply_delay=apply_delay, validate_item=validate_item)
                 await ks.load(etcd, announcement.revision)
                 view = StateView(ks, key)
                 session = MemberSession(etcd, root, spec, lease.id, announcement, view)

@@ -22,7 +22,7 @@ does not own allocation (see `solver`, `converge`).
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..etcd import KeyValue
@@ -151,8 +151,12 @@ def decode_status(raw: bytes) -> pc.ReplicaStatus:
     return status
 
 
-def decoder(root: str) -> Decoder:
-    """The KeySpace decoder of a consumer root."""
+def decoder(
+    root: str, *, validate_item: Callable[[pc.ShardSpec], None] = validate_shard_spec
+) -> Decoder:
+    """The KeySpace decoder of a consumer root. `validate_item` checks each
+    ShardSpec (raising to reject it); the consumer runtime may pass its own
+    rules so that the allocator and Apply agree exactly."""
     check_root(root)
     items, members, assign = root + ITEMS, root + MEMBERS, root + ASSIGN
 
@@ -162,7 +166,7 @@ def decoder(root: str) -> Decoder:
             if len(parts) != 1:
                 raise MalformedKey("expected (id) in item key")
             spec = pc.ShardSpec.parse(kv.value)
-            validate_shard_spec(spec)
+            validate_item(spec)
             if spec.id != parts[0]:
                 raise ValidationError(
                     f"ShardSpec Id doesn't match Item ID ({spec.id!r} vs {parts[0]!r})"
@@ -203,13 +207,18 @@ def decoder(root: str) -> Decoder:
     return decode
 
 
-def keyspace(root: str, *, apply_delay: float = 0.0) -> KeySpace:
+def keyspace(
+    root: str,
+    *,
+    apply_delay: float = 0.0,
+    validate_item: Callable[[pc.ShardSpec], None] = validate_shard_spec,
+) -> KeySpace:
     """The KeySpace of a consumer group: every key under `{root}/`.
 
     (Gazette watches `root` itself as a prefix, which also takes in sibling
     roots such as `{root}2/...`; the trailing slash keeps groups apart.)
     """
-    return KeySpace(root + "/", decoder(root), apply_delay=apply_delay)
+    return KeySpace(root + "/", decoder(root, validate_item=validate_item), apply_delay=apply_delay)
 
 
 def is_consistent(assignment: Assignment, all_assignments: Sequence[Assignment]) -> bool:
