@@ -155,12 +155,7 @@ def _op_result(m: rpc.ResponseOp, revision: int) -> OpResult:
 
 
 def _is_transport_error(exc: aio.RpcError) -> bool:
-    if exc.status in (grpclib.const.Status.UNAVAILABLE, grpclib.const.Status.DEADLINE_EXCEEDED):
-        return True
-    # A broken connection under a bidi stream currently reaches us as
-    # INTERNAL wrapping the asyncio TaskGroup's ExceptionGroup (the bridge
-    # does not unwrap it yet); it is a transport failure all the same.
-    return exc.status == grpclib.const.Status.INTERNAL and exc.message.startswith("ExceptionGroup")
+    return exc.status in (grpclib.const.Status.UNAVAILABLE, grpclib.const.Status.DEADLINE_EXCEEDED)
 
 
 def _etcd_error(exc: aio.RpcError, lease_id: int = 0) -> EtcdError:
