@@ -18,7 +18,25 @@ returns an `OpFuture` of its `AppendResponse` at once. Guarantees:
   so a resolved future means "written at least once" (as Gazette's append
   service: a lost acknowledgement followed by a retry writes twice);
 - any other status (JOURNAL_NOT_FOUND, NOT_ALLOWED, REGISTER_MISMATCH, ...)
-  fails the future with `JournalError` and is not retried.
+  fails the future with `JournalError` and is not retried;
+- a journal whose append failed for good (its dependency failed, or its
+  RPC did, other than by a register mismatch) is *failed*: every append
+  queued behind it, and every later call for that journal, fails with
+  `JournalFailed` without being written, for the rest of the service's
+  life. Later appends must not land after a hole in what the caller meant
+  to write in order (a recovery log's ops, a transaction's messages before
+  its ACK). This is Gazette's rule: its service fails "all queued appends to
+  this journal which follow" a failed dependency and keeps the journal's
+  error for good, so a service should live no longer than the work a
+  failure invalidates (the runtime opens one per shard assignment, as
+  Gazette scopes one to the shard's context). `pending()` reports each
+  failed journal as a failed future, so a barrier built from it (a store
+  commit) fails too, as Gazette's `PendingExcept` does;
+- a REGISTER_MISMATCH fails only its own append: every later append
+  carrying the same check is refused by the broker in turn, so no hole
+  opens in that writer's sequence, while appends without the check belong
+  to other writers (the player that fenced a recorder) and must go on.
+  (Gazette's service retries every RPC error, so it has no such case.)
 
 The service runs in a nursery the caller owns (`open_append_service`, or
 `await nursery.start(service.run)`): one task per journal with queued
@@ -60,6 +78,20 @@ class DependencyFailed(Exception):
         self.__cause__ = cause
 
 
+class JournalFailed(Exception):
+    """An append was not written because an earlier append to the same
+    journal failed for good (the first failure is the `__cause__`): it would
+    have landed after a hole."""
+
+    def __init__(self, journal: str, cause: BaseException) -> None:
+        super().__init__(
+            f"journal {journal!r}: append not written; an earlier append to this journal "
+            f"failed: {cause}"
+        )
+        self.journal = journal
+        self.__cause__ = cause
+
+
 class AppendServiceClosed(Exception):
     """The service stopped before this append was known to be written."""
 
@@ -94,6 +126,9 @@ class _Queue:
     ops: deque[_Op] = field(default_factory=deque)
     running: bool = False
     last: OpFuture[pb.AppendResponse] | None = None
+    failure: BaseException | None = None
+    """The first append of the journal that failed for good; once set, the
+    journal accepts nothing more."""
 
 
 class AppendService:
@@ -159,6 +194,10 @@ class AppendService:
         queue = self._queues.get(journal)
         if queue is None:
             queue = self._queues[journal] = _Queue()
+        if queue.failure is not None:
+            future.fail(JournalFailed(journal, queue.failure))
+            queue.last = future
+            return future
         queue.ops.append(
             _Op(
                 journal,
@@ -177,8 +216,20 @@ class AppendService:
         return future
 
     def pending(self) -> OpFutures:
-        """Futures of every append not yet resolved, across journals."""
-        return {op.future for queue in self._queues.values() for op in queue.ops}
+        """Futures of every append not yet resolved, across journals, plus a
+        failed future for each failed journal (so whoever waits on this set
+        learns that something it meant to write was not)."""
+        out: OpFutures = {op.future for queue in self._queues.values() for op in queue.ops}
+        for journal, queue in self._queues.items():
+            if queue.failure is not None:
+                out.add(OpFuture.failed(JournalFailed(journal, queue.failure)))
+        return out
+
+    def failure(self, journal: str) -> BaseException | None:
+        """Why `journal` is failed (its first append that failed for good),
+        or None while it accepts appends."""
+        queue = self._queues.get(journal)
+        return queue.failure if queue is not None else None
 
     def last_op(self, journal: str) -> OpFuture[pb.AppendResponse] | None:
         """The future of the latest append queued to `journal`, or None."""
@@ -187,7 +238,7 @@ class AppendService:
 
     async def drain(self) -> None:
         """Wait until every append queued so far has resolved (raising the
-        first failure, after all have resolved)."""
+        first failure, after all have resolved, or a failed journal's)."""
         await wait_all(self.pending())
 
     # -- the per-journal task
@@ -195,6 +246,10 @@ class AppendService:
     async def _serve(self, journal: str, queue: _Queue) -> None:
         while queue.ops:
             head = queue.ops[0]
+            if queue.failure is not None:
+                queue.ops.popleft()
+                head.future.fail(JournalFailed(journal, queue.failure))
+                continue
             if head.depends_on is not None:
                 try:
                     await head.depends_on.wait()
@@ -202,7 +257,9 @@ class AppendService:
                     raise
                 except BaseException as exc:
                     queue.ops.popleft()
-                    head.future.fail(DependencyFailed(journal, exc))
+                    failure = DependencyFailed(journal, exc)
+                    queue.failure = failure
+                    head.future.fail(failure)
                     continue
             batch = [head]
             size = len(head.content)
@@ -221,6 +278,8 @@ class AppendService:
             except trio.Cancelled:
                 raise
             except BaseException as exc:
+                if not _is_register_mismatch(exc):
+                    queue.failure = exc
                 for op in batch:
                     queue.ops.popleft()
                     op.future.fail(exc)
@@ -260,6 +319,14 @@ class AppendService:
                     delay,
                 )
                 await trio.sleep(delay)
+
+
+def _is_register_mismatch(exc: BaseException) -> bool:
+    """A refused register check judges only appends carrying that check, and
+    the broker judges each of them the same way, so it opens no hole in their
+    sequence; appends without it are other writers' (a player's hand-off
+    after it fenced a recorder) and go on."""
+    return isinstance(exc, JournalError) and exc.status == pb.Status.REGISTER_MISMATCH
 
 
 def _split(response: pb.AppendResponse, batch: list[_Op]) -> list[pb.AppendResponse]:

@@ -14,6 +14,7 @@ from gazette_trio.broker.append_service import (
     AppendService,
     AppendServiceClosed,
     DependencyFailed,
+    JournalFailed,
     open_append_service,
 )
 from gazette_trio.broker.errors import JournalError
@@ -93,18 +94,108 @@ async def test_depends_on_holds_an_append_until_its_dependency_resolves(broker: 
     assert await read_journal(broker.client, "a/journal") == b"after-barrier;behind-it;"
 
 
-async def test_a_failed_dependency_fails_the_append_without_writing_it(broker: Broker) -> None:
+async def test_a_failed_dependency_fails_the_append_and_every_later_one_of_its_journal(
+    broker: Broker,
+) -> None:
+    """Gazette's rule: a dependency's failure fails the append that waited on
+    it *and* every append queued after it on the same journal, none of them
+    written, so nothing lands after the hole. Other journals go on."""
     await broker.create("a/journal")
+    await broker.create("b/journal")
     commit: OpFuture[None] = OpFuture()
     async with open_append_service(broker.client) as service:
+        first = service.append("a/journal", b"first;")
         ack = service.append("a/journal", b"ack;", depends_on=commit)
         later = service.append("a/journal", b"later;")
+        elsewhere = service.append("b/journal", b"elsewhere;")
+        await first
         commit.fail(RuntimeError("store commit failed"))
         with pytest.raises(DependencyFailed, match="store commit failed") as caught:
             await ack
         assert isinstance(caught.value.__cause__, RuntimeError)
-        await later
-    assert await read_journal(broker.client, "a/journal") == b"later;"
+        with pytest.raises(JournalFailed, match="an earlier append to this journal failed") as held:
+            await later
+        assert held.value.__cause__ is caught.value
+        await elsewhere
+    assert await read_journal(broker.client, "a/journal") == b"first;"
+    assert await read_journal(broker.client, "b/journal") == b"elsewhere;"
+
+
+async def test_a_failed_journal_stays_failed_for_the_life_of_the_service(broker: Broker) -> None:
+    """As in Gazette (whose service keeps a journal's error for good), a
+    failed journal never recovers within one service: later calls fail at
+    once, unwritten, and `pending()` reports the failure so that a barrier
+    built from it (a store commit's) fails as well. A new service starts
+    clean."""
+    await broker.create("a/journal")
+    dependency: OpFuture[None] = OpFuture()
+    async with open_append_service(broker.client) as service:
+        failed = service.append("a/journal", b"x;", depends_on=dependency)
+        dependency.fail(ValueError("transaction aborted"))
+        with pytest.raises(DependencyFailed):
+            await failed
+        assert isinstance(service.failure("a/journal"), DependencyFailed)
+        assert service.failure("other/journal") is None
+
+        afterwards = service.append("a/journal", b"afterwards;")
+        assert afterwards.done() and isinstance(afterwards.error(), JournalFailed)
+        assert service.last_op("a/journal") is afterwards
+        (reported,) = service.pending()
+        with pytest.raises(JournalFailed, match="transaction aborted"):
+            await wait_all(service.pending())
+        assert isinstance(reported.error(), JournalFailed)
+        with pytest.raises(JournalFailed):
+            await service.drain()
+    assert await read_journal(broker.client, "a/journal") == b""
+    async with open_append_service(broker.client) as fresh:
+        await fresh.append("a/journal", b"fresh;")
+    assert await read_journal(broker.client, "a/journal") == b"fresh;"
+
+
+async def test_an_append_the_broker_refuses_fails_the_appends_queued_behind_it(
+    broker: Broker,
+) -> None:
+    """The same holds when the RPC itself fails for good (here the journal
+    does not exist): the appends behind it are not written, even if the
+    journal appears meanwhile."""
+    # One append per RPC, so the ones behind are not part of the refused batch.
+    async with open_append_service(broker.client, max_batch_bytes=1) as service:
+        refused = service.append("late/journal", b"refused;")
+        behind = [service.append("late/journal", f"{i};".encode()) for i in range(3)]
+        with pytest.raises(JournalError):
+            await refused
+        await broker.create("late/journal")
+        for future in behind:
+            with pytest.raises(JournalFailed, match="JOURNAL_NOT_FOUND") as caught:
+                await future
+            assert caught.value.__cause__ is refused.error()
+        with pytest.raises(JournalFailed):
+            await service.append("late/journal", b"later;")
+    assert await read_journal(broker.client, "late/journal") == b""
+
+
+async def test_a_register_mismatch_fails_only_the_appends_carrying_that_check(
+    broker: Broker,
+) -> None:
+    """A refused register check is a verdict on that writer alone: its later
+    appends carry the same check and are refused in turn, while another
+    writer's appends to the journal (the hand-off that fenced it) go on."""
+    await broker.create("recovery/log")
+    theirs = pb.LabelSelector(include=L.label_set({"author": "them"}))
+    async with open_append_service(broker.client) as service:
+        await service.append(
+            "recovery/log", b"mine;", union_registers=L.label_set({"author": "me"})
+        )
+        fenced = service.append("recovery/log", b"fenced;", check_registers=theirs)
+        again = service.append("recovery/log", b"again;", check_registers=theirs)
+        other_writer = service.append("recovery/log", b"other;")
+        for future in (fenced, again):
+            with pytest.raises(JournalError) as caught:
+                await future
+            assert caught.value.status == pb.Status.REGISTER_MISMATCH
+        await other_writer
+        assert service.failure("recovery/log") is None
+    assert await read_journal(broker.client, "recovery/log") == b"mine;other;"
 
 
 async def test_a_register_mismatch_fails_without_a_retry(broker: Broker) -> None:
