@@ -182,6 +182,10 @@ async def run_transactions(
     def duration(value: Any, default: float) -> float:
         return value.total_seconds() if value is not None else default
 
+    # A batch taken off the channel but not yet consumed. It outlives the
+    # transaction: one received just as max_duration passes belongs to the
+    # next transaction, and dropping it would lose its messages.
+    batch: Sequence[Any] | None = None
     while True:
         txn = Transaction(
             min_duration=duration(spec.min_txn_duration, 0.0),
@@ -190,7 +194,6 @@ async def run_transactions(
             prev_done=False,
         )
         watching = False
-        batch: Sequence[Any] | None = None
 
         while True:
             now = trio.current_time()
