@@ -11,6 +11,11 @@ record without touching disk.
 
 Recording is synchronous and never blocks: ops accumulate in a buffer that is
 appended when it grows past `flush_bytes` or when `barrier()` is called.
+The ops one call records together (a rename's unlink of the old target,
+link and unlink of the source; a truncation's unlink, create and rewrite)
+always go out in one append: a size-triggered flush waits for the end of the
+call, so no crash can leave the log holding half of one (a rename cut after
+its first op would lose the target path, and the state it held).
 `barrier()` returns the future of everything recorded so far; a store's
 commit waits on it, so a commit is durable exactly when its file changes are
 in the log. `barrier(wait_for)` additionally holds back every later append
@@ -29,9 +34,10 @@ back into any directory. This module owns recording; playback is
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -166,6 +172,8 @@ class Recorder:
         self._flush_bytes = flush_bytes
         self._pending: list[bytes] = []
         self._pending_size = 0
+        # Nesting depth of calls whose ops must reach the log in one append.
+        self._grouped = 0
         self._write_head = write_head
         # Appends not yet known to have succeeded, in order.
         self._inflight: deque[OpFuture[pb.AppendResponse]] = deque()
@@ -319,14 +327,15 @@ class Recorder:
         self._record_rename(source, target)
 
     def _record_open(self, name: str, *, truncate: bool) -> int:
-        fnode = self._fsm.links.get(name)
-        if fnode is not None and truncate:
-            self._record(RecordedOp(unlink=RecordedOpLink(fnode=fnode, path=name)))
-            fnode = None
-        if fnode is None:
-            self._record(RecordedOp(create=RecordedOpCreate(path=name)))
-            fnode = self._fsm.links[name]
-        return fnode
+        with self._atomic():
+            fnode = self._fsm.links.get(name)
+            if fnode is not None and truncate:
+                self._record(RecordedOp(unlink=RecordedOpLink(fnode=fnode, path=name)))
+                fnode = None
+            if fnode is None:
+                self._record(RecordedOp(create=RecordedOpCreate(path=name)))
+                fnode = self._fsm.links[name]
+            return fnode
 
     def _record_unlink(self, name: str) -> None:
         fnode = self._fsm.links[name]
@@ -341,10 +350,11 @@ class Recorder:
             return
         fnode = self._fsm.links[source]
         previous = self._fsm.links.get(target)
-        if previous is not None:
-            self._record(RecordedOp(unlink=RecordedOpLink(fnode=previous, path=target)))
-        self._record(RecordedOp(link=RecordedOpLink(fnode=fnode, path=target)))
-        self._record(RecordedOp(unlink=RecordedOpLink(fnode=fnode, path=source)))
+        with self._atomic():
+            if previous is not None:
+                self._record(RecordedOp(unlink=RecordedOpLink(fnode=previous, path=target)))
+            self._record(RecordedOp(link=RecordedOpLink(fnode=fnode, path=target)))
+            self._record(RecordedOp(unlink=RecordedOpLink(fnode=fnode, path=source)))
 
     def _check_new(self, source: str, target: str) -> None:
         if target in self._fsm.links or target in self._fsm.properties:
@@ -407,6 +417,37 @@ class Recorder:
         if name in self._fsm.properties:
             raise RecorderError(f"open of {name}, which is a property file")
 
+    @contextlib.contextmanager
+    def _atomic(self) -> Iterator[None]:
+        """Ops recorded inside the block reach the log in one append: a
+        size-triggered flush waits for the end of the outermost block.
+
+        An error inside the block leaves its first ops applied to the FSM and
+        buffered, which the log must never hold alone, so it fails the
+        recorder (crash-only, as Gazette's recorder panics on an
+        inconsistent op)."""
+        outermost = not self._grouped
+        if outermost:
+            self._observe()
+            self._raise_failure()
+        buffered = len(self._pending)
+        self._grouped += 1
+        try:
+            yield
+        except BaseException as exc:
+            if outermost and len(self._pending) > buffered:
+                self._fail(
+                    RecorderError(
+                        f"recording into {self._log} was interrupted in the middle of one "
+                        f"operation's ops ({exc!r}); the recorder can write no more"
+                    )
+                )
+            raise
+        finally:
+            self._grouped -= 1
+        if not self._grouped and self._pending_size >= self._flush_bytes:
+            self._flush()
+
     def _observe(self) -> None:
         # Learn the write head from appends that completed (a lower bound for
         # new ops, as in Gazette), and failures, without ever blocking.
@@ -459,8 +500,11 @@ class Recorder:
         raise RecorderError(f"an append to recovery log {self._log} failed: {error}") from error
 
     def _record(self, op: RecordedOp, payload: bytes = b"") -> None:
-        self._observe()
-        self._raise_failure()
+        if not self._grouped:
+            # Inside a group, the group checked once: ops of one call are
+            # recorded all or none.
+            self._observe()
+            self._raise_failure()
         fsm = self._fsm
         op.author = self._author
         op.seq_no = fsm.next_seq_no
@@ -476,7 +520,7 @@ class Recorder:
         if payload:
             self._pending.append(payload)
             self._pending_size += len(payload)
-        if self._pending_size >= self._flush_bytes:
+        if self._pending_size >= self._flush_bytes and not self._grouped:
             self._flush()
 
     def _flush(self, *, union_registers: pb.LabelSet | None = None) -> None:
@@ -582,8 +626,8 @@ class RecordedFile:
         """Cut the file to `size` bytes.
 
         RecordedOps have no truncate, so this is recorded as a new Fnode at
-        the path holding the kept bytes (read back from disk): it costs
-        O(size) log bytes, and suits rare truncations (a journal file emptied,
+        the path holding the kept bytes (read back from disk), all in one
+        append: it costs O(size) log bytes, and suits rare truncations (a journal file emptied,
         a database shrunk by VACUUM). The file must have exactly one path;
         other open handles of it become stale, and writing through them
         raises RecorderError."""
@@ -602,14 +646,19 @@ class RecordedFile:
         if size < 0:
             raise RecorderError(f"truncate of {self.path} to negative size {size}")
         os.ftruncate(fd, size)
-        self.fnode = recorder._record_open(self.path, truncate=True)
-        offset = 0
-        while offset < size:
-            piece = os.pread(fd, min(_TRUNCATE_PIECE, size - offset), offset)
-            if not piece:
-                raise RecorderError(f"truncate of {self.path}: file ended at {offset} of {size}")
-            recorder.record_write_at(self.fnode, piece, offset)
-            offset += len(piece)
+        # One append: a log cut after the unlink would lose the path, and one
+        # after the create would hold a shorter file than was kept.
+        with recorder._atomic():
+            self.fnode = recorder._record_open(self.path, truncate=True)
+            offset = 0
+            while offset < size:
+                piece = os.pread(fd, min(_TRUNCATE_PIECE, size - offset), offset)
+                if not piece:
+                    raise RecorderError(
+                        f"truncate of {self.path}: file ended at {offset} of {size}"
+                    )
+                recorder.record_write_at(self.fnode, piece, offset)
+                offset += len(piece)
         self.offset = min(self.offset, size)
 
     def sync(self) -> OpFuture[pb.AppendResponse]:

@@ -4,13 +4,16 @@ the write head, on the embedded journal server."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
 from gazette_trio.broker.append_service import DependencyFailed
+from gazette_trio.broker.appender import append
 from gazette_trio.broker.reader import read_journal
 from gazette_trio.opfuture import OpFuture
+from gazette_trio.protocol import protocol as pb
 from gazette_trio.protocol.recoverylog import FsmHints
 from gazette_trio.recoverylog.codec import decode_op
 from gazette_trio.recoverylog.fsm import FSM
@@ -18,7 +21,7 @@ from gazette_trio.recoverylog.player import Player
 from gazette_trio.recoverylog.recorder import Recorder, RecorderError, open_recorder
 from gazette_trio.recoverylog.stream import LogDecoder, OpRead
 
-from .conftest import LOG, Journals
+from .conftest import LOG, Journals, tree
 
 
 def mkdir(directory: Path) -> Path:
@@ -174,3 +177,129 @@ async def test_truncation_is_recorded_as_a_new_file_with_the_kept_bytes(
     )
     assert (tmp_path / "replica" / "db").read_bytes() == b"012345678901234+tail"
     assert (tmp_path / "a" / "db").read_bytes() == b"012345678901234+tail"
+
+
+class AppendLog:
+    """The recorder's appender, noting the future of every append it makes."""
+
+    def __init__(self, journals: Journals) -> None:
+        self.journals = journals
+        self.futures: list[OpFuture[pb.AppendResponse]] = []
+
+    def append(self, journal: str, content: bytes, **kwargs: Any) -> OpFuture[pb.AppendResponse]:
+        future = self.journals.appender.append(journal, content, **kwargs)
+        self.futures.append(future)
+        return future
+
+    def boundaries(self) -> list[int]:
+        """Offsets where an append ended: where a crash may cut the log."""
+        ends = {f.result().commit.end for f in self.futures if f.result().commit is not None}
+        return sorted(ends)
+
+
+async def recorder_logging_appends(
+    journals: Journals, directory: Path, *, flush_bytes: int
+) -> tuple[Recorder, AppendLog]:
+    appends = AppendLog(journals)
+    rec = await open_recorder(
+        log=LOG,
+        fsm=FSM(FsmHints(log=LOG)),
+        author=0xABC,
+        directory=mkdir(directory),
+        appender=appends,
+        flush_bytes=flush_bytes,
+    )
+    return rec, appends
+
+
+async def play_cut(
+    journals: Journals, content: bytes, cut: int, directory: Path
+) -> dict[str, bytes]:
+    """The files a player rebuilds from the log cut at offset `cut` (as a
+    crash right after that append would leave it)."""
+    name = f"cut/{cut}"
+    await journals.create(name)
+    if cut:
+        await append(journals.client, name, content[:cut])
+    player = Player()
+    player.finish_at_write_head()
+    await player.play(FsmHints(log=name), directory, journals.client, journals.appender)
+    return tree(directory)
+
+
+async def test_a_renames_ops_reach_the_log_in_one_append_whatever_the_flush_size(
+    journals: Journals, tmp_path: Path
+) -> None:
+    """A rename over an existing file is three ops (unlink the old target,
+    link, unlink the source); a size-triggered flush never splits them, even
+    when every single op is past `flush_bytes`."""
+    rec, appends = await recorder_logging_appends(journals, tmp_path / "a", flush_bytes=1)
+    for name in ("state", "next"):
+        with rec.create(name) as f:
+            f.write(name.encode())
+    before = len(appends.futures)
+    rec.rename("next", "state")
+    await rec.barrier()
+    (rename,) = appends.futures[before:]
+    content = await read_journal(journals.client, LOG)
+    commit = rename.result().commit
+    assert commit is not None
+    decoder = LogDecoder(LOG, commit.begin)
+    decoder.feed(content[commit.begin : commit.end])
+    ops = []
+    while (event := decoder.next_event()) is not None:
+        if isinstance(event, OpRead):
+            ops.append(event.op)
+    state, nxt = (n.fnode for n in (ops[0].unlink, ops[1].link) if n is not None)
+    assert [(o.unlink or o.link).path for o in ops] == ["/state", "/state", "/next"]  # type: ignore[union-attr]
+    assert [o.unlink is not None for o in ops] == [True, False, True]
+    assert state != nxt
+
+
+async def test_a_log_cut_after_any_append_holds_the_old_or_the_new_file_never_neither(
+    journals: Journals, tmp_path: Path
+) -> None:
+    """The JSON store's commit (write `next`, rename it over `state`),
+    recorded with every op past the flush size: wherever a crash cuts the
+    log between appends, playback finds `state` holding one complete
+    version. (Before renames were atomic, a cut after the unlink of the old
+    `state` lost it.)"""
+    rec, appends = await recorder_logging_appends(journals, tmp_path / "a", flush_bytes=1)
+    versions = [f"version {i}; ".encode() * (i + 1) for i in range(4)]
+    for version in versions:
+        with rec.create("next") as f:
+            f.write(version)
+        rec.rename("next", "state")
+    await rec.barrier()
+    content = await read_journal(journals.client, LOG)
+    cuts = appends.boundaries()
+    assert len(cuts) > 3 * len(versions)  # many places to cut
+    seen = []
+    for cut in cuts:
+        files = await play_cut(journals, content, cut, tmp_path / f"cut-{cut}")
+        if not seen and "state" not in files:
+            continue  # before the first rename landed
+        assert files["state"] in versions, f"cut at {cut}: state is {files.get('state')!r}"
+        seen.append(versions.index(files["state"]))
+    assert seen == sorted(seen) and seen[-1] == len(versions) - 1
+
+
+async def test_a_log_cut_after_any_append_never_holds_half_a_truncation(
+    journals: Journals, tmp_path: Path
+) -> None:
+    """A truncation is an unlink, a create and the kept bytes: one append,
+    so a cut log holds the file whole or truncated, never missing or short."""
+    rec, appends = await recorder_logging_appends(journals, tmp_path / "a", flush_bytes=1)
+    whole = bytes(range(256)) * 64
+    with rec.create("db") as f:
+        f.write(whole)
+        f.truncate(5000)
+    await rec.barrier()
+    content = await read_journal(journals.client, LOG)
+    outcomes = set()
+    for cut in appends.boundaries():
+        if cut == 0:
+            continue  # the empty log, before the create
+        files = await play_cut(journals, content, cut, tmp_path / f"cut-{cut}")
+        outcomes.add(files.get("db"))
+    assert outcomes == {b"", whole, whole[:5000]}  # created, written, truncated
