@@ -209,14 +209,21 @@ async def run_transactions(
 
             if step is Step.CONSUME:
                 assert batch is not None
-                for envelope in await intake.committed(batch):
-                    if on_consumed(txn, trio.current_time()) and begin_finisher is not None:
-                        await begin_finisher.begin_txn(shard, store)
+                committed = await intake.committed(batch)
+                batch = None
+                # Bookkeeping is per batch: reading the clock once per
+                # message cost ~10% of a small message's whole path.
+                if (
+                    on_consumed(txn, trio.current_time(), len(committed))
+                    and begin_finisher is not None
+                ):
+                    await begin_finisher.begin_txn(shard, store)
+                consume = app.consume_message
+                for envelope in committed:
                     # An ACK commits what came before it; it carries nothing
                     # for the application (Gazette hands it over; we don't).
                     if not getattr(envelope, "is_ack", False):
-                        await app.consume_message(shard, store, envelope, publisher)
-                batch = None
+                        await consume(shard, store, envelope, publisher)
                 continue
 
             if step is Step.COMMIT:

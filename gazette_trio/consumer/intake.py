@@ -2,7 +2,8 @@
 
 A primary shard reads each source journal read-uncommitted, from the
 checkpoint's offset (never below the source's `min_offset`), one reader task
-per journal, and sends batches of envelopes into the shard's event channel.
+per journal, and sends batches of envelopes (`SourceBatch`: one journal's,
+knowing where they end) into the shard's event channel.
 The transaction driver hands each batch to `SequencedIntake.committed`,
 which runs it through the shard's `Sequencer` (re-reading journals when a
 transaction outgrew its buffer) and returns the committed envelopes, in
@@ -43,6 +44,19 @@ class SourceError(Exception):
     """Reading a source journal failed; the message names journal and offset."""
 
 
+class SourceBatch(list[Envelope]):
+    """Envelopes read from one source journal, in order, knowing where they
+    end: the intake advances the journal's read-through once per batch
+    rather than once per message."""
+
+    __slots__ = ("end", "journal")
+
+    def __init__(self, journal: str, envelopes: Sequence[Envelope]) -> None:
+        super().__init__(envelopes)
+        self.journal = journal
+        self.end = envelopes[-1].end
+
+
 class SequencedIntake:
     """`driver.MessageIntake` over a `Sequencer`."""
 
@@ -62,8 +76,11 @@ class SequencedIntake:
         self._since = dict(read_through)
 
     async def committed(self, batch: Sequence[Envelope]) -> Sequence[Envelope]:
-        for envelope in batch:
-            self.read_through[envelope.journal.name] = envelope.end
+        if isinstance(batch, SourceBatch):
+            self.read_through[batch.journal] = batch.end
+        else:
+            for envelope in batch:
+                self.read_through[envelope.journal.name] = envelope.end
         return await sequence(self.sequencer, batch, self._client, self._message_type_of)
 
     def has_pending(self) -> bool:
@@ -104,7 +121,7 @@ async def read_source(
             ) as reader:
                 while True:
                     batch = await reader.next_batch()
-                    await events.send(batch)
+                    await events.send(SourceBatch(journal, batch))
         except trio.Cancelled:
             raise
         except StopAsyncIteration:

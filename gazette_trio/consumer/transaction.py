@@ -93,12 +93,13 @@ class Transaction:
         )
 
 
-def on_consumed(txn: Transaction, now: float) -> bool:
-    """A committed message was handed to the application. Returns True if it
-    was the transaction's first (so the application's `begin_txn` runs and
-    the timer starts)."""
-    txn.consumed += 1
-    if txn.consumed == 1:
+def on_consumed(txn: Transaction, now: float, count: int = 1) -> bool:
+    """`count` committed messages (a batch, read at `now`) are handed to the
+    application. Returns True if they are the transaction's first (so the
+    application's `begin_txn` runs and the timer starts)."""
+    first = txn.consumed == 0
+    txn.consumed += count
+    if first and count:
         txn.began_at = now
         on_time(txn, now)
         return True

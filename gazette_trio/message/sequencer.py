@@ -151,6 +151,9 @@ class Sequencer:
             raise ValueError(f"buffer_size must be positive, not {buffer_size}")
         self._limit = buffer_size
         self._buffered = 0
+        self.replays = 0
+        """`Replay`s returned so far: a caller that sees it unchanged across
+        `queue_uncommitted` knows the output holds envelopes only."""
         self._journals: dict[str, dict[bytes, _Producer]] = {}
         for state in states:
             producers = self._journals.setdefault(state.journal, {})
@@ -240,6 +243,7 @@ class Sequencer:
                     tail.append(env)
                     end = buf[0][1] if buf else begin
                     append(Replay(spec.name, p.begin, end, producer, p.last_ack, clock, tail))
+                    self.replays += 1
                 buffered -= len(buf)
                 p.buffer = []
                 p.last_ack = p.max_clock = clock
