@@ -192,6 +192,7 @@ class PartitionableEtcd:
         self._inner = inner
         self._healed = trio.Event()
         self._healed.set()
+        self._next_heal = trio.Event()
 
     @property
     def partitioned(self) -> bool:
@@ -203,6 +204,8 @@ class PartitionableEtcd:
 
     def heal(self) -> None:
         self._healed.set()
+        self._next_heal.set()
+        self._next_heal = trio.Event()
 
     async def reachable(self) -> None:
         await self._healed.wait()
@@ -232,7 +235,10 @@ class PartitionableEtcd:
             raise LeaseLost(lease_id, "not found") from None
         task_status.started()
         while True:
-            await trio.sleep(max(ttl / 3, 0.05))
+            # A healed partition renews at once (as a reconnecting client
+            # would), so a member whose lease expired learns it promptly.
+            with trio.move_on_after(max(ttl / 3, 0.05)):
+                await self._next_heal.wait()
             try:
                 ttl = await self.keep_alive_once(lease_id)
             except LeaseNotFound:
