@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import socket
 import threading
 import weakref
 from collections import deque
@@ -896,9 +897,10 @@ async def serve(
     host: str = "127.0.0.1",
     port: int = 0,
     *,
+    sock: socket.socket | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve `services` on host:port until cancelled.
+    """Serve `services` on host:port (or an already bound `sock`) until cancelled.
 
     `task_status.started` reports the bound port (useful with port 0). On
     cancellation the server stops accepting, lets in-flight calls see the
@@ -910,7 +912,10 @@ async def serve(
     started = trio.Event()
 
     async def run() -> None:
-        await server.start(host, port, reuse_address=True)
+        if sock is not None:
+            await server.start(sock=sock)
+        else:
+            await server.start(host, port, reuse_address=True)
         sockets = getattr(server._server, "sockets", None) or []
         bound.append(sockets[0].getsockname()[1] if sockets else port)
         started.set()

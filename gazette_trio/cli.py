@@ -11,6 +11,7 @@ import click
 
 from . import __version__
 from .broker.cli import broker, journals
+from .runtime.serve import serve
 from .runtime.shards_cli import shards
 
 
@@ -21,12 +22,14 @@ def main() -> None:
 
     \b
     Examples:
+      gazette-trio serve examples/word_count/config.toml      run a consumer member
       gazette-trio broker serve --data-dir data --port 8081   run a journal server
       gazette-trio journals list -e 127.0.0.1:8081            list its journals
       gazette-trio shards list -e 127.0.0.1:8080              list shards of a consumer group
     """
 
 
+main.add_command(serve)
 main.add_command(broker)
 main.add_command(journals)
 main.add_command(shards)

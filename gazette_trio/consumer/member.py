@@ -28,6 +28,7 @@ from ..broker.client import JournalClient
 from ..etcd import Etcd
 from ..protocol import consumer as pc
 from ..protocol import protocol as pb
+from . import shard_spec
 from .contracts import Application
 from .service import Service
 from .shard import HINTS_INTERVAL, ShardContext, ShardObserver
@@ -43,8 +44,22 @@ class Consumer:
     api: ShardAPI
 
     async def drain(self) -> None:
-        """Leave gracefully: take no shards, wait until none is assigned here."""
-        await self.session.exit()
+        """Leave gracefully: take no more shards, and wait until the group
+        has moved this member's shards to others.
+
+        A shard that no other member can take (this member is the last one
+        with capacity) stays until the member stops; it is recovered from its
+        last committed checkpoint by whoever runs it next.
+        """
+        spec = pc.ConsumerSpec.parse(bytes(self.session.spec))
+        if spec.shard_limit != 0:
+            spec.shard_limit = 0
+            await self.session.update_spec(spec)
+        state = self.session.state
+        while state.local_items and any(
+            m.key != state.local_key and m.limit > 0 for m in state.members
+        ):
+            state = await self.session.wait_for_change(state.revision)
 
 
 @contextlib.asynccontextmanager
@@ -75,7 +90,13 @@ async def open_consumer(
     # A cheap local mkdir; no thread, so runs on a mock clock stay deterministic.
     os.makedirs(data_dir, exist_ok=True)
     async with open_member(
-        etcd, root, spec, lease_ttl=lease_ttl, apply_delay=apply_delay
+        etcd,
+        root,
+        spec,
+        lease_ttl=lease_ttl,
+        apply_delay=apply_delay,
+        # The allocator and the Apply RPC accept exactly the same specs.
+        validate_item=shard_spec.validate,
     ) as session:
         ctx = ShardContext(
             app=app,

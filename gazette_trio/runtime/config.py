@@ -53,7 +53,7 @@ from pydantic import (
 
 from ..broker import journalspace
 from ..broker.durations import parse_duration
-from ..broker.journal_spec import validate_journal_spec
+from ..broker.journal_spec import new_journal_spec, union_specs, validate_journal_spec
 from ..broker.validation import TOKEN_SYMBOLS, validate_token
 from ..broker.validation import ValidationError as SpecValidationError
 from ..protocol import consumer as pc
@@ -439,6 +439,11 @@ def _journals(value: Any, info: ValidationInfo) -> journalspace.Node | None:
     data, where = _load_space(value, info, "journalspace")
     try:
         root = journalspace.node_from_dict(data)
+        # Declared journals start from one-machine defaults (replication 1,
+        # 64 MiB fragments, ...), so a config may name just what it cares about.
+        name = root.spec.name
+        root.spec = union_specs(root.spec, new_journal_spec("defaults/journal"))
+        root.spec.name = name
         journalspace.validate_tree(root)
         for node in journalspace.push_down(root):
             if node.delete:

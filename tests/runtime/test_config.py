@@ -347,9 +347,24 @@ def test_declared_specs_must_be_complete() -> None:
     # The rule and its wording are Gazette's (consumer.shard_spec.validate).
     assert str(error).startswith("shards.shards[0]: shard count-000: invalid MaxTxnDuration")
     error = _error(
-        "[journals]\nname = 'ex/'\nreplication = 1\nchildren = [{name = 'ex/one'}]\n" + MINIMAL
+        "[journals]\nname = 'ex/'\nreplication = 9\nchildren = [{name = 'ex/one'}]\n" + MINIMAL
     )
-    assert str(error).startswith("journals: journal ex/one: Fragment: invalid Length (0; expected")
+    assert str(error).startswith("journals: journal ex/one: invalid Replication (9; expected")
+
+
+def test_declared_journals_start_from_one_machine_defaults() -> None:
+    """A config names only what it cares about; the rest is filled in."""
+    config = parse_config(
+        "[journals]\nname = 'ex/'\nchildren = [{name = 'ex/one', fragment = {length = 2048}}]\n"
+        + MINIMAL,
+        base_dir=Path("."),
+        env={},
+    )
+    (spec,) = config.declared_journals()
+    assert spec.name == "ex/one"
+    assert spec.replication == 1
+    assert spec.fragment is not None and spec.fragment.length == 2048
+    assert spec.fragment.refresh_interval is not None
 
 
 def test_a_command_exits_with_code_2_and_the_message_on_stderr(tmp_path: Path) -> None:

@@ -1,0 +1,483 @@
+"""`gazette-trio serve config.toml`: one member process, assembled from its config.
+
+The process, in order:
+
+1. reads and validates the config (a bad one exits 2 naming the key), sets
+   up logging, and imports the Application class (the config file's
+   directory is put on `sys.path`, so `module:Class` may name a module that
+   sits beside the config); the class is called with the
+   `[application.settings]` table as keyword arguments;
+2. opens the asyncio island grpclib needs, then etcd (a real one, or with no
+   `[etcd]` an embedded MemoryEtcd persisted under `data_dir/etcd`) and the
+   journals (a broker endpoint, or with no `[broker]` an embedded journal
+   server over `data_dir/journals`);
+3. binds the gRPC port and serves on it the Shard API, the Journal API when
+   the journal server is embedded, and any services the application offers
+   (`grpc_services(consumer)`, optional);
+4. creates the journals and shards the config declares (and, on the
+   embedded journal server, any missing recovery-log journals of declared
+   shards), joins the consumer group and runs its shards;
+5. serves /metrics, /status and /status.json over HTTP unless disabled.
+
+SIGINT or SIGTERM shut down gracefully: the member stops taking shards, the
+group moves its shards away (transactions in flight commit or are replayed
+by the next primary), then the process exits 0. A second signal exits at
+once with status 130.
+
+This module owns the assembly and the process's signals; every part it
+assembles lives in its own module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import gc
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import trio
+
+from .. import aio
+from ..allocator import ApplyConflict, apply_shard_specs, item_key
+from ..broker import GrpcJournalClient, LocalJournalClient
+from ..broker.client import JournalClient
+from ..broker.journal_spec import new_journal_spec
+from ..broker.list_apply import apply_journals, list_journals, upsert
+from ..broker.server import FileStorage, JournalServerCore, journal_service
+from ..consumer import shard_spec
+from ..consumer.contracts import Application
+from ..consumer.driver import Progress
+from ..consumer.member import Consumer, open_consumer
+from ..consumer.shard import LocalShard, ShardObserver
+from ..consumer.transaction import Timings, Transaction
+from ..etcd import Etcd, GrpcEtcd, MemoryEtcd
+from ..protocol import consumer as pc
+from .config import Config, ConfigError, load_config_or_exit
+from .http import StatusServer
+from .logs import configure_logging
+from .metrics import ShardMetrics
+from .status import MemberStatus, ReplicaStatus, ShardStatus, SourceStatus, StatusSnapshot
+
+log = logging.getLogger(__name__)
+
+EXIT_ON_SECOND_SIGNAL = 130
+
+
+@click.command("serve")
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+def serve(config: Path) -> None:
+    """Run a consumer member from CONFIG (a TOML file).
+
+    \b
+    With no [etcd] and no [broker] table in CONFIG, everything runs in this
+    one process: an embedded journal server and etcd, persisted under
+    data_dir. SIGINT/SIGTERM shut down gracefully; a second signal exits at
+    once.
+
+    \b
+    Examples:
+      gazette-trio serve examples/word_count/config.toml
+      GAZETTE_TRIO_MEMBER__PORT=9000 gazette-trio serve config.toml
+    """
+    cfg = load_config_or_exit(config)
+    configure_logging(cfg.log.level, cfg.log.format)
+    app = load_application(cfg, config)
+    trio.run(run_process, cfg, app)
+
+
+def load_application(cfg: Config, config_path: Path) -> Application:
+    """Import and build the Application; a problem exits 2 naming the key."""
+    directory = str(config_path.resolve().parent)
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    try:
+        cls = cfg.application.load()
+    except ConfigError as exc:
+        raise click.exceptions.Exit(_config_exit(exc)) from None
+    try:
+        app = cls(**cfg.application.settings)
+    except TypeError as exc:
+        click.echo(
+            f"Error: bad config: {config_path}: application.settings = "
+            f"{cfg.application.settings!r}: {cfg.application.module} does not accept them: {exc}",
+            err=True,
+        )
+        raise click.exceptions.Exit(2) from None
+    for method in ("new_store", "new_message", "consume_message", "finalize_txn"):
+        if not callable(getattr(app, method, None)):
+            click.echo(
+                f"Error: bad config: {config_path}: application.module = {cfg.application.module!r}: "
+                f"expected an Application (it has no {method}())",
+                err=True,
+            )
+            raise click.exceptions.Exit(2)
+    return app  # type: ignore[no-any-return]
+
+
+def _config_exit(exc: ConfigError) -> int:
+    click.echo(f"Error: bad config: {exc}", err=True)
+    return 2
+
+
+async def run_process(cfg: Config, app: Application) -> None:
+    """The whole process: serve until a signal, then leave gracefully."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            member_scope = trio.CancelScope()
+            draining = trio.Event()
+            joined = trio.Event()
+
+            async def run() -> None:
+                with member_scope:
+                    await run_member(cfg, app, draining=draining, joined=joined)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(run)
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if draining.is_set():
+                    log.warning("second signal (%s): exiting now", name)
+                    os._exit(EXIT_ON_SECOND_SIGNAL)
+                draining.set()
+                if not joined.is_set():
+                    log.info("%s while starting: stopping", name)
+                    member_scope.cancel()
+                else:
+                    log.info("%s: leaving the group gracefully (send it again to exit now)", name)
+
+
+async def run_member(
+    cfg: Config,
+    app: Application,
+    *,
+    draining: trio.Event | None = None,
+    joined: trio.Event | None = None,
+    task_status: trio.TaskStatus[Endpoints] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run one member until `draining` is set (then leave gracefully) or cancelled."""
+    data_dir = Path(cfg.data_dir)
+    os.makedirs(data_dir, exist_ok=True)
+    async with aio.asyncio_island(), contextlib.AsyncExitStack() as stack:
+        etcd = await stack.enter_async_context(_open_etcd(cfg, data_dir))
+        # Bind the port first: the member's advertised endpoint names it,
+        # and the member joins the group before its services are built.
+        sock = stack.enter_context(_bind(cfg.member.host, cfg.member.port))
+        endpoint = cfg.member.advertised_endpoint(sock.getsockname()[1])
+        grpc_services: list[aio.Service] = []
+
+        core: JournalServerCore | None = None
+        journals: JournalClient
+        if cfg.embedded_broker:
+            core = JournalServerCore(FileStorage(data_dir / "journals"), endpoint=endpoint)
+            stack.callback(core.close)
+            journals = LocalJournalClient(core)
+            grpc_services.append(journal_service(core))
+        else:
+            assert cfg.broker is not None
+            channel = await stack.enter_async_context(aio.Channel(cfg.broker.endpoint))
+            journals = GrpcJournalClient(channel)
+
+        await create_declared(cfg, etcd, journals, embedded=core is not None)
+
+        observer = MetricsObserver(core)
+        consumer = await stack.enter_async_context(
+            open_consumer(
+                app,
+                etcd=etcd,
+                journals=journals,
+                root=cfg.group_prefix,
+                zone=cfg.member.zone,
+                suffix=cfg.member.suffix,
+                endpoint=endpoint,
+                shard_limit=cfg.member.shard_limit,
+                data_dir=data_dir / "member",
+                lease_ttl=max(1, int(cfg.etcd.lease_ttl.total_seconds())) if cfg.etcd else 20,
+                observer=observer,
+            )
+        )
+        grpc_services.append(consumer.api.grpc_service())
+        offer = getattr(app, "grpc_services", None)
+        if callable(offer):
+            grpc_services.extend(offer(consumer))
+        nursery = await stack.enter_async_context(trio.open_nursery())
+        await nursery.start(functools.partial(aio.serve, grpc_services, sock=sock))
+
+        http_port = None
+        if cfg.http.enabled:
+            source = MemberStatusSource(cfg, consumer, observer, core)
+            http_port = await nursery.start(
+                StatusServer(source).serve, cfg.http.host, cfg.http.port
+            )
+
+        # What is live now is long-lived: keep the collector off it.
+        gc.collect()
+        gc.freeze()
+        endpoints = Endpoints(
+            grpc=endpoint, http=f"http://{cfg.http.host}:{http_port}" if http_port else None
+        )
+        log.info(
+            "serving consumer group %s as %s/%s on %s%s",
+            cfg.group_prefix,
+            cfg.member.zone,
+            cfg.member.suffix,
+            endpoint,
+            f"; status at {endpoints.http}/status" if endpoints.http else "",
+        )
+        if joined is not None:
+            joined.set()
+        task_status.started(endpoints)
+        if draining is None:
+            await trio.sleep_forever()
+        await draining.wait()
+        log.info("draining: waiting for the group to move this member's shards")
+        await consumer.drain()
+        log.info("drained; stopping")
+        nursery.cancel_scope.cancel()
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    grpc: str
+    http: str | None
+
+
+@contextlib.contextmanager
+def _bind(host: str, port: int) -> Iterator[socket.socket]:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise click.ClickException(f"member.port: cannot listen on {host}:{port}: {exc}") from None
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+@contextlib.asynccontextmanager
+async def _open_etcd(cfg: Config, data_dir: Path) -> AsyncIterator[Etcd]:
+    if cfg.etcd is None:
+        os.makedirs(data_dir / "etcd", exist_ok=True)
+        async with MemoryEtcd.open(data_dir / "etcd" / "store") as etcd:
+            # The embedded etcd is this process's alone: leases it holds are
+            # a previous run's. Revoking them now frees the member key at
+            # once, rather than after the old lease's TTL.
+            for lease_id in sorted(etcd.store.leases):
+                await etcd.revoke(lease_id)
+            yield etcd
+    else:
+        # One endpoint is used; list several for documentation's sake, the
+        # first is dialed (etcd's own proxying covers the rest).
+        async with GrpcEtcd.open(cfg.etcd.endpoints[0]) as etcd:
+            yield etcd
+
+
+# ----------------------------------------------------------------------------
+# Declared journals and shards
+
+
+async def create_declared(
+    cfg: Config, etcd: Etcd, journals: JournalClient, *, embedded: bool
+) -> None:
+    """Create (or update) the journals and shards the config declares."""
+    declared = cfg.declared_journals()
+    shards = cfg.declared_shards()
+    if embedded:
+        names = {j.name for j in declared}
+        for spec in shards:
+            log_name = shard_spec.recovery_log(spec)
+            if log_name and log_name not in names:
+                declared.append(
+                    new_journal_spec(log_name, content_type=shard_spec.CONTENT_TYPE_RECOVERY_LOG)
+                )
+                names.add(log_name)
+    if declared:
+        existing = {j.spec.name: j for j in await list_journals(journals) if j.spec is not None}
+        changes = []
+        for journal in declared:
+            current = existing.get(journal.name)
+            if current is None:
+                changes.append(upsert(journal, expect_mod_revision=0))
+                log.info("creating journal %s", journal.name)
+            elif bytes(current.spec) != bytes(journal):  # type: ignore[arg-type]
+                changes.append(upsert(journal, expect_mod_revision=current.mod_revision))
+                log.info("updating journal %s to its declared spec", journal.name)
+        if changes:
+            await apply_journals(journals, changes)
+    if shards:
+        changes_: list[pc.ApplyRequestChange] = []
+        for spec in shards:
+            kv = await etcd.get(item_key(cfg.group_prefix, spec.id))
+            if kv is None:
+                changes_.append(pc.ApplyRequestChange(upsert=spec, expect_mod_revision=0))
+                log.info("creating shard %s", spec.id)
+            elif kv.value != bytes(spec):
+                changes_.append(
+                    pc.ApplyRequestChange(upsert=spec, expect_mod_revision=kv.mod_revision)
+                )
+                log.info("updating shard %s to its declared spec", spec.id)
+        if changes_:
+            try:
+                await apply_shard_specs(etcd, cfg.group_prefix, changes_)
+            except ApplyConflict:
+                # Another member applied them at the same moment: theirs stand.
+                log.info("declared shards were changed concurrently by another member")
+
+
+# ----------------------------------------------------------------------------
+# Observability
+
+
+class MetricsObserver(ShardObserver):
+    """Feeds each shard's events into its Prometheus metrics."""
+
+    def __init__(self, core: JournalServerCore | None) -> None:
+        self.core = core
+        self.shards: dict[str, ShardMetrics] = {}
+        self._commit_started: dict[str, tuple[float, int]] = {}
+        self._read: dict[str, int] = {}
+
+    def metrics(self, shard: LocalShard) -> ShardMetrics:
+        m = self.shards.get(shard.id)
+        if m is None:
+            m = self.shards[shard.id] = ShardMetrics(shard.id)
+        return m
+
+    def status_changed(self, shard: LocalShard, status: pc.ReplicaStatus) -> None:
+        self.metrics(shard).set_status(status.code)
+
+    def transaction_committed(
+        self, shard: LocalShard, txn: Transaction, timings: Timings, checkpoint: pc.Checkpoint
+    ) -> None:
+        m = self.metrics(shard)
+        m.phase_time("consume", max(0.0, timings.consuming))
+        m.phase_time("stall", max(0.0, timings.stalled))
+        self._commit_started[shard.id] = (trio.current_time(), txn.consumed)
+
+    def transaction_completed(self, shard: LocalShard, progress: Progress) -> None:
+        m = self.metrics(shard)
+        started = self._commit_started.pop(shard.id, None)
+        total = sum(progress.read_through.values())
+        read = total - self._read.get(shard.id, total)
+        self._read[shard.id] = total
+        now = trio.current_time()
+        if started is not None:
+            m.transaction_committed(
+                now=now,
+                messages=started[1],
+                bytes_read=max(0, read),
+                commit_seconds=now - started[0],
+            )
+        for journal, offset in progress.read_through.items():
+            head = self._write_head(journal)
+            m.progress(journal, read_through=offset, write_head=head)
+
+    def stopped(self, shard: LocalShard) -> None:
+        m = self.shards.pop(shard.id, None)
+        if m is not None:
+            m.close()
+        self._read.pop(shard.id, None)
+
+    def _write_head(self, journal: str) -> int | None:
+        if self.core is None:
+            return None
+        try:
+            return self.core.write_head(journal)
+        except Exception:
+            return None
+
+
+@dataclass
+class MemberStatusSource:
+    """The /status view of one member, from its allocator state and metrics."""
+
+    cfg: Config
+    consumer: Consumer
+    observer: MetricsObserver
+    core: JournalServerCore | None
+    notes: list[str] = field(default_factory=list)
+
+    async def snapshot(self) -> StatusSnapshot:
+        state = self.consumer.session.state
+        now = trio.current_time()
+        members = []
+        for m in state.members:
+            process = m.spec.process_spec
+            members.append(
+                MemberStatus(
+                    zone=m.zone,
+                    suffix=m.suffix,
+                    endpoint=process.endpoint if process else "",
+                    shard_limit=m.spec.shard_limit,
+                    assigned=state.member_total.get(m.key, 0),
+                    exiting=m.spec.shard_limit == 0,
+                )
+            )
+        local = state.local_member
+        me = MemberStatus(
+            zone=self.cfg.member.zone,
+            suffix=self.cfg.member.suffix,
+            endpoint=local.spec.process_spec.endpoint if local and local.spec.process_spec else "",
+            shard_limit=local.spec.shard_limit if local else 0,
+            assigned=state.member_total.get(state.local_key, 0),
+            exiting=local is None or local.spec.shard_limit == 0,
+        )
+        shards = []
+        for item in state.items:
+            replicas = [
+                ReplicaStatus(
+                    zone=a.zone,
+                    suffix=a.suffix,
+                    code=a.status.code,
+                    primary=a.slot == 0,
+                    errors=tuple(a.status.errors),
+                )
+                for a in sorted(state.assignments_by_item.get(item.id, ()), key=lambda a: a.member)
+            ]
+            metrics = self.observer.shards.get(item.id)
+            sources = []
+            for source in item.spec.sources:
+                through = metrics.read_through.get(source.journal) if metrics else None
+                head = self.observer._write_head(source.journal)
+                if head is None and metrics is not None:
+                    head = metrics.write_heads.get(source.journal)
+                sources.append(SourceStatus(source.journal, through, head))
+            shards.append(
+                ShardStatus(
+                    id=item.id,
+                    replicas=replicas,
+                    sources=sources,
+                    txn_rate=metrics.txn_rate.per_second(now) if metrics else None,
+                    message_rate=metrics.message_rate.per_second(now) if metrics else None,
+                    disabled=item.spec.disable,
+                    labels=[
+                        (label.name, label.value)
+                        for label in (item.spec.labels.labels if item.spec.labels else [])
+                    ],
+                )
+            )
+        notes = list(self.notes)
+        if state.local_member is not None and state.local_member.spec.shard_limit == 0:
+            notes.append("this member is exiting: its shards are moving to other members")
+        return StatusSnapshot(
+            group=self.cfg.group_prefix,
+            member=me,
+            members=members,
+            shards=shards,
+            taken_at=now,
+            etcd_revision=state.revision,
+            notes=notes,
+        )
+
+
+__all__ = ["Endpoints", "create_declared", "load_application", "run_member", "run_process", "serve"]
