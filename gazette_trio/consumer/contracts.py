@@ -19,6 +19,12 @@ Three roles, as in Gazette's `consumer` package:
 An exception from any Application or Store callback fails that shard only:
 its status becomes FAILED with the error, and the member goes on.
 
+`gazette-trio serve` builds the Application as `cls(**settings)` from the
+config's `[application.settings]` table. An Application may also offer gRPC
+services of its own (a query API, say) by defining
+`grpc_services(consumer) -> list[gazette_trio.aio.Service]`; they are served
+on the member's port beside the Shard API.
+
 This module owns the protocols only; the runtime that honours them lives in
 `driver`, `shard` and `service`.
 """
@@ -122,7 +128,10 @@ class Application(Protocol):
         ...
 
     def new_message(self, spec: pb.JournalSpec) -> Any:
-        """A new, empty message of the type carried by this journal."""
+        """The message type this journal carries: what its frames decode
+        into (`dict`, a `JSONMessage` subclass, a betterproto2 class for
+        fixed protobuf framing, ...). Gazette returns a zero-valued message;
+        in Python the type itself serves as the factory."""
         ...
 
     async def consume_message(
@@ -131,7 +140,8 @@ class Application(Protocol):
         """Consume one read-committed message (a `gazette_trio.message`
         Envelope) inside the current transaction. Publish derived messages
         with `publisher.publish_uncommitted`, so they are acknowledged or
-        rolled back with this transaction."""
+        rolled back with this transaction. ACK messages, which only commit
+        what precedes them, are not passed here (Gazette passes them)."""
         ...
 
     async def finalize_txn(self, shard: Shard, store: Store, publisher: Any) -> None:
