@@ -35,7 +35,8 @@ import binascii
 import os
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from uuid import UUID
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "flags_name",
     "flags_of",
     "new_producer_id",
+    "producer_id_entropy",
     "producer_of",
 ]
 
@@ -83,9 +85,17 @@ def flags_name(flags: int) -> str:
     return _NAMES.get(flags, f"Flags({flags:x})")
 
 
+producer_id_entropy: ContextVar[Callable[[int], bytes]] = ContextVar(
+    "producer_id_entropy", default=os.urandom
+)
+"""Where `new_producer_id` draws its random bytes (`n -> n bytes`): the
+operating system's, unless a deterministic simulation sets its seeded source
+in the context its tasks inherit."""
+
+
 def new_producer_id() -> ProducerID:
     """A random producer id with the multicast bit set (RFC 4122: not a MAC)."""
-    raw = bytearray(os.urandom(6))
+    raw = bytearray(producer_id_entropy.get()(6))
     raw[0] |= 0x01
     return bytes(raw)
 

@@ -18,6 +18,8 @@ This module owns author ids and their register encoding only.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
+from contextvars import ContextVar
 
 from ..protocol import protocol as pb
 
@@ -27,9 +29,17 @@ AUTHOR_LABEL = "author"
 _DIGITS = "0123456789abcdefghijklmnopqrstuv"
 
 
+author_entropy: ContextVar[Callable[[int], int]] = ContextVar(
+    "author_entropy", default=secrets.randbelow
+)
+"""Where `new_author` draws (`n -> an int in [0, n)`): the `secrets` module,
+unless a deterministic simulation sets its seeded source in the context its
+tasks inherit."""
+
+
 def new_author() -> int:
     """A random Author in [1, 2**32 - 1]."""
-    return secrets.randbelow(0xFFFFFFFF - 1) + 1
+    return author_entropy.get()(0xFFFFFFFF - 1) + 1
 
 
 def _base32(value: int) -> str:
