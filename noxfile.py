@@ -16,6 +16,7 @@ nox.options.sessions = ["test"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"
+LINTED = ["gazette_trio", "tests", "tools", "benchmarks", "examples", "noxfile.py"]
 
 
 def install(session: nox.Session) -> None:
@@ -26,7 +27,7 @@ def install(session: nox.Session) -> None:
 def test(session: nox.Session) -> None:
     install(session)
     session.run("python", "tools/genprotos.py", "--check")
-    session.run("ruff", "check", "gazette_trio", "tests", "tools", "noxfile.py")
+    session.run("ruff", "check", *LINTED)
     session.run("mypy")
     session.run("pytest", *session.posargs)
 
@@ -34,7 +35,7 @@ def test(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     session.install("ruff==0.17.6")
-    session.run("ruff", "check", "gazette_trio", "tests", "tools", "noxfile.py")
+    session.run("ruff", "check", *LINTED)
 
 
 @nox.session(python=PYTHON)
