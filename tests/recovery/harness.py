@@ -68,10 +68,17 @@ Code = pc.ReplicaStatusCode
 
 
 class WordCount:
-    """Counts the words of `{"text": ...}` lines into its store."""
+    """Counts the words of `{"text": ...}` lines into its store.
 
-    def __init__(self, store_kind: str) -> None:
+    The line `HOLD@<member>` (`hold_line`) is counted like any other, except
+    on that member, where consuming it never returns: the member is then
+    stuck in the middle of a transaction, with earlier lines of it applied
+    to the store but not committed (`holding` is set)."""
+
+    def __init__(self, store_kind: str, member: str = "") -> None:
         self.store_kind = store_kind
+        self.member = member
+        self.holding = trio.Event()
 
     async def new_store(self, shard: Any, recorder: Any) -> Any:
         if self.store_kind == "json":
@@ -90,7 +97,11 @@ class WordCount:
         return dict
 
     async def consume_message(self, shard: Any, store: Any, envelope: Any, publisher: Any) -> None:
-        words = envelope.message["text"].split()
+        text = envelope.message["text"]
+        if text == hold_line(self.member):
+            self.holding.set()
+            await trio.sleep_forever()
+        words = text.split()
         if isinstance(store, JSONFileStore):
             for word in words:
                 store.state[word] = store.state.get(word, 0) + 1
@@ -103,6 +114,10 @@ class WordCount:
 
     async def finalize_txn(self, shard: Any, store: Any, publisher: Any) -> None:
         return None
+
+
+def hold_line(member: str) -> str:
+    return f"HOLD@{member}"
 
 
 def shard_spec(*, min_txn: float = 0.0, max_txn: float = 0.5) -> pc.ShardSpec:
@@ -277,6 +292,7 @@ class _HeldWatch:
 @dataclass
 class Member:
     suffix: str
+    app: WordCount
     journals: CountingJournals
     etcd: PartitionableEtcd
     statuses: StatusLog
@@ -326,6 +342,7 @@ class RecoveryCluster:
         `error` instead of failing the test."""
         member = Member(
             suffix,
+            WordCount(self.store_kind, suffix),
             CountingJournals(self.cluster.journals, LOG),
             PartitionableEtcd(self.etcd),
             StatusLog(),
@@ -336,7 +353,7 @@ class RecoveryCluster:
             try:
                 with member.scope:
                     async with open_consumer(
-                        WordCount(self.store_kind),  # type: ignore[arg-type]
+                        member.app,  # type: ignore[arg-type]
                         etcd=member.etcd,  # type: ignore[arg-type]
                         journals=member.journals,  # type: ignore[arg-type]
                         root=ROOT,

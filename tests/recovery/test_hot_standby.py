@@ -41,6 +41,7 @@ from .harness import (
     Member,
     RecoveryCluster,
     expected_counts,
+    hold_line,
     open_recovery_cluster,
     shard_spec,
 )
@@ -77,12 +78,12 @@ async def commit_rounds(g: RecoveryCluster, rounds: range) -> None:
 
 
 async def crash_mid_transaction(g: RecoveryCluster, primary: Member, standby: Member) -> int:
-    """Crash `primary` with a transaction read but not committed, once the
-    standby has played everything in the log; returns the bytes the
-    standby had read of the log then."""
-    await g.publish(batch(999))
-    await trio.sleep(0.05)
+    """Crash `primary` in the middle of a transaction (lines of it applied to
+    the store, none committed), once the standby has played everything in
+    the log; returns the bytes the standby had read of the log then."""
+    await g.publish([*batch(999), hold_line(primary.suffix), *batch(998)])
     with trio.fail_after(TIMEOUT):
+        await primary.app.holding.wait()
         await g.wait_tailing(standby)
     read = standby.journals.read_bytes
     await g.crash(primary.suffix)
