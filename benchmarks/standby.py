@@ -65,6 +65,8 @@ from .harness import Report
 
 MIB = 1 << 20
 GROUP = "standby"
+TAKEOVER_LIMIT = 120.0
+"""A takeover that takes longer fails the benchmark instead of hanging it."""
 
 
 # ----------------------------------------------------------------------
@@ -86,7 +88,8 @@ async def _record_live_files(recorder: Recorder, total: int) -> None:
 
 async def _take_over(player: Player, author: int, log: str, appender: AppendService) -> Recorder:
     player.inject_handoff(author)
-    playback = await player.wait_done()
+    with trio.fail_after(TAKEOVER_LIMIT):
+        playback = await player.wait_done()
     return await open_recorder(
         log=log, fsm=playback.fsm, author=author, directory=playback.directory, appender=appender
     )
@@ -286,11 +289,17 @@ class _Group:
         return consumer[0].service.shards.get(SHARD) if consumer else None
 
     async def ready_primary(self, suffix: str) -> LocalShard:
-        while True:
-            shard = self.shard(suffix)
-            if shard is not None and shard.is_primary and shard.ready and not shard.finished:
-                return shard
-            await trio.sleep(0.001)
+        with trio.move_on_after(TAKEOVER_LIMIT):
+            while True:
+                shard = self.shard(suffix)
+                if shard is not None and shard.is_primary and shard.ready and not shard.finished:
+                    return shard
+                await trio.sleep(0.001)
+        shard = self.shard(suffix)
+        raise RuntimeError(
+            f"member {suffix} did not become the shard's ready primary in {TAKEOVER_LIMIT}s "
+            f"(shard: {shard and shard.status}, error: {shard and shard.error})"
+        )
 
     async def crash(self, suffix: str) -> None:
         scope, _, _, done = self.members.pop(suffix)
