@@ -60,6 +60,11 @@ class Consumer:
             m.key != state.local_key and m.limit > 0 for m in state.members
         ):
             state = await self.session.wait_for_change(state.revision)
+        # The service acts on the same change: let the moved shards end here
+        # before this member counts as drained.
+        await self.session.wait_for_revision(state.revision)
+        await trio.lowlevel.checkpoint()
+        await self.service.wait_retired()
 
 
 @contextlib.asynccontextmanager

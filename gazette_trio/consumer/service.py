@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import trio
 
-from ..allocator.state import State
+from ..allocator.state import LocalItem, State
 from ..protocol import consumer as pc
 from ..protocol import protocol as pb
 from .shard import LocalShard, ShardContext, ShardStopped
@@ -39,6 +39,8 @@ class Service:
     def __init__(self, ctx: ShardContext) -> None:
         self.ctx = ctx
         self.shards: dict[str, LocalShard] = {}
+        # Shards told to stop whose tasks may still be ending.
+        self._retired: list[LocalShard] = []
         self.resolver = Resolver(self)
         self._nursery: trio.Nursery | None = None
         self._stopping = False
@@ -70,13 +72,8 @@ class Service:
             shard_id = local.item.id
             seen.add(shard_id)
             shard = self.shards.get(shard_id)
-            if shard is not None and (
-                shard.assignment.assignment.kv.create_revision
-                != local.assignment.kv.create_revision
-            ):
-                # The assignment was removed and made again (perhaps in
-                # another slot): that is a new replica, starting over.
-                shard.stop()
+            if shard is not None and _is_new_replica(shard, local):
+                self._retire(shard)
                 shard = None
             if shard is None:
                 shard = LocalShard(self.ctx, local)
@@ -92,7 +89,35 @@ class Service:
                 shard.transition(local)
         for shard_id in [s for s in self.shards if s not in seen]:
             log.info("stopping shard %s: no longer assigned here", shard_id)
-            self.shards.pop(shard_id).stop()
+            self._retire(self.shards.pop(shard_id))
+
+    def _retire(self, shard: LocalShard) -> None:
+        shard.stop()
+        self._retired = [s for s in self._retired if not s.finished]
+        self._retired.append(shard)
+
+    async def wait_retired(self) -> None:
+        """Wait until every shard this member stopped serving has ended."""
+        for shard in list(self._retired):
+            await shard.wait_finished()
+
+
+def _is_new_replica(shard: LocalShard, local: LocalItem) -> bool:
+    """Whether `local` is a new assignment that needs a fresh replica.
+
+    A promotion (a standby moved to a lower slot, i.e. a new key) keeps the
+    running replica: its player has tailed the log and hands off from there,
+    as Gazette's resolver keeps a shard across slots. A failed replica whose
+    assignment was removed and made again starts over; so does any other
+    re-made assignment that is not a promotion.
+    """
+    before = shard.assignment.assignment
+    after = local.assignment
+    if before.kv.create_revision == after.kv.create_revision:
+        return False
+    if shard.finished:
+        return True
+    return not after.slot < before.slot
 
 
 @dataclass

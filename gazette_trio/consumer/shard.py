@@ -129,6 +129,8 @@ class LocalShard:
         self.error: BaseException | None = None
         self.store: Store | None = None
         self.started_at = trio.current_time()
+        # The local directory a recovery log plays into, removed at the end.
+        self._directory: Path | None = None
         for source in local.item.spec.sources:
             self.progress_state.read_through.setdefault(source.journal, 0)
         if local.is_primary:
@@ -202,6 +204,10 @@ class LocalShard:
     def stop(self) -> None:
         self._scope.cancel()
 
+    async def wait_finished(self) -> None:
+        """Wait until the shard's task has ended (its store destroyed)."""
+        await self._finished.wait()
+
     async def wait_ready(self) -> None:
         """Wait until the store is ready; ShardStopped if the shard ends first."""
         if self._ready.is_set():
@@ -241,14 +247,13 @@ class LocalShard:
 
     async def run(self) -> None:
         """Serve the shard until cancelled (or failed). Never raises."""
-        directory: Path | None = None
         try:
             with self._scope:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
                     async with open_append_service(self._ctx.journals) as appends:
                         self._append_service = appends
-                        directory = await self._serve(appends)
+                        await self._serve(appends)
         except Exception as exc:
             error = _root_error(exc)
             self.error = error
@@ -262,19 +267,19 @@ class LocalShard:
                     self.store.destroy()
                 except Exception:
                     log.exception("shard %s: store.destroy failed", self.id)
-            if directory is not None:
-                shutil.rmtree(directory, ignore_errors=True)
+            if self._directory is not None:
+                shutil.rmtree(self._directory, ignore_errors=True)
             self._ctx.observer.stopped(self)
 
-    async def _serve(self, appends: AppendService) -> Path | None:
+    async def _serve(self, appends: AppendService) -> None:
         ctx, spec = self._ctx, self.spec
         log_name = shard_spec.recovery_log(spec)
         nursery = self.nursery
         player: Player | None = None
-        directory: Path | None = None
 
         if log_name:
             directory = ctx.data_dir / "shards" / f"{spec.id.replace('/', '_')}-{id(self):x}"
+            self._directory = directory
             fetched = await fetch_hints(ctx.etcd, spec)
             hints = fetched.first()
             await check_recovery_log(ctx.journals, hints.log)
@@ -328,7 +333,6 @@ class LocalShard:
         await self._set_status(Code.PRIMARY)
         self._ready.set()
         await self._run_transactions(checkpoint, appends)
-        return directory
 
     async def _run_transactions(self, checkpoint: pc.Checkpoint, appends: AppendService) -> None:
         ctx, spec = self._ctx, self.spec

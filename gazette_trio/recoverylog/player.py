@@ -347,6 +347,14 @@ class Player:
         # Older logs are read only up to their write head at playback start.
         bound = 0 if name == hints.log else heads[name]
         with trio.CancelScope() as self._read_scope:
+            # Opening the read at the write head of a quiet log blocks until
+            # the next append: a finish or hand-off request must be able to
+            # interrupt it, not only a read that already returned a chunk.
+            if self.offset >= heads[name] and fsm.next_hinted_segment is None:
+                if self._state is not PlayerState.TAIL:
+                    self._read_scope = None
+                    return False  # A request arrived: the play loop acts on it.
+                self._at_head = True
             try:
                 async with open_reader(
                     client, name, self.offset, block=True, end_offset=bound

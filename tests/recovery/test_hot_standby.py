@@ -137,16 +137,6 @@ async def test_the_standby_of_a_crashed_primary_takes_over_with_exactly_the_comm
     assert await g.committed_counts(tmp_path / "check") == expected_counts(g.lines)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "runtime bug: consumer.service.Service._reconcile restarts a shard whose assignment "
-        "has a new create revision, and a promotion (slot 1 -> 0) is always a new key, so the "
-        "promoted standby's LocalShard (and its tailing Player) is stopped and a new one plays "
-        "the whole log again from hints. Gazette's Resolver.updateLocalShards keeps the shard "
-        "when the new slot is lower than the old (a promotion)."
-    ),
-)
 async def test_a_promoted_standby_continues_from_its_tailed_state_without_replaying_the_log(
     group: RecoveryCluster,
 ) -> None:

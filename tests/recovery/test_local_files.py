@@ -18,15 +18,6 @@ from .harness import Code, open_recovery_cluster
 TIMEOUT = 30
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "runtime bug: LocalShard.run removes the shard's directory only when _serve returns, "
-        "but a primary's _serve never returns (it ends by cancellation or failure), so each "
-        "primary instance leaves its directory (emptied by store.destroy) under "
-        "data_dir/shards/ for the life of the member"
-    ),
-)
 @pytest.mark.parametrize("store_kind", ["json", "sqlite"])
 async def test_a_drained_primary_leaves_no_shard_directory_behind(
     store_kind: str, tmp_path: Path

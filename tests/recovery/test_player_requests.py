@@ -76,7 +76,6 @@ async def committed_state(log: Log, directory: Path) -> Recorder:
     return recorder
 
 
-@pytest.mark.xfail(strict=True, reason=QUIET_LOG_BUG)
 async def test_a_hand_off_completes_while_the_caught_up_log_is_quiet(
     log: Log, tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -96,7 +95,6 @@ async def test_a_hand_off_completes_while_the_caught_up_log_is_quiet(
     assert (playback.directory / "state").read_bytes() == b"committed"
 
 
-@pytest.mark.xfail(strict=True, reason=QUIET_LOG_BUG)
 async def test_finishing_at_the_write_head_completes_while_the_log_is_quiet(
     log: Log, tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
