@@ -21,6 +21,7 @@ from .append_service import (
     AppendService,
     AppendServiceClosed,
     DependencyFailed,
+    JournalFailed,
     open_append_service,
 )
 from .appender import append
@@ -38,6 +39,7 @@ __all__ = [
     "Backoff",
     "Chunk",
     "DependencyFailed",
+    "JournalFailed",
     "GrpcJournalClient",
     "JournalClient",
     "JournalError",
