@@ -244,3 +244,122 @@ def test_an_application_that_does_not_import_exits_2(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "application.module" in result.stderr and "nowhere" in result.stderr
+
+
+TWO_MEMBER_CONFIG = """
+data_dir = "data-{suffix}"
+
+[application]
+module = "counter:Counter"
+[application.settings]
+output = "ex/counts"
+
+[member]
+port = {port}
+suffix = "{suffix}"
+
+[http]
+enabled = false
+
+[etcd]
+endpoints = ["{etcd}"]
+prefix = "/gazette/consumers/two-members"
+{broker}
+[journals]
+name = "ex/"
+labels = [{{name = "content-type", value = "application/x-ndjson"}}]
+children = [{{ name = "ex/counts" }}, {{ name = "ex/lines" }}]
+
+[[shards.shards]]
+id = "count-000"
+sources = [{{ journal = "ex/lines" }}]
+max_txn_duration = "500ms"
+recovery_log_prefix = "ex/recovery"
+hint_prefix = "/gazette/hints/two-members"
+"""
+
+
+@pytest.mark.slow
+def test_a_stat_sent_to_either_member_is_answered_by_the_primary(
+    tmp_path: Path, etcd_endpoint: str
+) -> None:
+    """Two members share a real etcd; the first embeds the journal server and
+    the second reads journals from it. A Stat with read_through sent to the
+    member that is not primary is proxied to the one that is."""
+    (tmp_path / "counter.py").write_text(textwrap.dedent(APP))
+    ports = [free_port(), free_port()]
+    procs = []
+    try:
+        for i, suffix in enumerate(["member-one", "member-two"]):
+            broker = "" if i == 0 else f'[broker]\nendpoint = "127.0.0.1:{ports[0]}"\n'
+            config = tmp_path / f"{suffix}.toml"
+            config.write_text(
+                TWO_MEMBER_CONFIG.format(
+                    suffix=suffix, port=ports[i], etcd=etcd_endpoint, broker=broker
+                )
+            )
+            log = open(tmp_path / f"{suffix}.log", "wb")  # noqa: SIM115 (closed below)
+            procs.append(
+                (
+                    subprocess.Popen(
+                        [sys.executable, "-m", "gazette_trio", "serve", config.name],
+                        cwd=tmp_path,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    ),
+                    log,
+                )
+            )
+            time.sleep(1.5 if i == 0 else 0)
+        endpoints = [f"127.0.0.1:{p}" for p in ports]
+        deadline = time.monotonic() + 40
+        primary = None
+        while time.monotonic() < deadline and primary is None:
+            listed = cli("shards", "list", "-e", endpoints[1], "-o", "json", check=False)
+            if listed.returncode == 0 and '"PRIMARY"' in listed.stdout:
+                primary = (
+                    0
+                    if "member-one:PRIMARY" in cli("shards", "list", "-e", endpoints[1]).stdout
+                    else 1
+                )
+            time.sleep(0.3)
+        assert primary is not None, (tmp_path / "member-two.log").read_text()
+        other = 1 - primary
+
+        lines = "".join(json.dumps({"text": f"x y {i}"}) + "\n" for i in range(10)).encode()
+        appended = cli("journals", "-e", endpoints[0], "append", "ex/lines", stdin=lines)
+        # "appended [begin, end) to ex/lines", on stderr.
+        head = int(appended.stderr.split(", ")[1].split(")")[0])
+
+        from gazette_trio.protocol import consumer as pc
+
+        async def stat() -> pc.StatResponse:
+            import trio
+
+            from gazette_trio import aio
+
+            async with aio.asyncio_island(), aio.Channel(endpoints[other]) as channel:
+                with trio.fail_after(30):
+                    return await aio.unary(
+                        channel,
+                        "/consumer.Shard/Stat",
+                        pc.StatRequest(shard="count-000", read_through={"ex/lines": head}),
+                        pc.StatResponse,
+                    )
+
+        import trio
+
+        reply = trio.run(stat)
+        assert reply.status == pc.Status.OK
+        assert reply.read_through["ex/lines"] >= head
+        # The answer is the primary's: its header names it, not the member asked.
+        assert reply.header.process_id.suffix == ["member-one", "member-two"][primary]
+    finally:
+        for proc, log in reversed(procs):
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
