@@ -24,7 +24,7 @@ def main() -> None:
     Examples:
       gazette-trio serve examples/word_count/config.toml      run a consumer member
       gazette-trio broker serve --data-dir data --port 8081   run a journal server
-      gazette-trio journals list -e 127.0.0.1:8081            list its journals
+      gazette-trio journals -e 127.0.0.1:8081 list            list its journals
       gazette-trio shards list -e 127.0.0.1:8080              list shards of a consumer group
     """
 
