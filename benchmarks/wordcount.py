@@ -320,6 +320,27 @@ class WordCount:
             await txn.executemany(ADD_DELTAS, deltas.items())
 
 
+class ServedWordCount(WordCount):
+    """The word count as `gazette-trio serve` runs it: `application.module =
+    "benchmarks.wordcount:ServedWordCount"`, `[application.settings]`
+    `store = "sqlite"` (or `"json"`)."""
+
+    def __init__(self, store: str = "sqlite") -> None:
+        if store not in ("json", "sqlite"):
+            raise ValueError(f"store must be json or sqlite under serve, not {store!r}")
+        super().__init__(store, Path("."), Meter())
+
+
+def create_journals(directory: Path, specs: list[pb.JournalSpec]) -> None:
+    """Create journals in the file storage under `directory/broker` (while no
+    server runs over it)."""
+    core = JournalServerCore(FileStorage(directory / "broker"))
+    try:
+        trio.run(apply_journals, LocalJournalClient(core), [upsert(s) for s in specs])
+    finally:
+        core.close()
+
+
 def shard_specs(expected: dict[str, Any], store_kind: str, run: str) -> list[pc.ShardSpec]:
     recorded = store_kind in ("json", "sqlite")
     return [
