@@ -312,11 +312,21 @@ def run(report: Report) -> None:
                 for p in range(SHARDS)
             ],
         )
-        with etcd(root) as (etcd_url, etcd_proc), broker(data, root) as (broker_url, broker_proc):
-            others = [broker_proc, etcd_proc]
-            one = layout("one", 1, data, root, etcd_url, broker_url, expected, others)
-            two = layout("two", 2, data, root, etcd_url, broker_url, expected, others)
         size = f"{per_shard * SHARDS:,} msgs"
+        name = f"4 shards on 2 members in 2 processes ({size})"
+        try:
+            with (
+                etcd(root) as (etcd_url, etcd_proc),
+                broker(data, root) as (broker_url, broker_proc),
+            ):
+                others = [broker_proc, etcd_proc]
+                one = layout("one", 1, data, root, etcd_url, broker_url, expected, others)
+                two = layout("two", 2, data, root, etcd_url, broker_url, expected, others)
+        except RuntimeError as exc:
+            # A figure that cannot be measured is a missed target, not a
+            # crash of the whole run.
+            report.add(GROUP, name, 0.0, "msgs/s", target_value=1.0, note=f"FAILED: {exc}")
+            return
 
         def cpu_note(r: dict[str, Any]) -> str:
             members = " + ".join(f"{c:.1f}" for c in r["member_cpu_s"])
@@ -327,13 +337,23 @@ def run(report: Report) -> None:
 
         report.add(
             GROUP,
-            f"4 shards on 2 members in 2 processes ({size})",
+            name,
             two["msgs_per_s"],
             "msgs/s",
             floor=one["msgs_per_s"],
             floor_name="4 shards on 1 member",
             target_ratio=1.7,
             note=f"2 members: {cpu_note(two)} | 1 member: {cpu_note(one)}",
+        )
+        messages = per_shard * SHARDS
+        report.add(
+            GROUP,
+            f"msgs per member CPU second, 2 processes ({size})",
+            messages / sum(two["member_cpu_s"]),
+            "msgs/CPU-s",
+            floor=messages / sum(one["member_cpu_s"]),
+            floor_name="1 process",
+            note="what a second process costs per message, whatever else runs on the machine",
         )
     finally:
         shutil.rmtree(root, ignore_errors=True)
