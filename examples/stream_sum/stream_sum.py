@@ -264,6 +264,6 @@ class Summer:
                 "previous_process": process,
                 "previous_commit_ns": then,
                 "first_commit_ns": now,
-                "process": self.process,
+                "this_process": self.process,
             },
         )
