@@ -41,6 +41,12 @@ class ValidationError(ValueError):
         self.context.insert(0, context)
         return self
 
+    def within(self, *outer: str) -> ValidationError:
+        """Prefix the context path with `outer` (outermost first) and return self."""
+        for context in reversed(outer):
+            self.extend(context)
+        return self
+
     def __str__(self) -> str:
         if self.context:
             return ".".join(self.context) + ": " + self.message

@@ -34,7 +34,7 @@ from grpclib.const import Cardinality
 
 from .. import aio
 from ..allocator import ApplyConflict, apply_shard_specs
-from ..allocator.specs import ValidationError as AllocatorValidationError
+from ..allocator.specs import validate_shard_id
 from ..broker import labels as lbl
 from ..broker.client import JournalClient
 from ..broker.list_apply import get_journal
@@ -187,7 +187,7 @@ class ShardAPI:
         resolver = self.service.resolver
         try:
             revision = await apply_shard_specs(self.etcd, state.root, request.changes)
-        except (AllocatorValidationError, ValidationError) as exc:
+        except ValidationError as exc:
             raise aio.InvalidArgument(str(exc)) from None
         except ApplyConflict as exc:
             header = resolver.header(state)
@@ -260,7 +260,7 @@ class ShardAPI:
     async def unassign(self, request: pc.UnassignRequest) -> pc.UnassignResponse:
         for i, shard_id in enumerate(request.shards):
             try:
-                shard_spec.validate_shard_id(shard_id)
+                validate_shard_id(shard_id)
             except ValidationError as exc:
                 raise aio.InvalidArgument(f"Shards[{i}].{exc}") from None
         state = self.service.state

@@ -1,12 +1,13 @@
 """ShardSpec rules: validation, derived names, and spec algebra.
 
 A ShardSpec names the journals a shard reads, its recovery log and hints,
-and its transaction timing. This module holds the rules Gazette applies to
-one (`validate`, with errors naming the field as Gazette does, e.g.
-`Sources[1].Journal: not a valid token (...)`), the names derived from it
-(the recovery-log journal and the hint keys in etcd), its allocator-facing
-properties (desired replication), and union/intersect/subtract of two specs,
-which shardspace files use to factor out common defaults.
+and its transaction timing. This module gathers for the consumer the rules
+Gazette applies to one (`validate`, the allocator's validator, with errors
+naming the field as Gazette does, e.g. `Sources[1].Journal: not a valid
+token (...)`), the names derived from it
+(the recovery-log journal and the hint keys in etcd), its selector
+meta-labels, and union/intersect/subtract of two specs, which shardspace
+files use to factor out common defaults.
 
 Label and token rules themselves live in `gazette_trio.broker.validation`
 and `gazette_trio.broker.labels`.
@@ -18,79 +19,18 @@ import dataclasses
 import datetime
 from typing import Any
 
+from ..allocator.specs import validate_shard_spec
 from ..broker import labels as lbl
-from ..broker.validation import (
-    PATH_SYMBOLS,
-    ValidationError,
-    clean_path,
-    validate_journal_name,
-    validate_token,
-)
 from ..protocol import consumer as pc
 from ..protocol import protocol as pb
 
-MIN_SHARD_ID_LEN = 4
-MAX_SHARD_ID_LEN = 512
-
-DEFAULT_MAX_TXN_DURATION = datetime.timedelta(seconds=1)
 CONTENT_TYPE_RECOVERY_LOG = "application/x-gazette-recoverylog"
 
 
-def validate_shard_id(shard_id: str) -> None:
-    validate_token(shard_id, PATH_SYMBOLS, MIN_SHARD_ID_LEN, MAX_SHARD_ID_LEN)
-
-
-def _seconds(value: datetime.timedelta | None) -> float:
-    return value.total_seconds() if value is not None else 0.0
-
-
 def validate(spec: pc.ShardSpec) -> None:
-    """Raise `ValidationError` naming the first field that breaks Gazette's rules."""
-    try:
-        validate_shard_id(spec.id)
-    except ValidationError as exc:
-        raise exc.extend("Id") from None
-    if spec.recovery_log_prefix:
-        try:
-            validate_journal_name(recovery_log(spec), allow_meta=False)
-        except ValidationError as exc:
-            raise exc.extend("RecoveryLogPrefix") from None
-        hp = spec.hint_prefix
-        if not (hp.startswith("/") and clean_path(hp) == hp and hp.rsplit("/", 1)[-1] != ""):
-            raise ValidationError(
-                f"HintPrefix is not an absolute, clean, non-directory path ({hp})"
-            )
-    elif spec.hint_prefix:
-        raise ValidationError(
-            f"invalid non-empty HintPrefix with empty RecoveryLogPrefix ({spec.hint_prefix})"
-        )
-    if spec.hint_backups < 0:
-        raise ValidationError(f"invalid HintBackups ({spec.hint_backups}; expected >= 0)")
-    if _seconds(spec.min_txn_duration) < 0:
-        raise ValidationError(f"invalid MinTxnDuration ({spec.min_txn_duration}; expected >= 0)")
-    if _seconds(spec.max_txn_duration) <= 0:
-        raise ValidationError(f"invalid MaxTxnDuration ({spec.max_txn_duration}; expected > 0)")
-    try:
-        lbl.validate_label_set(spec.labels)
-        lbl.validate_single_value_labels(spec.labels)
-    except ValidationError as exc:
-        raise exc.extend("LabelSet") from None
-    if lbl.values_of(spec.labels, "id"):
-        raise ValidationError('Labels cannot include label "id"')
-    for i, source in enumerate(spec.sources):
-        try:
-            validate_journal_name(source.journal)
-        except ValidationError as exc:
-            raise exc.extend("Journal").extend(f"Sources[{i}]") from None
-        if source.min_offset < 0:
-            raise ValidationError(f"invalid MinOffset ({source.min_offset}; expected > 0)").extend(
-                f"Sources[{i}]"
-            )
-        if i and source.journal <= spec.sources[i - 1].journal:
-            raise ValidationError(
-                f"Sources.Journal not in unique, sorted order (index {i}; "
-                f"{source.journal} <= {spec.sources[i - 1].journal})"
-            )
+    """Raise `ValidationError` naming the first field that breaks Gazette's
+    rules. One validator serves the allocator, the Apply RPC and configs."""
+    validate_shard_spec(spec)
 
 
 def recovery_log(spec: pc.ShardSpec) -> str:
@@ -108,22 +48,9 @@ def hint_backup_keys(spec: pc.ShardSpec) -> list[str]:
     return [f"{spec.hint_prefix}/{spec.id}.backup.{i}" for i in range(spec.hint_backups)]
 
 
-def desired_replication(spec: pc.ShardSpec) -> int:
-    """Replicas the allocator should assign: a primary plus hot standbys."""
-    return 0 if spec.disable else 1 + spec.hot_standbys
-
-
 def meta_labels(spec: pc.ShardSpec) -> pb.LabelSet:
     """Labels a selector may match besides the spec's own: `id`."""
     return lbl.label_set({"id": spec.id})
-
-
-def max_txn_duration(spec: pc.ShardSpec) -> float:
-    return _seconds(spec.max_txn_duration) or DEFAULT_MAX_TXN_DURATION.total_seconds()
-
-
-def min_txn_duration(spec: pc.ShardSpec) -> float:
-    return _seconds(spec.min_txn_duration)
 
 
 # Spec algebra, field by field, as Gazette's Union/Intersect/SubtractShardSpecs.
