@@ -95,6 +95,9 @@ class Barriers:
                 await future.wait()
             except Exception:
                 world.stats["commits failed"] += 1
+                if world.invariants.book(store.shard_id).latest != store.instance:
+                    # A deposed instance was stopped: the fence held.
+                    world.stats["commits refused to a superseded instance"] += 1
                 return
             world.stats["commits durable"] += 1
             world.invariants.committed(store.shard_id, store.instance, checkpoint, snapshot)
