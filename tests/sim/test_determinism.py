@@ -27,7 +27,7 @@ def test_the_scheduler_and_collector_are_restored_after_a_run() -> None:
         assert trio_run._ALLOW_DETERMINISTIC_SCHEDULING
         assert not gc.isenabled()
     assert trio_run._r.getstate() == state
-    assert trio_run._ALLOW_DETERMINISTIC_SCHEDULING == switch
+    assert switch is trio_run._ALLOW_DETERMINISTIC_SCHEDULING
     assert gc.isenabled()
 
 
