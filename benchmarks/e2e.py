@@ -74,6 +74,7 @@ def run(report: Report) -> None:
     messages = 100_000 if report.quick else 1_000_000
     repeat = 2
     root = Path(tempfile.mkdtemp(prefix="gazette-trio-bench-e2e-"))
+    load = wordcount.load_note()
     try:
         data = root / "words"
         wordcount.generate(data, messages, 1)
@@ -104,7 +105,7 @@ def run(report: Report) -> None:
                 floor=floor["msgs_per_s"],
                 floor_name=FLOOR,
                 target_ratio=0.6,
-                note=f"CPU {r['cpu_s']:.2f} s vs floor {floor['cpu_s']:.2f} s",
+                note=f"CPU {r['cpu_s']:.2f} s vs floor {floor['cpu_s']:.2f} s; {load}",
             )
         if peer:
             bw = got["bytewax"]

@@ -32,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import wordcount
 from .e2e import child
 from .harness import Report
 from .wordcount import percentiles
@@ -65,12 +66,16 @@ def run(report: Report) -> None:
     root = Path(tempfile.mkdtemp(prefix="gazette-trio-bench-latency-"))
     try:
         for store, label in STORES.items():
+            load = wordcount.load_note()
             floor = fsync_latency(root)
             r = child(
                 "latency", root, "--store", store, "--rate", str(RATE), "--seconds", str(seconds)
             )
             what = f"{label}, {r['rate']:,.0f} msgs/s"
-            txns = f"{r['transactions']:,} transactions of {r['messages']:,} msgs"
+            txns = (
+                f"{r['transactions']:,} transactions of {r['messages']:,} msgs; the process "
+                f"used {r['cpu_share']:.0%} of a CPU; {load}"
+            )
             for figure, title, target in (
                 ("commit_ms", "commit", 10.0),
                 ("consumed_ms", "publish -> read-committed", 20.0),

@@ -234,6 +234,7 @@ def layout(
         spec_file = root / f"{run}-shards.yaml"
         spec_file.write_text(SHARDSPACE.format(run=run, shards=shards))
         watched = procs + others
+        load = wordcount.load_note()
         cpu_before = [cpu_seconds(p.pid) for p in watched]
         start = time.perf_counter()
         subprocess.run(
@@ -269,6 +270,7 @@ def layout(
         elapsed = time.perf_counter() - start
         cpu = [cpu_seconds(p.pid) - before for p, before in zip(watched, cpu_before, strict=True)]
     return {
+        "load": load,
         "msgs_per_s": expected["messages"] / elapsed,
         "wall_s": elapsed,
         "member_cpu_s": cpu[:members],
@@ -332,7 +334,7 @@ def run(report: Report) -> None:
             members = " + ".join(f"{c:.1f}" for c in r["member_cpu_s"])
             return (
                 f"CPU s: members {members}, journal server {r['broker_cpu_s']:.1f}, "
-                f"etcd {r['etcd_cpu_s']:.1f}; {os.cpu_count()} CPUs"
+                f"etcd {r['etcd_cpu_s']:.1f}; {r['load']}"
             )
 
         report.add(

@@ -255,6 +255,13 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def load_note() -> str:
+    """The machine's load as this group starts: the figures are only as
+    quiet as the machine (these runs share theirs with other work)."""
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} CPUs"
+
+
 def tune_gc() -> None:
     """What a long-running member does once it has started: move the start-up
     heap out of the collector's view, and collect the young generation less
@@ -530,12 +537,14 @@ async def latency(directory: Path, store_kind: str, rate: int, seconds: float) -
             mapping = fixed_mapping(partition(0), NDJSON)
             start = trio.current_time()
             marks: tuple[int, int, int, int] | None = None
+            cpu_start = 0.0
             for k in itertools.count():
                 at = start + k * tick
                 if at - start >= warmup + seconds:
                     break
                 if marks is None and at - start >= warmup:
                     marks = (len(app.consumed), len(app.commits), len(app.visible), published)
+                    cpu_start = time.process_time()
                 await trio.sleep_until(at)
                 for _ in range(per_tick):
                     publisher.publish_committed(
@@ -543,6 +552,7 @@ async def latency(directory: Path, store_kind: str, rate: int, seconds: float) -
                     )
                     published += 1
             elapsed = trio.current_time() - start - warmup
+            cpu = time.process_time() - cpu_start
             with trio.fail_after(30):
                 while len(app.visible) < published or app.by_txn:
                     await trio.sleep(0.01)
@@ -559,6 +569,7 @@ async def latency(directory: Path, store_kind: str, rate: int, seconds: float) -
         "rate": (published - marks[3]) / elapsed if elapsed > 0 else 0.0,
         "messages": len(consumed),
         "transactions": len(commits),
+        "cpu_share": cpu / elapsed if elapsed > 0 else 0.0,
         "consumed_ms": percentiles(consumed),
         "commit_ms": percentiles(commits),
         "visible_ms": percentiles(visible),
