@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seed {result.seed}: {result.scenario}")
         print(
             f"trace sha256 {result.digest} ({result.trace_lines} lines), "
-            f"{result.sim_seconds:.1f}s simulated in {result.wall_seconds:.3f}s"
+            f"{result.sim_seconds:.1f}s simulated in {result.wall_seconds:.3f}s "
+            f"({result.cpu_seconds:.3f}s CPU)"
         )
         print("faults: " + ", ".join(f"{k} {v}" for k, v in sorted(result.faults.items())))
         print(result.report() if not result.ok else "ok")

@@ -11,9 +11,9 @@ uncommitted (`Publisher.publish_uncommitted`), then either
 
 - committed: the publisher's ACK intents appended (most transactions);
 - rolled back: the producer's last ACK on each journal appended again
-  (what a recovering consumer does with its checkpoint's ACK intents), or,
-  on a journal it never acknowledged, an ACK with the clock it had before
-  the transaction; either commits none of the transaction's messages;
+  (what a recovering consumer does with its checkpoint's ACK intents),
+  which commits none of the transaction's messages (each incarnation opens
+  with an ACK on each of its journals, so there always is a last one);
 - abandoned: the producer "crashes" (a scheduled fault) with the
   transaction open; its messages stay uncommitted forever, and it comes back
   as a new producer (a new producer id) that sends those chunks again.
@@ -148,6 +148,12 @@ class Producer:
             await nursery.start(appends.run)
             publisher = Publisher(appends, Clock.at(self.wall_clock_ns()))
             self.trace.event(f"producer {who} started as {publisher.producer.hex()}")
+            # Open with an ACK on each journal, so every rollback has a last
+            # ACK to repeat (as a consumer recovering its first checkpoint).
+            for journal in sorted({s.journal for s in self.streams}):
+                clock = publisher.clock.tick()
+                self.last_ack[journal] = clock
+                await appends.append(journal, _rollback_ack(publisher, journal, clock))
             while not all(s.done for s in self.streams):
                 await trio.sleep(self.rng.expovariate(1 / self.pace))
                 if not await self._transaction(who, publisher, appends):
@@ -176,7 +182,6 @@ class Producer:
             self.trace.event(f"producer {who} committed {stream.name}#{seq}")
             return True
 
-        before = publisher.clock.value
         chunks: list[tuple[StreamLedger, int, int]] = []
         pending: dict[str, int] = {}
         for _ in range(rng.randint(1, 6)):
@@ -205,12 +210,10 @@ class Producer:
         if rng.random() < 0.12:
             publisher.build_ack_intents()  # this transaction is over
             for journal in journals:
-                # As a recovering consumer does: acknowledge the last commit
-                # again. With none on this journal yet, an ACK older than
-                # every message of the transaction does the same.
-                clock = self.last_ack.get(journal, before)
-                self.last_ack[journal] = clock
-                await appends.append(journal, _rollback_ack(publisher, journal, clock))
+                # As a recovering consumer does: acknowledge the last commit again.
+                await appends.append(
+                    journal, _rollback_ack(publisher, journal, self.last_ack[journal])
+                )
             self.ledger.transactions["rolled_back"] += 1
             self.trace.event(f"producer {who} rolled back {names}")
             return True
@@ -243,8 +246,8 @@ def _clock_of_frame(frame: bytes) -> int:
 
 
 def _rollback_ack(publisher: Publisher, journal: str, clock: int) -> bytes:
-    """An ACK with `clock`, which precedes every message of the open
-    transaction: it commits none of them."""
+    """An ACK with `clock` (the producer's last ACK on `journal`, which
+    precedes every message of the open transaction: it commits none)."""
     ack = acknowledgement_of({}, journal)
     set_uuid(ack, build_uuid(publisher.producer, clock, ACK_TXN))
     return framing_by_content_type(NDJSON).marshal(ack)

@@ -55,6 +55,7 @@ class SeedResult:
     stats: Counter[str]
     sim_seconds: float
     wall_seconds: float
+    cpu_seconds: float
     tail: list[str]
     trace: list[str] | None = None
     error: str | None = None
@@ -139,6 +140,7 @@ def run_seed(
     error: str | None = None
     world: World | None = None
     started = time.perf_counter()
+    started_cpu = time.process_time()
     with (
         tempfile.TemporaryDirectory(prefix=f"gazette-sim-{seed}-") as tmp,
         deterministic(entropy),
@@ -158,6 +160,7 @@ def run_seed(
                 raise
             error = "".join(traceback.format_exception(exc))
     wall = time.perf_counter() - started
+    cpu = time.process_time() - started_cpu
     assert world is not None
     return SeedResult(
         seed=seed,
@@ -171,6 +174,7 @@ def run_seed(
         stats=Counter(world.stats),
         sim_seconds=clock.current_time(),
         wall_seconds=wall,
+        cpu_seconds=cpu,
         tail=list(trace.tail),
         trace=trace.all,
         error=error,

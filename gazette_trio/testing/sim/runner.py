@@ -49,6 +49,7 @@ class Summary:
     failed: list[SeedResult] = field(default_factory=list)
     wall_seconds: float = 0.0
     seed_wall_seconds: float = 0.0
+    seed_cpu_seconds: float = 0.0
     sim_seconds: float = 0.0
     faults: Counter[str] = field(default_factory=Counter)
     checks: Counter[str] = field(default_factory=Counter)
@@ -61,6 +62,7 @@ class Summary:
         if not result.ok:
             self.failed.append(result)
         self.seed_wall_seconds += result.wall_seconds
+        self.seed_cpu_seconds += result.cpu_seconds
         self.sim_seconds += result.sim_seconds
         self.faults.update(result.faults)
         self.checks.update(result.checks)
@@ -73,8 +75,9 @@ class Summary:
         lines = [
             f"seeds: {self.seeds} run, {len(self.failed)} failed"
             + (f" ({', '.join(str(r.seed) for r in self.failed[:20])})" if self.failed else ""),
-            f"wall time: {self.wall_seconds:.1f}s ({self.seed_wall_seconds / n:.3f}s per seed "
-            f"on average, slowest seed {self.slowest[1]} {self.slowest[0]:.2f}s); "
+            f"wall time: {self.wall_seconds:.1f}s; per seed on average "
+            f"{self.seed_wall_seconds / n:.3f}s wall, {self.seed_cpu_seconds / n:.3f}s CPU "
+            f"(slowest: seed {self.slowest[1]}, {self.slowest[0]:.2f}s); "
             f"simulated time {self.sim_seconds:.0f}s",
             f"faults injected: {sum(self.faults.values())}",
         ]
