@@ -196,12 +196,33 @@ async def asyncio_island() -> AsyncIterator[None]:
         yield
         return
     _patch_hyperframe_repr()
-    async with trio_asyncio.open_loop():
-        token = _ISLAND_THREAD.set(threading.get_ident())
-        try:
-            yield
-        finally:
-            _ISLAND_THREAD.reset(token)
+    block_error: BaseException | None = None
+    try:
+        async with trio_asyncio.open_loop():
+            token = _ISLAND_THREAD.set(threading.get_ident())
+            try:
+                yield
+            except BaseException as exc:
+                block_error = exc
+                raise
+            finally:
+                _ISLAND_THREAD.reset(token)
+    except BaseExceptionGroup as group:
+        # trio_asyncio's nurseries wrap the block's own error; the caller
+        # should see it as itself (an `except aio.RpcError` must work).
+        if block_error is not None and _only(group) is block_error:
+            raise block_error from None
+        raise
+
+
+def _only(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The single leaf of nested one-error groups, or None."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        if len(exc.exceptions) != 1:
+            return None
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _patch_hyperframe_repr() -> None:

@@ -313,3 +313,9 @@ def test_the_cheaper_hyperframe_repr_prints_the_same() -> None:
         data = bytes(range(256)) * 64
         assert hf._raw_data_repr(data[:n]) == original(data[:n])
     assert hf._raw_data_repr(None) == "None"
+
+
+async def test_an_error_inside_the_island_reaches_the_caller_as_itself() -> None:
+    with pytest.raises(aio.Unavailable, match="the broker is down"):
+        async with aio.asyncio_island():
+            raise aio.Unavailable("the broker is down")

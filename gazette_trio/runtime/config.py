@@ -687,6 +687,10 @@ def apply_env_overrides(
         if not var.upper().startswith(ENV_PREFIX):
             continue
         parts = [p.lower() for p in var[len(ENV_PREFIX) :].split("__")]
+        if len(parts) == 1 and parts[0] not in Config.model_fields:
+            # Not a config key (keys in sections take `__`): another tool's
+            # variable, such as the shards CLI's, is none of our business.
+            continue
         if not all(parts):
             raise ConfigError(
                 [Problem("", f"${var}: expected GAZETTE_TRIO_SECTION__KEY", env[var])], file

@@ -1,7 +1,7 @@
 """`gazette-trio shards …`: operate a consumer group's shards, in the spirit of gazctl.
 
 Commands talk to any member's Shard API (`-e/--endpoint`, or the
-`GAZETTE_TRIO_ENDPOINT` variable) and pick shards with Gazette label
+`GAZETTE_CONSUMER_ENDPOINT` variable) and pick shards with Gazette label
 selectors (`-l "app=wc, id in (count-000, count-001)"`; shards also carry the
 meta-label `id`):
 
@@ -64,7 +64,7 @@ __all__ = ["CommandError", "InputError", "shards"]
 
 T = TypeVar("T")
 
-ENDPOINT_ENV = "GAZETTE_TRIO_ENDPOINT"
+ENDPOINT_ENV = "GAZETTE_CONSUMER_ENDPOINT"
 DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
 
 

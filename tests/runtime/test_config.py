@@ -431,3 +431,10 @@ def test_an_explicit_bad_suffix_is_named() -> None:
     assert (
         str(error) == "member.suffix = 'ab': expected a suffix of 4-128 letters, digits and -_+/."
     )
+
+
+def test_another_tools_variable_does_not_break_the_config() -> None:
+    """Only GAZETTE_TRIO_ variables that name a config key are overrides; a
+    shell that exported, say, the shards CLI's endpoint can still serve."""
+    config = parse_config(MINIMAL, base_dir=Path("."), env={"GAZETTE_TRIO_ENDPOINT": "x:1"})
+    assert config.member.port == 8080
