@@ -35,6 +35,7 @@ from __future__ import annotations
 import datetime
 import shutil
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -282,7 +283,7 @@ class World:
 
     # -- scheduled faults --------------------------------------------------
 
-    def _scheduled_faults(self) -> dict[str, object]:
+    def _scheduled_faults(self) -> dict[str, Callable[[], Awaitable[None]]]:
         return {
             "member_crash": self._crash_member,
             "lease_loss": self._lose_lease,
@@ -293,13 +294,13 @@ class World:
             "producer_abandon": self._abandon_producer,
         }
 
-    async def _strike_repeatedly(self, kind: str, action: object) -> None:
+    async def _strike_repeatedly(self, kind: str, action: Callable[[], Awaitable[None]]) -> None:
         while True:
             delay = self.injector.next_delay(kind)
             if delay is None:
                 return
             await trio.sleep(delay)
-            await action()  # type: ignore[operator]
+            await action()
 
     async def _crash_member(self) -> None:
         running = [s for s in self._running() if s.scope is not None]
