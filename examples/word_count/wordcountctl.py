@@ -70,8 +70,8 @@ def publish(file: IO[str], broker: str, selector: str) -> None:
     except (NoPartitions, aio.RpcError) as exc:
         raise click.ClickException(f"publishing to {broker}: {exc}") from None
     click.echo(
-        f"published {len(texts)} lines to {len(journals)} partitions "
-        f"({', '.join(sorted(journals))})"
+        f"published {_plural(len(texts), 'line')} to {_plural(len(journals), 'partition')}"
+        + (f" ({', '.join(sorted(journals))})" if journals else "")
     )
 
 
@@ -136,6 +136,10 @@ async def query_words(endpoint: str, words: list[str], shard: str = "") -> list[
             ]
     except BaseExceptionGroup as group:
         raise _only_error(group) from None
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _only_error(group: BaseExceptionGroup[Any]) -> BaseException:
