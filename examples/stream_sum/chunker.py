@@ -453,7 +453,7 @@ async def _run(endpoint: str, options: ChunkerOptions) -> Report:
             say(f"{signal.Signals(signum).name}: finishing the open streams")
             stop.set()
 
-    # The island lets a block's error out wrapped in exception groups.
+    # The signal task's nursery wraps the run's error in a group; unwrap it.
     try:
         async with aio.asyncio_island(), aio.Channel(endpoint) as channel:
             client = GrpcJournalClient(channel, timeout=30)

@@ -16,7 +16,7 @@ in `word_count.py`.
 from __future__ import annotations
 
 import functools
-from typing import IO, Any
+from typing import IO
 
 import click
 import trio
@@ -78,18 +78,15 @@ def publish(file: IO[str], broker: str, selector: str) -> None:
 async def publish_lines(endpoint: str, selector: str, texts: list[str]) -> set[str]:
     """Publish `texts` as committed TextLine messages; returns the journals
     written to, once every append is acknowledged."""
-    try:
-        async with aio.asyncio_island(), aio.Channel(endpoint) as channel:
-            client = GrpcJournalClient(channel, timeout=30)
-            partitions = Partitions(client, selector)
-            await partitions.refresh()
-            mapping = random_mapping(partitions)
-            async with open_append_service(client) as appends:
-                publisher = Publisher(appends)
-                futures = [publisher.publish_committed(mapping, {"text": t}) for t in texts]
-                await wait_all(futures)
-    except BaseExceptionGroup as group:
-        raise _only_error(group) from None
+    async with aio.asyncio_island(), aio.Channel(endpoint) as channel:
+        client = GrpcJournalClient(channel, timeout=30)
+        partitions = Partitions(client, selector)
+        await partitions.refresh()
+        mapping = random_mapping(partitions)
+        async with open_append_service(client) as appends:
+            publisher = Publisher(appends)
+            futures = [publisher.publish_committed(mapping, {"text": t}) for t in texts]
+            await wait_all(futures)
     return {f.result().commit.journal for f in futures if f.result().commit is not None}
 
 
@@ -122,35 +119,17 @@ def query(words: tuple[str, ...], endpoint: str, shard: str) -> None:
 
 async def query_words(endpoint: str, words: list[str], shard: str = "") -> list[QueryResponse]:
     """Ask `endpoint` for the count of each word."""
-    try:
-        async with aio.asyncio_island(), aio.Channel(endpoint) as channel:
-            return [
-                await aio.unary(
-                    channel,
-                    QUERY_COUNT,
-                    QueryRequest(word=w, shard=shard),
-                    QueryResponse,
-                    timeout=30,
-                )
-                for w in words
-            ]
-    except BaseExceptionGroup as group:
-        raise _only_error(group) from None
+    async with aio.asyncio_island(), aio.Channel(endpoint) as channel:
+        return [
+            await aio.unary(
+                channel, QUERY_COUNT, QueryRequest(word=w, shard=shard), QueryResponse, timeout=30
+            )
+            for w in words
+        ]
 
 
 def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def _only_error(group: BaseExceptionGroup[Any]) -> BaseException:
-    """The one error inside `group` (the asyncio island wraps a block's
-    error in groups), or the group if it holds several."""
-    while len(group.exceptions) == 1:
-        only = group.exceptions[0]
-        if not isinstance(only, BaseExceptionGroup):
-            return only
-        group = only
-    return group
 
 
 if __name__ == "__main__":
