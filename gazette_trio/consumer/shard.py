@@ -29,10 +29,10 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
@@ -40,10 +40,13 @@ from ..allocator import member as allocator_member
 from ..allocator.state import LocalItem
 from ..broker.append_service import AppendService, open_append_service
 from ..broker.client import JournalClient
+from ..broker.errors import JournalError
 from ..message import Clock, Publisher, Sequencer
 from ..message.sequencer import DEFAULT_BUFFER_SIZE
 from ..protocol import consumer as pc
 from ..recoverylog import (
+    HintsError,
+    PlaybackError,
     Player,
     assignment_guard,
     check_recovery_log,
@@ -63,6 +66,8 @@ if TYPE_CHECKING:
     from ..etcd import Etcd
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 Code = pc.ReplicaStatusCode
 
@@ -280,9 +285,19 @@ class LocalShard:
         if log_name:
             directory = ctx.data_dir / "shards" / f"{spec.id.replace('/', '_')}-{id(self):x}"
             self._directory = directory
-            fetched = await fetch_hints(ctx.etcd, spec)
+            # etcd or the broker may be briefly unreachable: retry those, but
+            # not hints that do not decode or a log of the wrong kind.
+            fetched = await _retrying(
+                lambda: fetch_hints(ctx.etcd, spec),
+                f"shard {self.id}: fetching hints",
+                give_up=(HintsError,),
+            )
             hints = fetched.first()
-            await check_recovery_log(ctx.journals, hints.log)
+            await _retrying(
+                lambda: check_recovery_log(ctx.journals, hints.log),
+                f"shard {self.id}: checking recovery log {hints.log}",
+                give_up=(PlaybackError, JournalError),
+            )
             player = Player()
             if not self.is_primary:
                 await self._set_status(Code.BACKFILL)
@@ -446,17 +461,16 @@ def _root_error(exc: BaseException) -> BaseException:
 
 
 async def _retrying(
-    attempt: Callable[[], Any],
+    attempt: Callable[[], Awaitable[T]],
     what: str,
     *,
     give_up: tuple[type[BaseException], ...] = (),
-) -> None:
+) -> T:
     """Run `attempt` until it succeeds, backing off as Gazette does (the
     group is usually converging on who owns what)."""
     for n in range(1_000_000):
         try:
-            await attempt()
-            return
+            return await attempt()
         except give_up:
             raise
         except Exception as exc:

@@ -43,10 +43,12 @@ import trio
 
 from ..broker import labels as L
 from ..broker.client import JournalClient
+from ..broker.errors import JournalError
 from ..broker.list_apply import get_journal
 from ..broker.reader import open_reader
+from ..protocol import protocol as pb
 from ..protocol.recoverylog import FsmHints, RecordedOp, Segment
-from .author import fence
+from .author import AUTHOR_LABEL, fence
 from .codec import frame_op
 from .fsm import FSM, Outcome
 from .hints import HintsError
@@ -130,6 +132,9 @@ class Player:
         self._result: Playback | None = None
         self._error: BaseException | None = None
         self._read_scope: trio.CancelScope | None = None
+        # Whether the last hand-off no-op was refused (REGISTER_MISMATCH), so
+        # it may or may not be in the log.
+        self._unsure_of_handoff = False
         self._at_head = False
         self._played = False
         self._fsm: FSM | None = None
@@ -310,6 +315,11 @@ class Player:
                 "but FSM has unused hints; possible data loss"
             )
         if self._state is PlayerState.READ_HANDOFF_BARRIER:
+            if self._unsure_of_handoff:
+                # Our conditional no-op was refused and no copy of it is in
+                # the log: inject again, after what we have now read.
+                self._state = PlayerState.INJECT_HANDOFF
+                return True
             raise PlaybackError(
                 f"read {decoder.log} through {self.offset}, past the hand-off no-op, "
                 "without finding it"
@@ -327,9 +337,31 @@ class Player:
         assert self._handoff
         noop = RecordedOp(seq_no=fsm.next_seq_no, checksum=fsm.next_checksum, author=self._handoff)
         framed, _ = frame_op(noop)
-        response = await appender.append(hints.log, framed, union_registers=fence(self._handoff))
-        assert response.commit is not None
-        heads[hints.log] = max(heads[hints.log], response.commit.end)
+        # The no-op may only fence the log if nobody fenced it since we looked:
+        # an append retried after a lost acknowledgement must not take the
+        # log back from a writer that handed off after our first copy.
+        # (An empty append changes nothing and reports the registers.)
+        seen = await appender.append(hints.log, b"")
+        try:
+            response = await appender.append(
+                hints.log,
+                framed,
+                check_registers=_registers_unchanged(seen.registers),
+                union_registers=fence(self._handoff),
+            )
+        except JournalError as exc:
+            if exc.status != pb.Status.REGISTER_MISMATCH:
+                raise
+            # Someone fenced the log meanwhile, or this was our own retry
+            # whose first copy landed: read on through the head to see which.
+            head = await appender.append(hints.log, b"")
+            assert head.commit is not None
+            heads[hints.log] = max(heads[hints.log], head.commit.end)
+            self._unsure_of_handoff = True
+        else:
+            assert response.commit is not None
+            heads[hints.log] = max(heads[hints.log], response.commit.end)
+            self._unsure_of_handoff = False
         self._state = PlayerState.READ_HANDOFF_BARRIER
 
     async def _read(
@@ -516,3 +548,12 @@ class _Staging:
                 os.close(fd)
         self.files.clear()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _registers_unchanged(registers: pb.LabelSet | None) -> pb.LabelSelector:
+    """A check that the log's author fence is still what `registers` held:
+    the same author, or still no author at all."""
+    authors = L.values_of(registers, AUTHOR_LABEL)
+    if authors:
+        return pb.LabelSelector(include=L.label_set({AUTHOR_LABEL: authors[0]}))
+    return pb.LabelSelector(exclude=L.label_set({AUTHOR_LABEL: ""}))

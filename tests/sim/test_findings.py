@@ -3,7 +3,8 @@
 A failing seed stops reproducing as soon as any code on its path changes, so
 each finding is also pinned here as a small, deterministic test of the
 mechanism. Tests of bugs not yet fixed are strict xfails: they start to pass
-(and so fail the suite) when the fix lands, and should then lose the mark.
+(and so fail the suite) when the fix lands, and then lose the mark (both
+findings below are fixed).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
 import trio.testing
 
@@ -54,11 +54,6 @@ class LoseOneAck(Faults):
             raise aio.Unavailable("acknowledgement lost")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a retried hand-off append re-fences the log to a deposed author",
-)
 def test_a_retried_hand_off_does_not_take_the_log_back_from_a_later_one(tmp_path: Path) -> None:
     """Player A injects its hand-off; the append lands but A's append service
     sees the acknowledgement lost and retries it 50 ms later. Meanwhile
@@ -188,11 +183,6 @@ class _Counter:
         pass
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="fetch_hints is not retried: a transient etcd error fails the shard",
-)
 def test_a_transient_etcd_error_while_fetching_hints_does_not_fail_the_shard(
     tmp_path: Path,
 ) -> None:
