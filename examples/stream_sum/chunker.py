@@ -249,9 +249,8 @@ async def generate_and_verify(
     partitions = Partitions(client, options.chunks_selector)
     await partitions.refresh()
     mapping = modulo_mapping(partitions, key=lambda chunk: chunk["stream"])
-    # An empty append is a write barrier: its commit ends at the write head,
-    # so reading from there sees every sum of this run and none before it.
-    begin = (await append(client, options.sums_journal, b"")).commit.end
+    # Sums of this run are all after the write head as the run begins.
+    begin = await _write_head(client, options.sums_journal)
 
     async def read_sums() -> None:
         async with open_committed(
@@ -340,7 +339,7 @@ async def generate_and_verify(
         raise _unwrap(group) from None
 
     # Re-read everything committed to the sums journal during the run.
-    end = (await append(client, options.sums_journal, b"")).commit.end
+    end = await _write_head(client, options.sums_journal)
     sums: list[tuple[int, Any]] = []
     async with open_committed(
         client, options.sums_journal, dict, offset=begin, end_offset=end, block=False
@@ -354,6 +353,14 @@ async def generate_and_verify(
     report.latencies = verifier.latencies
     report.elapsed = trio.current_time() - started
     return report
+
+
+async def _write_head(client: JournalClient, journal: str) -> int:
+    """The journal's write head, by an empty append: a write barrier whose
+    commit ends there, so a read from it sees everything appended after."""
+    commit = (await append(client, journal, b"")).commit
+    assert commit is not None, f"{journal}: an append without its commit"
+    return commit.end
 
 
 def _unwrap(group: BaseExceptionGroup[Any]) -> BaseException:

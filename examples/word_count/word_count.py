@@ -206,7 +206,9 @@ class WordCount:
         # No await from here to the commit: a query never sees half of it.
         db = store.db
         for word, delta in sorted(pending.deltas.items()):
-            (count,) = db.execute(_UPSERT, (word, delta)).fetchone()
+            row = db.execute(_UPSERT, (word, delta)).fetchone()
+            assert row is not None  # RETURNING always returns the upserted row.
+            (count,) = row
             publisher.publish_uncommitted(
                 self.counts, {"word": word, "delta": delta, "count": count}
             )

@@ -87,7 +87,7 @@ async def publish_lines(endpoint: str, selector: str, texts: list[str]) -> set[s
             publisher = Publisher(appends)
             futures = [publisher.publish_committed(mapping, {"text": t}) for t in texts]
             await wait_all(futures)
-    return {f.result().commit.journal for f in futures if f.result().commit is not None}
+    return {commit.journal for f in futures if (commit := f.result().commit) is not None}
 
 
 @main.command()
