@@ -27,17 +27,22 @@ Cases:
   are aggregated in memory per transaction and flushed in `finalize_txn` to
   the store: `json` (JSONFileStore recorded into the shard's recovery log),
   `sqlite` (SQLiteStore with its recovery log), `sql` (SQLStore on an
-  SQLite file, fenced, synchronous=FULL). Timed from the first transaction's
-  first message until the transaction that read through the last input
-  message has committed; the committed counts are then checked.
+  SQLite file, fenced, synchronous=FULL). Timed from the opening of the
+  shard's store (its source reader starts right after) until the
+  transaction that read through the last input message has committed; the
+  committed counts are then checked.
 - `floor`: a plain-Python loop over the same bytes: 128 KiB reads, split
   lines, `orjson.loads`, a dict of counts, and every 10,000 lines the
   changed keys plus the offset committed to SQLite (WAL, synchronous=FULL).
 - `bytewax`: the same count as a Bytewax dataflow (if Bytewax is
   installed) with SQLite recovery and 1 s snapshots.
+- `latency`: the word count on fresh journals while a publisher appends at
+  a steady rate; times commits, publish → consume_message, and publish → a
+  downstream read-committed reader of the consumer's per-transaction output.
 
 `consume` also reports peak RSS when `rss_at` messages were counted, so one
-long run shows whether memory stays flat.
+long run shows whether memory stays flat. `ServedWordCount` is the same
+application for `gazette-trio serve` (the `scaling` group).
 """
 
 from __future__ import annotations
