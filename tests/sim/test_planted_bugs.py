@@ -16,6 +16,7 @@ import pytest
 import trio
 
 from gazette_trio.consumer import shard as shard_module
+from gazette_trio.consumer.driver import run_transactions
 from gazette_trio.consumer.stores import memory
 from gazette_trio.opfuture import OpFuture
 from gazette_trio.protocol import consumer as pc
@@ -59,7 +60,7 @@ class _BrokenBarriers:
 
 
 def plant(monkeypatch: pytest.MonkeyPatch, **broken: bool) -> None:
-    run_transactions = shard_module.run_transactions
+    """Give the shard's transaction driver a broken appender."""
 
     async def patched(**kwargs: Any) -> None:
         kwargs["appender"] = _BrokenBarriers(kwargs["appender"], **broken)
