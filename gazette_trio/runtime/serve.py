@@ -49,6 +49,7 @@ from .. import aio
 from ..allocator import ApplyConflict, apply_shard_specs, item_key
 from ..broker import GrpcJournalClient, LocalJournalClient
 from ..broker.client import JournalClient
+from ..broker.errors import JournalError
 from ..broker.journal_spec import new_journal_spec
 from ..broker.list_apply import apply_journals, list_journals, upsert
 from ..broker.server import FileStorage, JournalServerCore, journal_service
@@ -60,6 +61,7 @@ from ..consumer.shard import LocalShard, ShardObserver
 from ..consumer.transaction import Timings, Transaction
 from ..etcd import Etcd, GrpcEtcd, MemoryEtcd
 from ..protocol import consumer as pc
+from ..protocol import protocol as pb
 from .config import Config, ConfigError, load_config_or_exit
 from .http import StatusServer
 from .logs import configure_logging
@@ -301,7 +303,9 @@ async def create_declared(
                     new_journal_spec(log_name, content_type=shard_spec.CONTENT_TYPE_RECOVERY_LOG)
                 )
                 names.add(log_name)
-    if declared:
+    for attempt in range(5):
+        if not declared:
+            break
         existing = {j.spec.name: j for j in await list_journals(journals) if j.spec is not None}
         changes = []
         for journal in declared:
@@ -312,8 +316,17 @@ async def create_declared(
             elif bytes(current.spec) != bytes(journal):  # type: ignore[arg-type]
                 changes.append(upsert(journal, expect_mod_revision=current.mod_revision))
                 log.info("updating journal %s to its declared spec", journal.name)
-        if changes:
+        if not changes:
+            break
+        try:
             await apply_journals(journals, changes)
+            break
+        except JournalError as exc:
+            # Another member of the group applied them at the same moment:
+            # look again (theirs may already be what we declare).
+            if exc.status != pb.Status.ETCD_TRANSACTION_FAILED or attempt == 4:
+                raise
+            log.info("declared journals changed concurrently; looking again")
     if shards:
         changes_: list[pc.ApplyRequestChange] = []
         for spec in shards:

@@ -22,6 +22,8 @@ import pytest
 
 from tests.services import free_port
 
+WORD_COUNT_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "word_count" / "config.toml"
+
 APP = """
 import collections
 from gazette_trio.consumer.stores.json_file import JSONFileStore
@@ -363,3 +365,27 @@ def test_a_stat_sent_to_either_member_is_answered_by_the_primary(
                 proc.kill()
                 proc.wait()
             log.close()
+
+
+async def test_two_members_starting_at_once_both_create_the_declared_journals() -> None:
+    """Members of one group declare the same journals; whichever applies
+    second sees the conflict, looks again and finds them created."""
+    import functools
+
+    import trio
+
+    from gazette_trio.broker import LocalJournalClient, list_journals
+    from gazette_trio.broker.server import JournalServerCore, MemoryStorage
+    from gazette_trio.etcd import MemoryEtcd
+    from gazette_trio.runtime.config import load_config
+    from gazette_trio.runtime.serve import create_declared
+
+    cfg = load_config(WORD_COUNT_CONFIG)
+    journals = LocalJournalClient(JournalServerCore(MemoryStorage()))
+    async with MemoryEtcd.open() as etcd, trio.open_nursery() as nursery:
+        for _ in range(2):
+            nursery.start_soon(
+                functools.partial(create_declared, cfg, etcd, journals, embedded=False)
+            )
+    listed = await list_journals(journals)
+    assert len(listed) == len(cfg.declared_journals())
