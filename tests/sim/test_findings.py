@@ -68,8 +68,8 @@ def test_a_retried_hand_off_does_not_take_the_log_back_from_a_later_one(tmp_path
     committed past B's fence (the register said A again) while B, the
     rightful writer, was fenced out; the next primary's playback dropped A's
     acknowledged commits as a dead branch (its FSM follows B's no-op), so
-    outputs were published twice. Here B's barrier fails with
-    REGISTER_MISMATCH, and A's append would succeed."""
+    outputs were published twice. (Fixed in 2422ec9: the hand-off no-op
+    now checks the fence it saw, so A's late retry is refused.)"""
     b_error, a_error = trio.run(_race_two_hand_offs, tmp_path, clock=_clock())
     assert b_error is None, f"the log's rightful writer was fenced out: {b_error}"
     assert isinstance(a_error, JournalError) and a_error.status == pb.Status.REGISTER_MISMATCH
@@ -188,9 +188,9 @@ def test_a_transient_etcd_error_while_fetching_hints_does_not_fail_the_shard(
 ) -> None:
     """A shard with a recovery log fetches its hints from etcd when it
     starts. One dropped request there should be retried, as the runtime
-    retries status updates and stored hints; found by the simulation, the
-    shard instead fails (FAILED, `Unavailable` in its status) and stays
-    failed until an operator unassigns it."""
+    retries status updates and stored hints. Found by the simulation: the
+    shard failed (FAILED, `Unavailable` in its status) and stayed failed
+    until an operator unassigned it (fixed in 2422ec9)."""
     hooks = _FailOneHintFetch()
     became_primary = trio.run(_start_a_recorded_shard, tmp_path, hooks, clock=_clock())
     if hooks.failures != 1:
