@@ -38,6 +38,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -487,7 +488,7 @@ class MemberStatusSource:
             member=me,
             members=members,
             shards=shards,
-            taken_at=now,
+            taken_at=time.time(),  # wall time, for display (rates use the Trio clock)
             etcd_revision=state.revision,
             notes=notes,
         )
