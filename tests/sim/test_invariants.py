@@ -68,12 +68,31 @@ async def test_a_durable_state_must_sum_exactly_the_committed_chunks() -> None:
     assert inv.violations[0].startswith("state not exact")
 
 
-async def test_restoring_behind_a_durable_commit_is_a_violation() -> None:
-    inv = invariants(10)
+async def test_a_stale_restore_is_an_anomaly_and_its_first_commit_a_violation() -> None:
+    """Restoring behind a durable commit is reported; it breaks nothing
+    while the stale instance cannot commit (fenced), and the shard's current
+    instance keeps committing. If the stale instance ever commits, the
+    acknowledged commits it missed are lost."""
+    inv = invariants(10, 20)
     inv.restored("summer-00", "i1", checkpoint(0), {})
     inv.committed("summer-00", "i1", checkpoint(100), {"s0-0": [1, 10, 1]})
     inv.restored("summer-00", "i2", checkpoint(50), {})
-    assert inv.violations[0].startswith("checkpoint went backward")
+    assert inv.violations == []
+    assert inv.anomalies[0].startswith("stale restore: i2 restored")
+    inv.committed("summer-00", "i1", checkpoint(150), {"s0-0": [2, 30, 2]})
+    assert inv.violations == []
+    inv.committed("summer-00", "i2", checkpoint(120), {"s0-0": [2, 30, 1]})
+    assert inv.violations[0].startswith("checkpoint went backward: i2, which restored behind")
+
+
+async def test_the_converged_primary_must_serve_the_durable_state() -> None:
+    inv = invariants(10)
+    inv.restored("summer-00", "i1", checkpoint(0), {})
+    inv.committed("summer-00", "i1", checkpoint(100), {"s0-0": [1, 10, 1]})
+    inv.serving("summer-00", "i1", {"s0-0": [1, 10, 1]})
+    assert inv.violations == []
+    inv.serving("summer-00", "i1", {})
+    assert inv.violations[0].startswith("primary state not durable")
 
 
 async def test_a_deposed_instance_may_commit_only_what_its_successor_restored() -> None:

@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             f"({result.cpu_seconds:.3f}s CPU)"
         )
         print("faults: " + ", ".join(f"{k} {v}" for k, v in sorted(result.faults.items())))
+        for anomaly in result.anomalies:
+            print(f"anomaly: {anomaly}")
         print(result.report() if not result.ok else "ok")
         return 0 if result.ok else 1
 
@@ -64,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         summary.add(result)
         if not result.ok:
             print(result.report(), flush=True)
+        elif result.anomalies:
+            print(f"seed {result.seed} ok with anomalies (replay: {result.command}):")
+            print("\n".join(f"  {a}" for a in result.anomalies[:5]), flush=True)
     print(summary.render())
     return 0 if not summary.failed else 1
 

@@ -59,6 +59,7 @@ class SeedResult:
     tail: list[str]
     trace: list[str] | None = None
     error: str | None = None
+    anomalies: list[str] = field(default_factory=list)
     logs: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -72,13 +73,14 @@ class SeedResult:
     def report(self) -> str:
         """A failure report: seed, replay command, violations, trace tail."""
         lines = [
-            f"seed {self.seed} FAILED ({self.scenario})",
+            f"seed {self.seed} {'ok' if self.ok else 'FAILED'} ({self.scenario})",
             f"  replay: {self.command}",
             f"  trace sha256 {self.digest} ({self.trace_lines} lines)",
         ]
         lines += [f"  violation: {v}" for v in self.violations[:10]]
         if len(self.violations) > 10:
             lines.append(f"  ... and {len(self.violations) - 10} more violations")
+        lines += [f"  anomaly: {a}" for a in self.anomalies[:5]]
         if self.error:
             lines.append("  error:")
             lines += [f"    {line}" for line in self.error.rstrip().splitlines()]
@@ -179,6 +181,7 @@ def run_seed(
         trace=trace.all,
         error=error,
         logs=logs,
+        anomalies=list(world.invariants.anomalies),
     )
 
 

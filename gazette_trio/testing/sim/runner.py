@@ -47,6 +47,7 @@ class Summary:
 
     seeds: int = 0
     failed: list[SeedResult] = field(default_factory=list)
+    anomalous: list[SeedResult] = field(default_factory=list)
     wall_seconds: float = 0.0
     seed_wall_seconds: float = 0.0
     seed_cpu_seconds: float = 0.0
@@ -61,6 +62,8 @@ class Summary:
         self.seeds += 1
         if not result.ok:
             self.failed.append(result)
+        elif result.anomalies:
+            self.anomalous.append(result)
         self.seed_wall_seconds += result.wall_seconds
         self.seed_cpu_seconds += result.cpu_seconds
         self.sim_seconds += result.sim_seconds
@@ -75,6 +78,12 @@ class Summary:
         lines = [
             f"seeds: {self.seeds} run, {len(self.failed)} failed"
             + (f" ({', '.join(str(r.seed) for r in self.failed[:20])})" if self.failed else ""),
+            f"anomalies (passing seeds): {len(self.anomalous)}"
+            + (
+                f" ({', '.join(str(r.seed) for r in self.anomalous[:20])})"
+                if self.anomalous
+                else ""
+            ),
             f"wall time: {self.wall_seconds:.1f}s; per seed on average "
             f"{self.seed_wall_seconds / n:.3f}s wall, {self.seed_cpu_seconds / n:.3f}s CPU "
             f"(slowest: seed {self.slowest[1]}, {self.slowest[0]:.2f}s); "

@@ -486,6 +486,14 @@ class World:
             await trio.sleep(0.25)
         self.converged_at = trio.current_time()
         self.trace.event("converged")
+        for shard_id in self.shard_ids:
+            for slot in self.slots:
+                assert slot.consumer is not None
+                shard = slot.consumer.service.shards.get(shard_id)
+                if shard is not None and shard.is_primary and shard.ready and not shard.finished:
+                    store = shard.store
+                    assert isinstance(store, CheckedStore)
+                    self.invariants.serving(shard_id, store.instance, store.state)
         self.invariants.final(self.shard_streams)
 
 
