@@ -60,6 +60,7 @@ from . import shard_spec
 from .contracts import Application, Store
 from .driver import Completion, Hooks, Progress, run_transactions
 from .intake import SequencedIntake, read_source, start_offsets
+from .stores.errors import fenced_or_same
 from .transaction import Timings, Transaction
 
 if TYPE_CHECKING:
@@ -409,7 +410,12 @@ class LocalShard:
         spec = self.spec
         while True:
             await trio.sleep(self._ctx.hints_interval)
-            hints = await recorder.build_hints()
+            try:
+                hints = await recorder.build_hints()
+            except Exception as exc:
+                # This task may be the first to see the recorder fenced by a
+                # new primary: fail the shard saying so, as a commit would.
+                raise fenced_or_same(exc, self.fqn, recorder.log) from exc
             guard = [
                 assignment_guard(
                     self._local.assignment.key, self._local.assignment.kv.create_revision
