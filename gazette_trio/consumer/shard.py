@@ -415,7 +415,10 @@ class LocalShard:
             except Exception as exc:
                 # This task may be the first to see the recorder fenced by a
                 # new primary: fail the shard saying so, as a commit would.
-                raise fenced_or_same(exc, self.fqn, recorder.log) from exc
+                translated = fenced_or_same(exc, self.fqn, recorder.log)
+                if translated is exc:
+                    raise
+                raise translated from exc
             guard = [
                 assignment_guard(
                     self._local.assignment.key, self._local.assignment.kv.create_revision
