@@ -53,6 +53,8 @@ def protos(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     install(session)
+    # The peer of the end-to-end benchmark; not a project dependency.
+    session.install("bytewax")
     session.run("python", "-m", "benchmarks", *session.posargs)
 
 

@@ -42,6 +42,7 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 import grpclib.client
+import grpclib.config
 import grpclib.const
 import grpclib.exceptions
 import grpclib.server
@@ -411,6 +412,17 @@ def parse_endpoint(endpoint: str) -> tuple[str | None, int | None, str | None]:
     return url.hostname, url.port, None
 
 
+# grpclib returns HTTP/2 flow-control window only as the application reads,
+# and by default a connection's window equals one stream's (4 MiB): one
+# stream left unread (a journal read waiting on a busy consumer) would stall
+# every other call on the connection, such as the recovery-log append a
+# commit waits for. Streams keep their own windows; the connection's is
+# made as large as HTTP/2 allows, as gRPC-Go effectively does.
+_CONNECTION_WINDOW = 2**31 - 1
+_CLIENT_CONFIG = grpclib.config.Configuration(http2_connection_window_size=_CONNECTION_WINDOW)
+_SERVER_CONFIG = grpclib.config.Configuration(http2_connection_window_size=_CONNECTION_WINDOW)
+
+
 class Channel:
     """A gRPC channel to one endpoint, living on the asyncio island.
 
@@ -422,7 +434,9 @@ class Channel:
         _require_island()
         self.endpoint = endpoint
         host, port, path = parse_endpoint(endpoint)
-        self._grpc = grpclib.client.Channel(host=host, port=port, path=path, codec=CODEC)
+        self._grpc = grpclib.client.Channel(
+            host=host, port=port, path=path, codec=CODEC, config=_CLIENT_CONFIG
+        )
 
     @property
     def grpclib_channel(self) -> grpclib.client.Channel:
@@ -928,7 +942,7 @@ async def serve(
     shutdown, and closes.
     """
     _require_island()
-    server = _Server(list(services), codec=CODEC)
+    server = _Server(list(services), codec=CODEC, config=_SERVER_CONFIG)
     bound: list[int] = []
     started = trio.Event()
 

@@ -44,7 +44,8 @@ def echo_service(state: EchoState) -> aio.Service:
     async def count(request: Label, send: Callable[[Label], Awaitable[None]]) -> None:
         try:
             for i in range(int(request.value)):
-                await send(Label(name=request.name, value=str(i)))
+                value = "x" * 65536 if request.name == "big" else str(i)
+                await send(Label(name=request.name, value=value))
             if request.name == "then-fail":
                 raise aio.FailedPrecondition("failed after the replies")
             if request.name == "forever":
@@ -319,3 +320,20 @@ async def test_an_error_inside_the_island_reaches_the_caller_as_itself() -> None
     with pytest.raises(aio.Unavailable, match="the broker is down"):
         async with aio.asyncio_island():
             raise aio.Unavailable("the broker is down")
+
+
+async def test_a_stream_left_unread_does_not_stall_other_calls(
+    echo: tuple[aio.Channel, EchoState],
+) -> None:
+    """A reader that stops reading (a consumer busy committing) holds its
+    stream's flow-control window, but not the whole connection's: a call
+    on the same channel still completes."""
+    channel, _ = echo
+    async with aio.server_stream(
+        channel, SERVER_STREAM, Label(name="big", value="200"), Label, buffer=1
+    ) as call:
+        await call.receive()
+        await trio.sleep(0.5)  # ~13 MiB queued behind us; we read no more
+        with trio.fail_after(5):
+            reply = await aio.unary(channel, UNARY, Label(name="a", value="b"), Label)
+        assert reply.value == "B"

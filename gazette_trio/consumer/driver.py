@@ -36,7 +36,7 @@ import trio
 from ..opfuture import OpFuture
 from ..protocol import consumer as pc
 from ..protocol import protocol as pb
-from .contracts import Application, BeginFinisher, Shard, Store
+from .contracts import Application, BatchConsumer, BeginFinisher, Shard, Store
 from .transaction import (
     Step,
     Timings,
@@ -169,6 +169,7 @@ async def run_transactions(
     hooks = hooks or Hooks()
     spec = shard.spec
     begin_finisher = app if isinstance(app, BeginFinisher) else None
+    batch_consumer = app if isinstance(app, BatchConsumer) else None
 
     # Re-acknowledge what the recovered checkpoint's transaction published:
     # if the last member died after its commit and before its ACKs, they are
@@ -218,10 +219,15 @@ async def run_transactions(
                     and begin_finisher is not None
                 ):
                     await begin_finisher.begin_txn(shard, store)
+                # An ACK commits what came before it; it carries nothing for
+                # the application (Gazette hands it over; we don't).
+                if batch_consumer is not None:
+                    envelopes = [e for e in committed if not getattr(e, "is_ack", False)]
+                    if envelopes:
+                        await batch_consumer.consume_messages(shard, store, envelopes, publisher)
+                    continue
                 consume = app.consume_message
                 for envelope in committed:
-                    # An ACK commits what came before it; it carries nothing
-                    # for the application (Gazette hands it over; we don't).
                     if not getattr(envelope, "is_ack", False):
                         await consume(shard, store, envelope, publisher)
                 continue

@@ -196,10 +196,12 @@ async def make(autojump_clock: trio.testing.MockClock) -> AsyncIterator[Any]:
     async with trio.open_nursery() as nursery:
 
         async def start(
-            shard_spec: pc.ShardSpec, checkpoint: pc.Checkpoint | None = None
+            shard_spec: pc.ShardSpec,
+            checkpoint: pc.Checkpoint | None = None,
+            app_factory: Any = None,
         ) -> Harness:
             appender = Appender(nursery)
-            app = App(appender=appender)
+            app = app_factory(appender) if app_factory else App(appender=appender)
             db = MemoryDatabase()
             store = MemoryStore(db)
             shard = FakeShard(nursery, shard_spec, appender)
@@ -411,3 +413,29 @@ async def test_a_read_failure_fails_the_driver_with_that_error(
     await h.send.send(ReadFailed(ValueError("journal in, offset 42: malformed message")))
     await trio.sleep(1)
     assert "offset 42" in str(h.error[0])
+
+
+class BatchApp(App):
+    """An application that takes whole batches (`BatchConsumer`)."""
+
+    def __init__(self, appender: Appender) -> None:
+        super().__init__(appender=appender)
+        self.batches: list[list[int]] = []
+
+    async def consume_messages(
+        self, shard: Any, store: MemoryStore, envelopes: Any, publisher: Publisher
+    ) -> None:
+        self.batches.append([e.value for e in envelopes])
+        for envelope in envelopes:
+            await self.consume_message(shard, store, envelope, publisher)
+
+
+async def test_a_batch_consumer_gets_each_read_batch_in_one_call(
+    make: Any, autojump_clock: trio.testing.MockClock
+) -> None:
+    h = await make(spec(min_s=0, max_s=10), app_factory=BatchApp)
+    await h.feed(1, 2, 3)
+    await h.feed(4)
+    await trio.sleep(1)
+    assert h.app.batches == [[1, 2, 3], [4]]
+    assert h.db.committed_state(h.shard.fqn) == {"sum": 10}
