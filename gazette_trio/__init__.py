@@ -5,6 +5,7 @@ it with `gazette-trio serve config.toml`. What such a class needs is
 exported here:
 
 - the contracts: `Application`, `Store`, `Shard`, `BeginFinisher`,
+  `BatchConsumer`,
   `OpFuture`/`OpFutures`;
 - messages: `Envelope`, `JSONMessage`, `Message`, `Publisher`, and the
   mappings that pick a journal for a message (`fixed_mapping`,
@@ -21,7 +22,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .consumer.contracts import Application, BeginFinisher, Shard, Store
+from .consumer.contracts import Application, BatchConsumer, BeginFinisher, Shard, Store
 from .message import (
     Envelope,
     JSONMessage,
@@ -56,6 +57,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Application",
+    "BatchConsumer",
     "BeginFinisher",
     "Envelope",
     "JSONFileStore",
