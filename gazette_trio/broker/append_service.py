@@ -339,19 +339,35 @@ def _split(response: pb.AppendResponse, batch: list[_Op]) -> list[pb.AppendRespo
     if len(batch) == 1:
         return [response]
     commit = response.commit or pb.Fragment()
-    journal, codec, begin = commit.journal, commit.compression_codec, commit.begin
-    status, header, registers = response.status, response.header, response.registers
+    # A batch of small appends holds thousands of ops, and the generated
+    # constructors (~1 us for a response and its fragment) were a tenth of a
+    # 1 KiB append's cost. So one response and fragment are built normally
+    # and each op's are copies of their fields with its own range: the same
+    # classes, the same field values, a third of the time.
+    fragment_fields = vars(
+        pb.Fragment(journal=commit.journal, compression_codec=commit.compression_codec)
+    )
+    response_fields = vars(
+        pb.AppendResponse(
+            status=response.status, header=response.header, registers=response.registers
+        )
+    )
+    new = object.__new__
+    fragment_cls, response_cls = pb.Fragment, pb.AppendResponse
+    begin = commit.begin
     out = []
     for op in batch:
         end = begin + len(op.content)
-        out.append(
-            pb.AppendResponse(
-                status=status,
-                header=header,
-                commit=pb.Fragment(journal=journal, begin=begin, end=end, compression_codec=codec),
-                registers=registers,
-            )
-        )
+        fragment = new(fragment_cls)
+        fields = fragment_fields.copy()
+        fields["begin"] = begin
+        fields["end"] = end
+        fragment.__dict__ = fields
+        op_response = new(response_cls)
+        fields = response_fields.copy()
+        fields["commit"] = fragment
+        op_response.__dict__ = fields
+        out.append(op_response)
         begin = end
     return out
 
