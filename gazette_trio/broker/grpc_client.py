@@ -14,7 +14,7 @@ live in the reader and the append service.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 
 from .. import aio
 from ..protocol import protocol as pb
@@ -104,50 +104,65 @@ class GrpcJournalClient:
             timeout=self.timeout,
         ) as call:
             await call.send(_header_of(request))
-            batcher = _Coalescer(call)
+            coalescer = _Coalescer()
             if isinstance(content, AsyncIterable):
                 async for chunk in content:
-                    await batcher.add(chunk)
+                    for message in coalescer.add(chunk):
+                        await call.send(pb.AppendRequest(content=message))
             else:
                 for chunk in content:
-                    await batcher.add(chunk)
-            await batcher.flush()
+                    for message in coalescer.add(chunk):
+                        await call.send(pb.AppendRequest(content=message))
+            for message in coalescer.flush():
+                await call.send(pb.AppendRequest(content=message))
             await call.send(pb.AppendRequest())  # asks the broker to commit
             response: pb.AppendResponse = await call.finish()
             return response
 
 
+_NONE: tuple[bytes, ...] = ()
+
+
 class _Coalescer:
-    """Sends content in messages of `MIN_MESSAGE` to `MAX_CHUNK` bytes: many
+    """Cuts content into messages of `MIN_MESSAGE` to `MAX_CHUNK` bytes: many
     small chunks (a batch of small appends) are joined, large ones split.
     Per-message costs (framing, the pipe to asyncio, HTTP/2) dominate small
-    messages."""
+    messages. Sans-IO and synchronous, because a batch may hold thousands of
+    chunks and an `await` per chunk cost more than the joining."""
 
-    def __init__(self, call: aio.ClientStreamCall[pb.AppendRequest]) -> None:
-        self._call = call
+    __slots__ = ("_parts", "_size")
+
+    def __init__(self) -> None:
         self._parts: list[bytes] = []
         self._size = 0
 
-    async def add(self, chunk: bytes) -> None:
-        if not chunk:
-            return
-        if self._size + len(chunk) > MAX_CHUNK:
-            await self.flush()
-        if len(chunk) >= MAX_CHUNK:
-            view = memoryview(chunk)
-            for start in range(0, len(view), MAX_CHUNK):
-                await self._call.send(
-                    pb.AppendRequest(content=bytes(view[start : start + MAX_CHUNK]))
-                )
-            return
-        self._parts.append(bytes(chunk))
-        self._size += len(chunk)
-        if self._size >= MIN_MESSAGE:
-            await self.flush()
+    def add(self, chunk: bytes) -> Sequence[bytes]:
+        """Take `chunk`; return the messages now complete (usually none)."""
+        size = len(chunk)
+        if not size:
+            return _NONE
+        if type(chunk) is not bytes:
+            chunk = bytes(chunk)  # the caller may reuse a bytearray or view
+        if size < MAX_CHUNK and self._size + size <= MAX_CHUNK:
+            self._parts.append(chunk)
+            self._size += size
+            return self.flush() if self._size >= MIN_MESSAGE else _NONE
+        out = list(self.flush())
+        if size >= MAX_CHUNK:
+            out.extend(chunk[start : start + MAX_CHUNK] for start in range(0, size, MAX_CHUNK))
+        else:
+            self._parts.append(chunk)
+            self._size = size
+            if size >= MIN_MESSAGE:
+                out.extend(self.flush())
+        return out
 
-    async def flush(self) -> None:
-        if self._parts:
-            content = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
-            self._parts.clear()
-            self._size = 0
-            await self._call.send(pb.AppendRequest(content=content))
+    def flush(self) -> tuple[bytes, ...]:
+        """The remaining content as one message, if any."""
+        if not self._parts:
+            return _NONE
+        parts = self._parts
+        content = parts[0] if len(parts) == 1 else b"".join(parts)
+        self._parts = []
+        self._size = 0
+        return (content,)
