@@ -144,6 +144,8 @@ class FileStorage:
     acknowledged appends).
     """
 
+    uses_threads = True
+
     def __init__(self, root: str | os.PathLike[str], *, sync: bool = True) -> None:
         self.root = Path(root)
         self.sync = sync
@@ -370,15 +372,13 @@ class FileStorage:
         if spool.begin != spool_begin:
             raise RuntimeError(f"journal {journal!r}: no open spool at {spool_begin}")
         position = offset - spool_begin
-        size = 0
-        crc = 0
         try:
-            for chunk in content:
-                _pwrite_all(spool.fd, chunk, position + size)
-                size += len(chunk)
-                crc = zlib.crc32(chunk, crc)
-            record = _encode_record(offset + size, crc, registers)
-            await trio.to_thread.run_sync(self._commit, spool, record)
+            # Writing, checksumming and syncing all leave the Trio thread: the
+            # copy into the page cache and the CRC of a large append take
+            # milliseconds, which the core overlaps with hashing it.
+            record = await trio.to_thread.run_sync(
+                self._write_and_commit, spool, position, offset, content, registers
+            )
         except BaseException:
             # Leave no trace of a failed append: the next append starts where
             # this one did, and recovery would cut these bytes anyway.
@@ -386,6 +386,24 @@ class FileStorage:
             os.ftruncate(spool.commits_fd, spool.commits_size)
             raise
         spool.commits_size += len(record)
+
+    def _write_and_commit(
+        self,
+        spool: _Spool,
+        position: int,
+        offset: int,
+        content: Sequence[bytes],
+        registers: pb.LabelSet | None,
+    ) -> bytes:
+        size = 0
+        crc = 0
+        for chunk in content:
+            _pwrite_all(spool.fd, chunk, position + size)
+            size += len(chunk)
+            crc = zlib.crc32(chunk, crc)
+        record = _encode_record(offset + size, crc, registers)
+        self._commit(spool, record)
+        return record
 
     def _commit(self, spool: _Spool, record: bytes) -> None:
         # Content first, then the record that vouches for it: a record is

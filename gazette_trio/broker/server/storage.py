@@ -73,6 +73,12 @@ class Storage(Protocol):
     """Durable state of a journal server. Every async method returns only
     once its effect survives a crash of the process."""
 
+    uses_threads: bool
+    """Whether the storage waits on worker threads (files, fsync). The core
+    then hashes an append's content in a thread of its own, while storage
+    writes it; with in-memory storage it stays on the Trio thread, so a
+    simulation on a mock clock remains deterministic."""
+
     def recover(self) -> Recovered:
         """The stored state, with anything not fully committed discarded."""
         ...
@@ -132,6 +138,8 @@ class _MemoryJournal:
 class MemoryStorage:
     """Storage in memory: nothing survives the process, everything survives
     a new `JournalServerCore` built on the same object."""
+
+    uses_threads = False
 
     def __init__(self) -> None:
         self._revision = 0
