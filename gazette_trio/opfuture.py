@@ -105,13 +105,24 @@ async def wait_all(futures: Iterable[OpFuture[Any]]) -> None:
     never releases while an operation it guards is still in flight.
     """
     first: BaseException | None = None
+    waited = False
     for future in list(futures):
-        try:
-            await future.wait()
-        except trio.Cancelled:
-            raise
-        except BaseException as exc:
-            if first is None:
-                first = exc
+        if future.done():
+            # Already resolved: no need to pay a scheduling checkpoint each
+            # (a commit barrier may hold thousands of appends).
+            error = future.error()
+        else:
+            waited = True
+            try:
+                await future.wait()
+                error = None
+            except trio.Cancelled:
+                raise
+            except BaseException as exc:
+                error = exc
+        if error is not None and first is None:
+            first = error
+    if not waited:
+        await trio.lowlevel.checkpoint()
     if first is not None:
         raise first
