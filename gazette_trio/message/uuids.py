@@ -210,12 +210,18 @@ def fields_of_string(text: str) -> tuple[ProducerID, int, int]:
 # sequence counter, which sits in bits 2..5 of byte 8 (SS). The batch parser
 # permutes character columns with extended-slice assignment (a C loop per
 # column), derives the counter digit with bytes.translate, and converts all
-# clocks with one unhexlify and one struct.unpack.
+# clocks with one unhexlify and one struct.unpack. The strings are joined
+# with a "|" after each but the last: a string of the wrong length shifts
+# every separator after it, so with the separator and dash columns checked
+# and no "-" or "|" anywhere else (what unhexlify's length shows), each
+# string is one canonical UUID; a 35- and a 37-character string cannot pass
+# as two.
 _HEX = b"0123456789abcdef"
 _SEQ_DIGIT = bytes(_HEX[(b >> 2) & 0xF] for b in range(256))
 _LOW_TWO_BITS = bytes(b & 0x3 for b in range(256))
 _CLOCK_COLUMNS = (15, 16, 17, 9, 10, 11, 12, 0, 1, 2, 3, 4, 5, 6, 7)
 _DASHES = (8, 13, 18, 23)
+_STRIDE = 37  # 36 characters and a separator.
 
 
 def fields_of_strings(
@@ -230,23 +236,23 @@ def fields_of_strings(
     if n == 0:
         return (), (), ()
     try:
-        src = "".join(texts).encode("ascii")
+        src = "|".join(texts).encode("ascii")
     except (TypeError, UnicodeEncodeError):
         return None
-    if len(src) != 36 * n:
+    if len(src) != _STRIDE * n - 1 or src[36::_STRIDE].count(124) != n - 1:  # 124: "|"
         return None
     for column in _DASHES:
-        if src[column::36].count(45) != n:  # 45 == ord("-")
+        if src[column::_STRIDE].count(45) != n:  # 45: "-"
             return None
     try:
-        raw = binascii.unhexlify(src.translate(None, b"-"))
+        raw = binascii.unhexlify(src.translate(None, b"-|"))
     except (binascii.Error, ValueError):
         return None
     if len(raw) != 16 * n:
         return None
     digits = bytearray(16 * n)
     for index, column in enumerate(_CLOCK_COLUMNS):
-        digits[index::16] = src[column::36]
+        digits[index::16] = src[column::_STRIDE]
     digits[15::16] = raw[8::16].translate(_SEQ_DIGIT)
     clocks = struct.unpack(f">{n}Q", binascii.unhexlify(digits))
     # Flags are the 10 low bits of bytes 8-9.

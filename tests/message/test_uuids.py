@@ -127,6 +127,17 @@ def test_batch_parse_declines_non_canonical_strings(bad: str) -> None:
     assert fields_of_strings([good, bad]) is None
 
 
+def test_batch_parse_declines_strings_that_only_add_up_to_canonical_ones() -> None:
+    """A 35- and a 37-character string whose concatenation is two canonical
+    UUIDs are two bad UUIDs, not two good ones; nor is one string holding
+    two UUIDs and a separator."""
+    first = str(build_uuid(PRODUCER, GOLDEN_CLOCK, 0))
+    second = str(build_uuid(PRODUCER, GOLDEN_CLOCK + 1, 1))
+    assert fields_of_strings([first[:-1], first[-1] + second]) is None
+    assert fields_of_strings([first + "|" + second]) is None
+    assert fields_of_strings([first + "|", second[:-1]]) is None
+
+
 def test_clock_ticks_and_updates_like_gazette() -> None:
     """Upstream TestUUIDClock: 100 ns precision, 4 counter bits that spill
     into the timestamp, and updates that never go backwards."""
