@@ -8,9 +8,11 @@ does, which any JSON reader accepts) and read with orjson.
 A message type for this framing provides `to_json()` (a value orjson can
 serialize) and a classmethod `from_json(doc)`. Plain `dict`s are messages
 too, with their UUID at `_meta.uuid`: decoding them costs the least.
-`dict` and `JSONMessage` subclasses take a faster path: a whole chunk's lines are decoded, wrapped and their UUID
-strings parsed in bulk (`uuids.fields_of_strings`), with per-frame work done
-in C wherever Python lets it.
+`dict` and `JSONMessage` subclasses take a faster path: a whole chunk's
+lines are decoded, wrapped and their UUID strings parsed in bulk
+(`uuids.fields_of_strings`), with per-frame work done in C wherever Python
+lets it; if any frame of the chunk is bad, the chunk is decoded again frame
+by frame to name it (the tests hold the two paths to the same output).
 
 Bad input is a `FramingError` at the offset of the offending line: a line
 that is not JSON, a document the message type rejects, or a UUID that does
@@ -19,8 +21,9 @@ not parse. The line is consumed, so decoding again continues with the next.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import partial
-from itertools import accumulate, repeat
+from itertools import accumulate, islice, repeat
 from operator import itemgetter
 from typing import Any
 
@@ -71,37 +74,62 @@ class JSONDecoder(FrameDecoder):
         self._getters = [itemgetter(key) for key in path]
 
     def _decode(self, data: bytes, base: int) -> tuple[list[Envelope], int, FramingError | None]:
-        lines = data.split(b"\n")
-        partial = lines.pop()  # What follows the last newline: an incomplete frame.
-        if not lines:
+        consumed = data.rfind(b"\n") + 1  # What follows is an incomplete frame.
+        if not consumed:
             return [], 0, None
-        last = len(data) - len(partial) - 1
         if self._bulk:
+            if b"\r" not in data:
+                # Without a "\r", bytes.splitlines breaks at "\n" only; keeping
+                # the newlines makes each line's length its frame's length.
+                lines = data.splitlines(True)
+                if consumed < len(data):
+                    lines.pop()
+                lengths: Iterable[int] = map(len, lines)
+            else:
+                lines = data[:consumed].split(b"\n")
+                lines.pop()
+                lengths = map(_plus_one, map(len, lines))
             try:
-                envelopes = self._bulk_decode(lines, base)
+                envelopes = self._bulk_decode(lines, lengths, base)
             except (_DecodeError, KeyError, TypeError, ValueError):
                 pass  # Some frame is bad, or lacks a UUID: find out which, one by one.
             else:
-                return envelopes, last + 1, None
+                return envelopes, consumed, None
+        lines = data[:consumed].split(b"\n")
+        lines.pop()
         return self._decode_each(lines, base)
 
-    def _bulk_decode(self, lines: list[bytes], base: int) -> list[Envelope]:
+    def _bulk_decode(self, lines: list[bytes], lengths: Iterable[int], base: int) -> list[Envelope]:
         docs = list(map(_loads, lines))
-        if not all(map(dict.__instancecheck__, docs)):
-            raise TypeError("not every document is an object")
-        messages = docs if self._raw else list(map(self.message_type, docs))
-        column: Any = docs
-        for getter in self._getters:
-            column = map(getter, column)
-        fields = fields_of_strings(list(column))
+        if self._getters:
+            # Looking up the UUID's path raises TypeError at any document
+            # that is not an object (a list, string, number or null).
+            column: Any = docs
+            for getter in self._getters:
+                column = map(getter, column)
+            texts = list(column)
+        else:
+            if not all(map(dict.__instancecheck__, docs)):
+                raise TypeError("not every document is an object")
+            texts = docs
+        fields = fields_of_strings(texts)
         if fields is None:
             raise ValueError("a UUID is not canonical")
+        messages = docs if self._raw else list(map(self.message_type, docs))
         producers, clocks, flags = fields
-        offsets = list(accumulate(map(_plus_one, map(len, lines)), initial=base))
+        offsets = list(accumulate(lengths, initial=base))
         return list(
             map(
                 _new_envelope,
-                zip(repeat(self.spec), offsets, offsets[1:], messages, producers, clocks, flags),
+                zip(
+                    repeat(self.spec),
+                    offsets,
+                    islice(offsets, 1, None),
+                    messages,
+                    producers,
+                    clocks,
+                    flags,
+                ),
             )
         )
 

@@ -278,6 +278,96 @@ def test_json_line_missing_its_newline_at_end_of_read_is_truncated() -> None:
     assert error is not None and error.offset == 0
 
 
+def uuid_line(uuid: str, end: bytes = b"\n") -> bytes:
+    return b'{"_meta":{"uuid":"' + uuid.encode() + b'"}}' + end
+
+
+def drain(decoder: Any) -> list[tuple[str, int, int, Any, bytes, int, int] | tuple[str, int, str]]:
+    """Everything a decoder yields for what it was fed, errors included, in
+    order: ("ok", begin, end, message as a dict, producer, clock, flags) or
+    ("error", offset, reason)."""
+    out: list[Any] = []
+    while True:
+        decoded = decoder.decode()
+        for e in decoded.envelopes:
+            out.append(("ok", e.begin, e.end, dict(e.message), e.producer, e.clock, e.flags))
+        if decoded.error is None:
+            return out
+        out.append(("error", decoded.error.offset, decoded.error.reason))
+
+
+class FramePerFrame(JSONMessage):
+    """A JSONMessage whose own from_json makes the decoder take every frame
+    alone: the reference the whole-chunk path must agree with."""
+
+    @classmethod
+    def from_json(cls, doc: Any) -> FramePerFrame:
+        return cls(super().from_json(doc))
+
+
+def test_uuids_that_only_add_up_to_canonical_ones_are_errors_at_their_lines() -> None:
+    """Lines whose UUIDs are 35 and 37 characters long, and would read as two
+    good UUIDs run together, are each an error at its own offset."""
+    first = str(build_uuid(PRODUCER, 10, 1))
+    second = str(build_uuid(PRODUCER, 11, 1))
+    good = uuid_line(str(build_uuid(PRODUCER, 9, 1)))
+    short = uuid_line(first[:-1])
+    long = uuid_line(first[-1] + second)
+    decoder = framing_by_content_type(JSON_LINES).decoder(spec(JSON_LINES), dict, 0)
+    decoder.feed(0, good + short + long + good)
+    out = drain(decoder)
+    assert [item[:2] for item in out] == [
+        ("ok", 0),
+        ("error", len(good)),
+        ("error", len(good) + len(short)),
+        ("ok", len(good) + len(short) + len(long)),
+    ]
+    assert all("not a UUID" in str(item[2]) for item in out if item[0] == "error")
+
+
+def test_json_lines_ending_in_crlf_keep_the_carriage_return_in_their_frame() -> None:
+    lines = [uuid_line(str(build_uuid(PRODUCER, clock, 1)), b"\r\n") for clock in (1, 2)]
+    decoder = framing_by_content_type(JSON_LINES).decoder(spec(JSON_LINES), dict, 3)
+    envelopes = decode_all(decoder, b"".join(lines), offset=3)
+    assert [(e.begin, e.end, e.clock) for e in envelopes] == [
+        (3, 3 + len(lines[0]), 1),
+        (3 + len(lines[0]), 3 + len(lines[0]) + len(lines[1]), 2),
+    ]
+
+
+_GOOD_UUIDS = [str(build_uuid(PRODUCER, clock, clock % 3)) for clock in range(1, 6)]
+_json_lines = st.one_of(
+    st.sampled_from(_GOOD_UUIDS).map(uuid_line),
+    st.sampled_from(_GOOD_UUIDS).map(lambda u: uuid_line(u.upper(), b" \r\n")),
+    st.sampled_from(_GOOD_UUIDS).map(lambda u: uuid_line("{" + u + "}")),
+    st.sampled_from(_GOOD_UUIDS).map(lambda u: uuid_line(u[:-1])),
+    st.sampled_from(_GOOD_UUIDS).map(lambda u: uuid_line(u[-1] + u)),
+    st.sampled_from(_GOOD_UUIDS).map(
+        lambda u: b'\r{"n":1,\r"_meta":{"uuid":"' + u.encode() + b'"}}\n'
+    ),
+    st.sampled_from(
+        [b'{"A":1}\n', b"[1]\n", b"\n", b'{"_meta":{"uuid":7}}\n', b'{"_meta":{"u', b'{"x":"\r"}\n']
+    ),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(lines=st.lists(_json_lines, min_size=1, max_size=12))
+def test_whole_chunk_decoding_agrees_with_decoding_frame_by_frame(lines: list[bytes]) -> None:
+    """Whatever the lines (good UUIDs, non-canonical ones, strings that only
+    add up to UUIDs, carriage returns, no UUID, bad JSON, not objects), the
+    whole-chunk path yields the same envelopes and errors, at the same
+    offsets, as taking each frame alone."""
+    content = b"".join(lines)
+    framing = framing_by_content_type(JSON_LINES)
+    outputs = []
+    for message_type in (dict, FramePerFrame):
+        decoder = framing.decoder(spec(JSON_LINES), message_type, 11)
+        decoder.feed(11, content)
+        outputs.append(drain(decoder))
+    assert outputs[0] == outputs[1]
+
+
 def test_offset_jump_under_a_partial_frame_is_reported() -> None:
     """Content removed from the journal under a half-read frame cannot be
     framed: the fragment is reported, and reading goes on at the new offset."""
