@@ -25,11 +25,11 @@ from pathlib import Path
 
 from gazette_trio.broker.append_service import AppendService, open_append_service
 from gazette_trio.broker.journal_spec import new_journal_spec
-from gazette_trio.broker.labels import CONTENT_TYPE_RECOVERY_LOG
 from gazette_trio.broker.list_apply import apply_journals, upsert
 from gazette_trio.broker.local import LocalJournalClient
 from gazette_trio.broker.reader import read_journal
 from gazette_trio.broker.server import JournalServerCore, MemoryStorage
+from gazette_trio.protocol.labels import CONTENT_TYPE_RECOVERY_LOG
 from gazette_trio.protocol.recoverylog import FsmHints
 from gazette_trio.recoverylog.fsm import FSM
 from gazette_trio.recoverylog.player import Player

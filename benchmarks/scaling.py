@@ -43,9 +43,9 @@ import trio
 from gazette_trio import aio
 from gazette_trio.allocator import apply_shard_specs
 from gazette_trio.broker.journal_spec import new_journal_spec
-from gazette_trio.broker.labels import CONTENT_TYPE_RECOVERY_LOG
 from gazette_trio.etcd import GrpcEtcd
 from gazette_trio.protocol import consumer as pc
+from gazette_trio.protocol.labels import CONTENT_TYPE_RECOVERY_LOG
 
 from . import wordcount
 from .harness import Report

@@ -44,7 +44,6 @@ import trio
 from gazette_trio.allocator import apply_shard_specs
 from gazette_trio.broker.append_service import AppendService, open_append_service
 from gazette_trio.broker.journal_spec import new_journal_spec
-from gazette_trio.broker.labels import CONTENT_TYPE_RECOVERY_LOG
 from gazette_trio.broker.list_apply import apply_journals, upsert
 from gazette_trio.broker.local import LocalJournalClient
 from gazette_trio.broker.server import JournalServerCore, MemoryStorage
@@ -55,6 +54,7 @@ from gazette_trio.etcd import MemoryEtcd
 from gazette_trio.message import Publisher, fixed_mapping
 from gazette_trio.protocol import consumer as pc
 from gazette_trio.protocol import protocol as pb
+from gazette_trio.protocol.labels import CONTENT_TYPE_RECOVERY_LOG
 from gazette_trio.protocol.recoverylog import FsmHints
 from gazette_trio.recoverylog.author import new_author
 from gazette_trio.recoverylog.fsm import FSM

@@ -34,7 +34,6 @@ import trio
 
 from gazette_trio.broker.append_service import open_append_service
 from gazette_trio.broker.journal_spec import new_journal_spec
-from gazette_trio.broker.labels import CONTENT_TYPE_RECOVERY_LOG
 from gazette_trio.broker.list_apply import apply_journals, upsert
 from gazette_trio.broker.local import LocalJournalClient
 from gazette_trio.broker.server import JournalServerCore, MemoryStorage
@@ -42,6 +41,7 @@ from gazette_trio.broker.server.file_storage import FileStorage
 from gazette_trio.consumer.stores.sql import SQLStore
 from gazette_trio.consumer.stores.sqlite import SQLiteStore
 from gazette_trio.protocol import consumer as pc
+from gazette_trio.protocol.labels import CONTENT_TYPE_RECOVERY_LOG
 from gazette_trio.protocol.recoverylog import FsmHints
 from gazette_trio.recoverylog.author import new_author
 from gazette_trio.recoverylog.fsm import FSM

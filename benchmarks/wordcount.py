@@ -70,7 +70,6 @@ import orjson
 import trio
 
 from gazette_trio.broker.journal_spec import new_journal_spec
-from gazette_trio.broker.labels import CONTENT_TYPE_RECOVERY_LOG
 from gazette_trio.broker.list_apply import apply_journals, upsert
 from gazette_trio.broker.local import LocalJournalClient
 from gazette_trio.broker.server import JournalServerCore
@@ -85,6 +84,7 @@ from gazette_trio.message import (
 )
 from gazette_trio.protocol import consumer as pc
 from gazette_trio.protocol import protocol as pb
+from gazette_trio.protocol.labels import CONTENT_TYPE_RECOVERY_LOG
 
 WORDS = 10_000
 PRODUCERS = 4

@@ -42,10 +42,10 @@ import socket
 import time
 from typing import Any
 
-from gazette_trio.broker import labels
 from gazette_trio.consumer.stores import SQLiteStore
 from gazette_trio.message import Envelope, fixed_mapping
 from gazette_trio.opfuture import OpFuture
+from gazette_trio.protocol import labels
 from gazette_trio.protocol import protocol as pb
 
 log = logging.getLogger("stream_sum")

@@ -48,7 +48,6 @@ import trio
 from word_count_pb.word_count import QueryRequest, QueryResponse
 
 from gazette_trio import aio
-from gazette_trio.broker import labels
 from gazette_trio.broker.client import JournalClient
 from gazette_trio.consumer.member import Consumer
 from gazette_trio.consumer.service import ResolveError
@@ -56,6 +55,7 @@ from gazette_trio.consumer.shard import ShardStopped
 from gazette_trio.consumer.stores import SQLiteStore, StoreError
 from gazette_trio.message import Envelope, Mapping, Partitions, fixed_mapping, modulo_mapping
 from gazette_trio.protocol import consumer as pc
+from gazette_trio.protocol import labels
 from gazette_trio.protocol import protocol as pb
 
 log = logging.getLogger("word_count")

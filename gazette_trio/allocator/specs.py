@@ -10,7 +10,7 @@ errors. A failure raises `ValidationError` naming the field, e.g.
 This module owns those spec rules (the one ShardSpec validator: the Apply
 RPC and `consumer.shard_spec` use it too) and the two numbers the allocator
 takes from specs: a shard's desired replication and a member's shard limit.
-Token, path and label rules are `broker.validation`'s and `broker.labels`'s.
+Token, path and label rules are `protocol.validation`'s and `protocol.labels`'s.
 It does not decode etcd keys (see `model`).
 """
 
@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from ..broker import labels as lbl
-from ..broker.validation import (
+from ..protocol import consumer as pc
+from ..protocol import labels as lbl
+from ..protocol.validation import (
     PATH_SYMBOLS,
     TOKEN_SYMBOLS,
     ValidationError,
@@ -27,7 +28,6 @@ from ..broker.validation import (
     validate_journal_name,
     validate_token,
 )
-from ..protocol import consumer as pc
 
 MIN_SHARD_ID, MAX_SHARD_ID = 4, 512
 MIN_ZONE, MAX_ZONE = 1, 32

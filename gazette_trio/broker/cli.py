@@ -22,8 +22,9 @@ import click
 import trio
 
 from .. import aio
+from ..protocol import labels as L
 from ..protocol import protocol as pb
-from . import labels as L
+from ..protocol.validation import ValidationError
 from .appender import append
 from .client import JournalClient
 from .errors import JournalError
@@ -32,7 +33,6 @@ from .grpc_client import GrpcJournalClient
 from .journalspace import changes_from_yaml, dump_yaml, spec_to_dict, tree_from_journals
 from .list_apply import apply_journals, list_journals
 from .reader import open_reader
-from .validation import ValidationError
 
 T = TypeVar("T")
 

@@ -19,10 +19,10 @@ import datetime
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from ..protocol import labels as L
 from ..protocol import protocol as pb
-from . import labels as L
+from ..protocol.validation import ValidationError, validate_journal_name
 from .durations import format_duration as _go_duration
-from .validation import ValidationError, validate_journal_name
 
 MAX_REPLICATION = 5
 MIN_FRAGMENT_LEN = 1 << 10

@@ -41,11 +41,11 @@ from typing import Any
 
 import yaml
 
+from ..protocol import labels as L
 from ..protocol import protocol as pb
-from . import labels as L
+from ..protocol.validation import ValidationError
 from .durations import format_duration, parse_duration
 from .journal_spec import intersect_specs, subtract_specs, union_specs
-from .validation import ValidationError
 
 _SPEC_KEYS = ("name", "replication", "labels", "fragment", "flags", "max_append_rate")
 _NODE_KEYS = ("comment", "delete", "revision", "children")

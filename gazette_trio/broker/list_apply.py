@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from ..protocol import labels as L
 from ..protocol import protocol as pb
-from . import labels as L
 from .client import JournalClient
 from .errors import JournalError
 

@@ -35,15 +35,15 @@ from grpclib.const import Cardinality
 from .. import aio
 from ..allocator import ApplyConflict, apply_shard_specs
 from ..allocator.specs import validate_shard_id
-from ..broker import labels as lbl
 from ..broker.client import JournalClient
 from ..broker.list_apply import get_journal
-from ..broker.validation import ValidationError
 from ..etcd import Compare, Delete, Etcd
 from ..message import framing_by_content_type
 from ..message.framing import FramingError, content_type_of
 from ..protocol import consumer as pc
+from ..protocol import labels as lbl
 from ..protocol import protocol as pb
+from ..protocol.validation import ValidationError
 from ..recoverylog import fetch_hints
 from . import shard_spec
 from .service import ResolveError, Service

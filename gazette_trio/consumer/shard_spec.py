@@ -9,8 +9,8 @@ token (...)`), the names derived from it
 meta-labels, and union/intersect/subtract of two specs, which shardspace
 files use to factor out common defaults.
 
-Label and token rules themselves live in `gazette_trio.broker.validation`
-and `gazette_trio.broker.labels`.
+Label and token rules themselves live in `gazette_trio.protocol.validation`
+and `gazette_trio.protocol.labels`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import datetime
 from typing import Any
 
 from ..allocator.specs import validate_shard_spec
-from ..broker import labels as lbl
 from ..protocol import consumer as pc
+from ..protocol import labels as lbl
 from ..protocol import protocol as pb
 
 CONTENT_TYPE_RECOVERY_LOG = "application/x-gazette-recoverylog"

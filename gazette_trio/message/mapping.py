@@ -32,9 +32,9 @@ from typing import Any
 import trio
 
 from ..broker.client import JournalClient
-from ..broker.labels import format_selector, value_of
 from ..broker.list_apply import list_journals, selector_of
 from ..protocol import protocol as pb
+from ..protocol.labels import format_selector, value_of
 from .framing import CONTENT_TYPE
 
 __all__ = [

@@ -12,7 +12,9 @@ stale) and keep upstream's package names:
 - `gazette_trio.protocol.etcdserverpb`, `gazette_trio.protocol.mvccpb`: the
   subset of etcd's v3 API we speak.
 
-Hand-written helpers live beside them: `labels` (label sets and selectors as
-Gazette defines their matching) and `codec` (fast codecs for the few messages
-on hot paths).
+Hand-written helpers live beside them, shared by every layer above:
+`validation` (Gazette's token, path and journal-name rules and their
+`ValidationError`), `labels` (label sets and selectors as Gazette defines
+their matching) and `codec` (the grpclib codec with fast paths for the few
+messages on hot paths).
 """

@@ -41,11 +41,11 @@ from pathlib import Path
 
 import trio
 
-from ..broker import labels as L
 from ..broker.client import JournalClient
 from ..broker.errors import JournalError
 from ..broker.list_apply import get_journal
 from ..broker.reader import open_reader
+from ..protocol import labels as L
 from ..protocol import protocol as pb
 from ..protocol.recoverylog import FsmHints, RecordedOp, Segment
 from .author import AUTHOR_LABEL, fence

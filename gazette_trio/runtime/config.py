@@ -54,10 +54,10 @@ from pydantic import (
 from ..broker import journalspace
 from ..broker.durations import parse_duration
 from ..broker.journal_spec import new_journal_spec, union_specs, validate_journal_spec
-from ..broker.validation import TOKEN_SYMBOLS, validate_token
-from ..broker.validation import ValidationError as SpecValidationError
 from ..protocol import consumer as pc
 from ..protocol import protocol as pb
+from ..protocol.validation import TOKEN_SYMBOLS, validate_token
+from ..protocol.validation import ValidationError as SpecValidationError
 from .shardspace import DURATION_EXAMPLES, ShardSpace, SpecError, join_path
 
 __all__ = [

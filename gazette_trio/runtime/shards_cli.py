@@ -41,11 +41,11 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import aio
-from ..broker import labels as lbl
 from ..broker.grpc_client import GrpcJournalClient
-from ..broker.validation import ValidationError
 from ..protocol import consumer as pc
+from ..protocol import labels as lbl
 from ..protocol import protocol as pb
+from ..protocol.validation import ValidationError
 from ..recoverylog.segment import SegmentSet
 from .prune import (
     PruneError,

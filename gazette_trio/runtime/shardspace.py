@@ -42,12 +42,12 @@ from typing import Any
 
 import yaml
 
-from ..broker import labels as lbl
 from ..broker.durations import format_duration, parse_duration
-from ..broker.validation import ValidationError
 from ..consumer import shard_spec
 from ..protocol import consumer as pc
+from ..protocol import labels as lbl
 from ..protocol import protocol as pb
+from ..protocol.validation import ValidationError
 
 __all__ = ["SHARD_FIELDS", "ShardEntry", "ShardSpace", "SpecError", "join_path"]
 

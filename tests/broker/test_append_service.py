@@ -9,7 +9,6 @@ import trio
 import trio.testing
 
 from gazette_trio import aio
-from gazette_trio.broker import labels as L
 from gazette_trio.broker.append_service import (
     AppendService,
     AppendServiceClosed,
@@ -26,6 +25,7 @@ from gazette_trio.broker.local import LocalJournalClient
 from gazette_trio.broker.reader import Backoff, read_journal
 from gazette_trio.broker.server import Faults, JournalServerCore, MemoryStorage
 from gazette_trio.opfuture import OpFuture, wait_all
+from gazette_trio.protocol import labels as L
 from gazette_trio.protocol import protocol as pb
 
 from .conftest import Broker, ServerProcess

@@ -15,11 +15,11 @@ import pytest
 import trio
 
 from gazette_trio import aio
-from gazette_trio.broker import labels as L
 from gazette_trio.broker.errors import JournalError
 from gazette_trio.broker.fragments import sha1_digest
 from gazette_trio.broker.journal_spec import new_journal_spec
 from gazette_trio.broker.list_apply import apply_journals, delete, list_journals, upsert
+from gazette_trio.protocol import labels as L
 from gazette_trio.protocol import protocol as pb
 
 from .conftest import Broker

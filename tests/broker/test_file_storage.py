@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 from gazette_trio import aio
-from gazette_trio.broker import labels as L
 from gazette_trio.broker.appender import append
 from gazette_trio.broker.journal_spec import new_journal_spec
 from gazette_trio.broker.list_apply import apply_journals, delete, list_journals, upsert
 from gazette_trio.broker.local import LocalJournalClient
 from gazette_trio.broker.reader import read_journal
 from gazette_trio.broker.server import FileStorage, JournalServerCore, MemoryStorage
+from gazette_trio.protocol import labels as L
 from gazette_trio.protocol import protocol as pb
 
 

@@ -6,7 +6,6 @@ import datetime
 
 import pytest
 
-from gazette_trio.broker import labels as L
 from gazette_trio.broker.journal_spec import (
     intersect_specs,
     may_read,
@@ -22,8 +21,9 @@ from gazette_trio.broker.journalspace import (
     spec_from_dict,
     tree_from_journals,
 )
-from gazette_trio.broker.validation import ValidationError, validate_journal_name
+from gazette_trio.protocol import labels as L
 from gazette_trio.protocol import protocol as pb
+from gazette_trio.protocol.validation import ValidationError, validate_journal_name
 
 Flag = pb.JournalSpecFlag
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gazette_trio.broker import labels as L
-from gazette_trio.broker.validation import ValidationError
+from gazette_trio.protocol import labels as L
 from gazette_trio.protocol import protocol as pb
+from gazette_trio.protocol.validation import ValidationError
 
 
 def ls(*nv: str) -> pb.LabelSet:

@@ -37,7 +37,6 @@ import trio
 
 from gazette_trio.broker.append_service import open_append_service
 from gazette_trio.broker.journal_spec import new_journal_spec
-from gazette_trio.broker.labels import CONTENT_TYPE_RECOVERY_LOG
 from gazette_trio.broker.local import LocalJournalClient
 from gazette_trio.broker.reader import read_journal
 from gazette_trio.broker.server import JournalServerCore, MemoryStorage
@@ -48,6 +47,7 @@ from gazette_trio.consumer.stores.sqlite import SQLiteStore
 from gazette_trio.etcd import LeaseLost, LeaseNotFound, MemoryEtcd
 from gazette_trio.protocol import consumer as pc
 from gazette_trio.protocol import protocol as pb
+from gazette_trio.protocol.labels import CONTENT_TYPE_RECOVERY_LOG
 from gazette_trio.protocol.recoverylog import FsmHints
 from gazette_trio.recoverylog.player import Player
 from gazette_trio.recoverylog.stream import LogDecoder, OpRead

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from grpclib.const import Cardinality
 
 from gazette_trio import aio
-from gazette_trio.broker import labels as lbl
 from gazette_trio.protocol import consumer as pc
+from gazette_trio.protocol import labels as lbl
 from gazette_trio.protocol import protocol as pb
 
 

@@ -26,8 +26,8 @@ import trio
 from click.testing import CliRunner, Result
 
 from gazette_trio import aio
-from gazette_trio.broker import labels as lbl
 from gazette_trio.protocol import consumer as pc
+from gazette_trio.protocol import labels as lbl
 from gazette_trio.protocol import protocol as pb
 from gazette_trio.runtime.shards_cli import shards
 

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gazette_trio.broker import labels as lbl
 from gazette_trio.protocol import consumer as pc
+from gazette_trio.protocol import labels as lbl
 from gazette_trio.protocol import protocol as pb
 from gazette_trio.runtime.shardspace import ShardEntry, ShardSpace, SpecError
 

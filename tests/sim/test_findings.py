@@ -21,7 +21,6 @@ from gazette_trio import aio
 from gazette_trio.broker.append_service import AppendService
 from gazette_trio.broker.errors import JournalError
 from gazette_trio.broker.journal_spec import new_journal_spec
-from gazette_trio.broker.labels import CONTENT_TYPE_RECOVERY_LOG
 from gazette_trio.broker.list_apply import apply_journals, upsert
 from gazette_trio.broker.local import LocalJournalClient
 from gazette_trio.broker.server import Faults, JournalServerCore, MemoryStorage
@@ -31,6 +30,7 @@ from gazette_trio.etcd.types import Unavailable
 from gazette_trio.opfuture import OpFuture
 from gazette_trio.protocol import consumer as pc
 from gazette_trio.protocol import protocol as pb
+from gazette_trio.protocol.labels import CONTENT_TYPE_RECOVERY_LOG
 from gazette_trio.protocol.recoverylog import FsmHints
 from gazette_trio.recoverylog import FSM, Player, open_recorder
 from gazette_trio.testing.cluster import open_cluster

@@ -25,10 +25,10 @@ from gazette_trio import aio
 from gazette_trio.broker.append_service import open_append_service
 from gazette_trio.broker.grpc_client import GrpcJournalClient
 from gazette_trio.broker.journal_spec import new_journal_spec
-from gazette_trio.broker.labels import CONTENT_TYPE_RECOVERY_LOG
 from gazette_trio.broker.list_apply import apply_journals, upsert
 from gazette_trio.consumer.stores.json_file import JSONFileStore
 from gazette_trio.consumer.stores.sqlite import SQLiteStore
+from gazette_trio.protocol.labels import CONTENT_TYPE_RECOVERY_LOG
 from gazette_trio.protocol.recoverylog import FsmHints
 from gazette_trio.recoverylog.author import new_author
 from gazette_trio.recoverylog.player import Player

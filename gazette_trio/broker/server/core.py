@@ -46,11 +46,11 @@ from typing import Any
 import trio
 
 from ... import aio
+from ...protocol import labels as L
 from ...protocol import protocol as pb
-from .. import labels as L
+from ...protocol.validation import ValidationError, split_meta
 from ..fragments import sha1_sum
 from ..journal_spec import may_read, may_write
-from ..validation import ValidationError, split_meta
 from . import requests as R
 from .faults import Faults
 from .storage import FragmentFile, MemoryStorage, RecoveredJournal, SpecRecord, Storage

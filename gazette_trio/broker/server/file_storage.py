@@ -44,8 +44,8 @@ from urllib.parse import quote, unquote
 import trio
 
 from ...protocol import protocol as pb
+from ...protocol.validation import ValidationError
 from ..fragments import content_name
-from ..validation import ValidationError
 from .storage import FragmentFile, Recovered, RecoveredJournal, SpecRecord
 
 log = logging.getLogger(__name__)

@@ -13,10 +13,10 @@ This module owns those checks, one pure function per request type, raising
 
 from __future__ import annotations
 
+from ...protocol import labels as L
 from ...protocol import protocol as pb
-from .. import labels as L
+from ...protocol.validation import ValidationError, validate_journal_name
 from ..journal_spec import validate_journal_spec
-from ..validation import ValidationError, validate_journal_name
 
 
 def _journal(journal: str) -> None:

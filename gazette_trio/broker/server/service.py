@@ -18,8 +18,8 @@ from grpclib.const import Cardinality
 
 from ... import aio
 from ...protocol import protocol as pb
+from ...protocol.validation import ValidationError
 from .. import fast_codec  # noqa: F401  (registers the content codecs)
-from ..validation import ValidationError
 from .core import JournalServerCore
 from .requests import validate_append_chunk
 

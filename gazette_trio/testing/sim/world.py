@@ -44,7 +44,6 @@ import trio.testing
 
 from ...allocator import apply_shard_specs
 from ...broker import LocalJournalClient
-from ...broker import labels as L
 from ...broker.append_service import AppendService
 from ...broker.journal_spec import new_journal_spec
 from ...broker.list_apply import apply_journals, upsert
@@ -54,6 +53,7 @@ from ...consumer.shard import LocalShard, ShardObserver
 from ...consumer.shard_spec import recovery_log
 from ...etcd import EtcdError, MemoryEtcd
 from ...protocol import consumer as pc
+from ...protocol import labels as L
 from ...recoverylog import Player, fetch_hints, new_author
 from .app import CheckedStore, Summer, sums_journal
 from .barriers import Barriers

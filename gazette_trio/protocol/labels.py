@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from ..protocol import protocol as pb
+from . import protocol as pb
 from .validation import TOKEN_SYMBOLS, ValidationError, validate_token
 
 MIN_LABEL_LEN = 2
