@@ -33,7 +33,7 @@ class GazetteCodec(CodecBase):  # type: ignore[misc]
 
     __content_subtype__ = "proto"
 
-    def encode(self, message: Any, message_type: type) -> bytes:
+    def encode(self, message: Any, message_type: Any) -> bytes:
         if not isinstance(message, message_type):
             raise TypeError(f"message must be of type {message_type!r}, not {type(message)!r}")
         fast = _FAST.get(message_type)
