@@ -22,7 +22,6 @@ not parse. The line is consumed, so decoding again continues with the next.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import partial
 from itertools import accumulate, islice, repeat
 from operator import itemgetter
 from typing import Any
@@ -39,7 +38,6 @@ __all__ = ["JSONDecoder", "JSONFraming"]
 _loads = orjson.loads
 _DecodeError = orjson.JSONDecodeError
 _plus_one = (1).__add__
-_new_envelope = partial(tuple.__new__, Envelope)
 
 
 class JSONFraming:
@@ -120,16 +118,14 @@ class JSONDecoder(FrameDecoder):
         offsets = list(accumulate(lengths, initial=base))
         return list(
             map(
-                _new_envelope,
-                zip(
-                    repeat(self.spec),
-                    offsets,
-                    islice(offsets, 1, None),
-                    messages,
-                    producers,
-                    clocks,
-                    flags,
-                ),
+                Envelope,
+                repeat(self.spec),
+                offsets,
+                islice(offsets, 1, None),
+                messages,
+                producers,
+                clocks,
+                flags,
             )
         )
 

@@ -25,6 +25,8 @@ An `Envelope` is a decoded message with where it came from: the journal's
 spec and the [begin, end) byte offsets of its frame. It also carries the
 producer, clock and flags of the message's UUID as decoded, so sequencing
 does not depend on the application leaving the message's UUID alone.
+Envelopes are immutable `msgspec.Struct`s, not tuples: the framings build
+one per message, and a Struct costs about half of a NamedTuple to build.
 
 This module owns these contracts; reading and writing frames belong to the
 framing modules, and ordering to `sequencer`.
@@ -33,7 +35,9 @@ framing modules, and ordering to `sequencer`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import msgspec
 
 from ..protocol import protocol as pb
 from .uuids import ACK_TXN, UUID, ProducerID, fields_of, fields_of_string
@@ -70,11 +74,12 @@ class Message(Protocol):
         ...
 
 
-class Envelope(NamedTuple):
+class Envelope(msgspec.Struct, frozen=True):
     """A message read from a journal, with its place there.
 
     `producer`, `clock` and `flags` are the fields of the message's UUID as
     it was decoded (a message without a UUID has the zero producer and clock).
+    Fields are positional in this order, and immutable.
     """
 
     journal: pb.JournalSpec

@@ -185,7 +185,8 @@ class Sequencer:
         producers: dict[bytes, _Producer] = {}
         p = _Producer(0)
         for env in envelopes:
-            spec, begin, _, _, producer, clock, flags = env
+            spec = env.journal
+            clock = env.clock
             if not clock:
                 append(env)  # No UUID: committed, and never a duplicate.
                 continue
@@ -195,16 +196,18 @@ class Sequencer:
                 producers = journals.get(spec.name)  # type: ignore[assignment]
                 if producers is None:
                     producers = journals[spec.name] = {}
+            producer = env.producer
             if producer != last_producer:
                 last_producer = producer
                 p = producers.get(producer)  # type: ignore[assignment]
                 if p is None:
                     p = producers[producer] = _Producer(clock - 1)
 
+            flags = env.flags
             if flags == CONTINUE_TXN:
                 if clock > p.max_clock:  # max_clock >= last_ack always.
                     if p.begin < 0:
-                        p.begin = begin
+                        p.begin = env.begin
                     p.buffer.append(env)
                     p.max_clock = clock
                     buffered += 1
@@ -232,16 +235,16 @@ class Sequencer:
                     continue
                 if p.begin < 0:
                     append(env)
-                elif buf and buf[0][1] == p.begin:
+                elif buf and buf[0].begin == p.begin:
                     if p.max_clock <= clock:
                         out.extend(buf)
                     else:
-                        out.extend(e for e in buf if e[5] <= clock)
+                        out.extend(e for e in buf if e.clock <= clock)
                     append(env)
                 else:
-                    tail = [e for e in buf if e[5] <= clock]
+                    tail = [e for e in buf if e.clock <= clock]
                     tail.append(env)
-                    end = buf[0][1] if buf else begin
+                    end = buf[0].begin if buf else env.begin
                     append(Replay(spec.name, p.begin, end, producer, p.last_ack, clock, tail))
                     self.replays += 1
                 buffered -= len(buf)
