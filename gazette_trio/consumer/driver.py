@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 import trio
 
+from ..message.frames import Committed
 from ..opfuture import OpFuture
 from ..protocol import consumer as pc
 from ..protocol import protocol as pb
@@ -221,15 +222,17 @@ async def run_transactions(
                     await begin_finisher.begin_txn(shard, store)
                 # An ACK commits what came before it; it carries nothing for
                 # the application (Gazette hands it over; we don't).
-                if batch_consumer is not None:
+                if isinstance(committed, Committed):
+                    envelopes = committed.content()
+                else:
                     envelopes = [e for e in committed if not getattr(e, "is_ack", False)]
+                if batch_consumer is not None:
                     if envelopes:
                         await batch_consumer.consume_messages(shard, store, envelopes, publisher)
                     continue
                 consume = app.consume_message
-                for envelope in committed:
-                    if not getattr(envelope, "is_ack", False):
-                        await consume(shard, store, envelope, publisher)
+                for envelope in envelopes:
+                    await consume(shard, store, envelope, publisher)
                 continue
 
             if step is Step.COMMIT:

@@ -2,12 +2,12 @@
 
 A primary shard reads each source journal read-uncommitted, from the
 checkpoint's offset (never below the source's `min_offset`), one reader task
-per journal, and sends batches of envelopes (`SourceBatch`: one journal's,
-knowing where they end) into the shard's event channel.
+per journal, and sends batches of decoded frames (`SourceBatch`: one
+journal's, knowing where they end) into the shard's event channel.
 The transaction driver hands each batch to `SequencedIntake.committed`,
 which runs it through the shard's `Sequencer` (re-reading journals when a
-transaction outgrew its buffer) and returns the committed envelopes, in
-order. The intake also tracks read-through offsets, and builds the
+transaction outgrew its buffer) and returns the committed messages, in
+order (a `Committed`: envelopes are built for what the application sees). The intake also tracks read-through offsets, and builds the
 checkpoint's sources (offsets plus producer states).
 
 A reader that meets bad input (a malformed frame) sends `ReadFailed` with
@@ -28,6 +28,7 @@ import trio
 
 from ..broker.client import JournalClient
 from ..message import Envelope, Sequencer, open_uncommitted, sequence
+from ..message.frames import Committed, Frames
 from ..message.reader import fetch_spec
 from ..protocol import consumer as pc
 from ..protocol import protocol as pb
@@ -44,17 +45,20 @@ class SourceError(Exception):
     """Reading a source journal failed; the message names journal and offset."""
 
 
-class SourceBatch(list[Envelope]):
-    """Envelopes read from one source journal, in order, knowing where they
+class SourceBatch:
+    """Frames read from one source journal, in order, knowing where they
     end: the intake advances the journal's read-through once per batch
     rather than once per message."""
 
-    __slots__ = ("end", "journal")
+    __slots__ = ("end", "frames", "journal")
 
-    def __init__(self, journal: str, envelopes: Sequence[Envelope]) -> None:
-        super().__init__(envelopes)
+    def __init__(self, journal: str, frames: Frames) -> None:
         self.journal = journal
-        self.end = envelopes[-1].end
+        self.frames = frames
+        self.end = frames.end
+
+    def __len__(self) -> int:
+        return len(self.frames)
 
 
 class SequencedIntake:
@@ -75,12 +79,12 @@ class SequencedIntake:
         # began after it began in the current consumer transaction.
         self._since = dict(read_through)
 
-    async def committed(self, batch: Sequence[Envelope]) -> Sequence[Envelope]:
+    async def committed(self, batch: SourceBatch | Sequence[Envelope]) -> Committed:
         if isinstance(batch, SourceBatch):
             self.read_through[batch.journal] = batch.end
-        else:
-            for envelope in batch:
-                self.read_through[envelope.journal.name] = envelope.end
+            return await sequence(self.sequencer, batch.frames, self._client, self._message_type_of)
+        for envelope in batch:
+            self.read_through[envelope.journal.name] = envelope.end
         return await sequence(self.sequencer, batch, self._client, self._message_type_of)
 
     def has_pending(self) -> bool:
@@ -120,8 +124,8 @@ async def read_source(
                 client, spec, message_type_of(spec), offset=offset
             ) as reader:
                 while True:
-                    batch = await reader.next_batch()
-                    await events.send(SourceBatch(journal, batch))
+                    frames = await reader.next_frames()
+                    await events.send(SourceBatch(journal, frames))
         except trio.Cancelled:
             raise
         except StopAsyncIteration:

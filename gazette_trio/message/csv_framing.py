@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..protocol import protocol as pb
+from .frames import Frames
 from .framing import CSV, FrameDecoder, FramingError, register_framing
 from .message import Envelope
 from .uuids import fields_of
@@ -61,7 +62,9 @@ class CSVDecoder(FrameDecoder):
         super().__init__(spec, message_type, offset)
         self._width: int | None = None
 
-    def _decode(self, data: bytes, base: int) -> tuple[list[Envelope], int, FramingError | None]:
+    def _decode(
+        self, data: bytes, base: int
+    ) -> tuple[Frames | list[Envelope], int, FramingError | None]:
         envelopes: list[Envelope] = []
         spec = self.spec
         start = 0

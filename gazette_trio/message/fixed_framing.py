@@ -19,6 +19,7 @@ import struct
 from typing import Any
 
 from ..protocol import protocol as pb
+from .frames import Frames
 from .framing import PROTO_FIXED, DesyncError, FrameDecoder, FramingError, register_framing
 from .message import Envelope
 from .uuids import fields_of
@@ -54,7 +55,9 @@ class FixedFraming:
 
 
 class FixedDecoder(FrameDecoder):
-    def _decode(self, data: bytes, base: int) -> tuple[list[Envelope], int, FramingError | None]:
+    def _decode(
+        self, data: bytes, base: int
+    ) -> tuple[Frames | list[Envelope], int, FramingError | None]:
         envelopes: list[Envelope] = []
         spec = self.spec
         parse = self.message_type.parse

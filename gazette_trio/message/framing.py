@@ -10,8 +10,9 @@ A journal names its framing with its `content-type` label, as in Gazette:
 
 A `Framing` marshals one message into one frame, and makes a `FrameDecoder`
 for reading a journal. The decoder is a pure, incremental parser: it is fed
-chunks of journal content at their offsets and hands back envelopes with the
-exact [begin, end) offsets of each frame. It keeps a trailing partial frame
+chunks of journal content at their offsets and hands back `Frames` (the
+messages, the exact [begin, end) offsets of each frame and their UUID
+fields, as columns; envelopes on request). It keeps a trailing partial frame
 for the next chunk, and notices offset jumps. Bad input is never skipped in
 silence: decoding stops at it and returns a `FramingError` naming the journal
 and offset beside the envelopes decoded before it; decoding again continues
@@ -28,6 +29,7 @@ from abc import ABC, abstractmethod
 from typing import Any, NamedTuple, Protocol
 
 from ..protocol import protocol as pb
+from .frames import Frames
 from .message import Envelope
 
 __all__ = [
@@ -77,11 +79,16 @@ class DesyncError(FramingError):
 
 
 class Decoded(NamedTuple):
-    """What one `FrameDecoder.decode` call produced: envelopes in journal
+    """What one `FrameDecoder.decode` call produced: frames in journal
     order, then possibly the error that stopped it."""
 
-    envelopes: list[Envelope]
+    frames: Frames
     error: FramingError | None
+
+    @property
+    def envelopes(self) -> list[Envelope]:
+        """The frames as envelopes."""
+        return self.frames.envelopes()
 
 
 class FrameDecoder(ABC):
@@ -135,14 +142,15 @@ class FrameDecoder(ABC):
     def decode(self) -> Decoded:
         if self._pending is not None:
             pending, self._pending = self._pending, None
-            return Decoded([], pending)
+            return Decoded(Frames.empty(self.spec), pending)
         if not self._buffer:
-            return Decoded([], None)
-        envelopes, consumed, error = self._decode(self._buffer, self._offset)
+            return Decoded(Frames.empty(self.spec), None)
+        decoded, consumed, error = self._decode(self._buffer, self._offset)
         if consumed:
             self._buffer = self._buffer[consumed:]
             self._offset += consumed
-        return Decoded(envelopes, error)
+        frames = decoded if isinstance(decoded, Frames) else Frames.of_envelopes(self.spec, decoded)
+        return Decoded(frames, error)
 
     def finish(self) -> FramingError | None:
         """At the end of a read: an error if a partial frame remains."""
@@ -158,10 +166,13 @@ class FrameDecoder(ABC):
         )
 
     @abstractmethod
-    def _decode(self, data: bytes, base: int) -> tuple[list[Envelope], int, FramingError | None]:
+    def _decode(
+        self, data: bytes, base: int
+    ) -> tuple[Frames | list[Envelope], int, FramingError | None]:
         """Decode complete frames of `data` (at journal offset `base`): the
-        envelopes, how many bytes were consumed (frames, and any bad region
-        skipped), and the error that stopped decoding, if any."""
+        frames (as `Frames`, or as envelopes), how many bytes were consumed
+        (frames, and any bad region skipped), and the error that stopped
+        decoding, if any."""
 
 
 class Framing(Protocol):

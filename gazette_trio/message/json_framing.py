@@ -13,8 +13,8 @@ serialize) and a classmethod `from_json(doc)`. Plain `dict`s are messages
 too, with their UUID at `_meta.uuid`: decoding them costs the least.
 `dict` and `JSONMessage` subclasses take a faster path: a whole chunk's
 lines are decoded, wrapped and their UUID strings parsed in bulk
-(`uuids.fields_of_strings`), with per-frame work done in C wherever Python
-lets it; if any frame of the chunk is bad, the chunk is decoded again frame
+(`uuids.fields_of_strings`) into `Frames` columns, with per-frame work done
+in C wherever Python lets it, and no envelope built; if any frame of the chunk is bad, the chunk is decoded again frame
 by frame to name it (the tests hold the two paths to the same output).
 
 Bad input is a `FramingError` at the offset of the offending line: a line
@@ -24,8 +24,6 @@ not parse. The line is consumed, so decoding again continues with the next.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from itertools import accumulate, islice, repeat
 from operator import itemgetter
 from typing import Any
 
@@ -33,6 +31,7 @@ import msgspec
 import orjson
 
 from ..protocol import protocol as pb
+from .frames import Frames
 from .framing import JSON_LINES, FrameDecoder, FramingError, register_framing
 from .message import JSON_UUID_PATH, Envelope, JSONMessage
 from .uuids import fields_of, fields_of_string, fields_of_strings
@@ -40,8 +39,8 @@ from .uuids import fields_of, fields_of_string, fields_of_strings
 __all__ = ["JSONDecoder", "JSONFraming"]
 
 _loads = msgspec.json.Decoder().decode
-_DecodeError = msgspec.DecodeError
 _plus_one = (1).__add__
+_DecodeError = msgspec.DecodeError
 
 
 class JSONFraming:
@@ -75,7 +74,9 @@ class JSONDecoder(FrameDecoder):
         self._path = path
         self._getters = [itemgetter(key) for key in path]
 
-    def _decode(self, data: bytes, base: int) -> tuple[list[Envelope], int, FramingError | None]:
+    def _decode(
+        self, data: bytes, base: int
+    ) -> tuple[Frames | list[Envelope], int, FramingError | None]:
         consumed = data.rfind(b"\n") + 1  # What follows is an incomplete frame.
         if not consumed:
             return [], 0, None
@@ -86,22 +87,22 @@ class JSONDecoder(FrameDecoder):
                 lines = data.splitlines(True)
                 if consumed < len(data):
                     lines.pop()
-                lengths: Iterable[int] = map(len, lines)
+                lengths = list(map(len, lines))
             else:
                 lines = data[:consumed].split(b"\n")
                 lines.pop()
-                lengths = map(_plus_one, map(len, lines))
+                lengths = list(map(_plus_one, map(len, lines)))
             try:
-                envelopes = self._bulk_decode(lines, lengths, base)
+                frames = self._bulk_decode(lines, lengths, base)
             except (_DecodeError, KeyError, TypeError, ValueError):
                 pass  # Some frame is bad, or lacks a UUID: find out which, one by one.
             else:
-                return envelopes, consumed, None
+                return frames, consumed, None
         lines = data[:consumed].split(b"\n")
         lines.pop()
         return self._decode_each(lines, base)
 
-    def _bulk_decode(self, lines: list[bytes], lengths: Iterable[int], base: int) -> list[Envelope]:
+    def _bulk_decode(self, lines: list[bytes], lengths: list[int], base: int) -> Frames:
         docs = list(map(_loads, lines))
         if self._getters:
             # Looking up the UUID's path raises TypeError at any document
@@ -119,19 +120,7 @@ class JSONDecoder(FrameDecoder):
             raise ValueError("a UUID is not canonical")
         messages = docs if self._raw else list(map(self.message_type, docs))
         producers, clocks, flags = fields
-        offsets = list(accumulate(lengths, initial=base))
-        return list(
-            map(
-                Envelope,
-                repeat(self.spec),
-                offsets,
-                islice(offsets, 1, None),
-                messages,
-                producers,
-                clocks,
-                flags,
-            )
-        )
+        return Frames.of_lengths(self.spec, base, lengths, messages, producers, clocks, flags)
 
     def _decode_each(
         self, lines: list[bytes], base: int

@@ -10,14 +10,16 @@ the journal) are followed; a frame cut by one is an error.
 `Sequencer`: only committed messages come out, each once, with transactions
 that outgrew the sequencer's buffer re-read from the journal (`replay`).
 
-Both return batches (`next_batch`), which is how the consumer runtime takes
-them, or single envelopes (`async for`). A `FramingError` raised by
+Both return batches (`next_batch`; `next_frames` for the uncommitted reader,
+which is how the consumer runtime takes them), or single envelopes (`async
+for`). A committed batch is a `Committed`: a sequence of envelopes, built on
+first use, whose `messages()` hands out the decoded messages without them. A `FramingError` raised by
 `next_batch` leaves the reader usable: calling it again continues after the
 bad input (after a fixed-framing de-synchronization, at the next frame).
 
 `sequence` is the piece the consumer runtime drives for several journals
-with one sequencer: queue read-uncommitted envelopes, fulfil any replays,
-return the committed envelopes in order.
+with one sequencer: queue read-uncommitted frames, fulfil any replays,
+return the committed messages in order.
 
 This module owns the glue between chunks, decoders, the sequencer and
 replays; the read loop itself (retries, jumps) is the broker reader's.
@@ -35,6 +37,7 @@ from ..broker.list_apply import get_journal
 from ..broker.reader import JournalReader, open_reader
 from ..protocol import consumer as pc
 from ..protocol import protocol as pb
+from .frames import Committed, Frames, Span
 from .framing import FrameDecoder, FramingError, framing_for
 from .message import Envelope
 from .sequencer import Replay, Sequencer
@@ -75,7 +78,12 @@ class UncommittedReader:
         return self._decoder.offset
 
     async def next_batch(self) -> list[Envelope]:
-        """The envelopes of the next chunk(s) read: never empty.
+        """The envelopes of the next chunk(s) read: never empty. See `next_frames`."""
+        frames = await self.next_frames()
+        return frames.envelopes()
+
+    async def next_frames(self) -> Frames:
+        """The frames of the next chunk(s) read: never empty.
 
         Raises StopAsyncIteration at the end of the read (a non-blocking
         read at the write head, or `end_offset`), and `FramingError` on bad
@@ -85,16 +93,16 @@ class UncommittedReader:
             if self._held is not None:
                 held, self._held = self._held, None
                 raise held
-            decoded = self._decoder.decode()
-            if decoded.error is not None:
-                if decoded.envelopes:
+            frames, error = self._decoder.decode()
+            if error is not None:
+                if len(frames):
                     # Deliver what preceded the error first; the error was
                     # consumed from the decoder, so hold it for the next call.
-                    self._held = decoded.error
-                    return decoded.envelopes
-                raise decoded.error
-            if decoded.envelopes:
-                return decoded.envelopes
+                    self._held = error
+                    return frames
+                raise error
+            if len(frames):
+                return frames
             if self._done:
                 raise StopAsyncIteration
             try:
@@ -160,26 +168,38 @@ async def replay(
 
 async def sequence(
     sequencer: Sequencer,
-    envelopes: Iterable[Envelope],
+    batch: Frames | Iterable[Envelope],
     client: JournalClient,
     message_type_of: Callable[[pb.JournalSpec], Any],
-) -> list[Envelope]:
-    """Queue read-uncommitted `envelopes` and return the committed ones, in
-    order, re-reading journals for transactions that outgrew the buffer.
-    `message_type_of(spec)` names the message type to decode a journal with."""
+) -> Committed:
+    """Queue read-uncommitted frames (or envelopes) and return the committed
+    messages, in order, re-reading journals for transactions that outgrew
+    the buffer. `message_type_of(spec)` names the message type to decode a
+    journal with."""
     replays = sequencer.replays
-    committed = sequencer.queue_uncommitted(envelopes)
-    if sequencer.replays == replays:
-        # Envelopes only, as almost always: no per-message pass to copy them.
-        return cast(list[Envelope], committed)
-    out: list[Envelope] = []
-    for item in committed:
+    if isinstance(batch, Frames):
+        spans = sequencer.queue_frames(batch)
+        if sequencer.replays == replays:
+            return Committed(cast(list[Span], spans))  # Spans only, as almost always.
+        items: list[Any] = spans
+    else:
+        items = sequencer.queue_uncommitted(batch)
+    out: list[Span] = []
+    envelopes: list[Envelope] = []
+    for item in items:
         if isinstance(item, Replay):
             spec = item.tail[-1].journal  # The ACK that committed it.
-            out.extend(await replay(client, item, spec, message_type_of(spec)))
+            envelopes += await replay(client, item, spec, message_type_of(spec))
+        elif isinstance(item, Envelope):
+            envelopes.append(item)
         else:
+            if envelopes:
+                out += Committed.of_envelopes(envelopes).spans
+                envelopes = []
             out.append(item)
-    return out
+    if envelopes:
+        out += Committed.of_envelopes(envelopes).spans
+    return Committed(out)
 
 
 class CommittedReader:
@@ -203,14 +223,16 @@ class CommittedReader:
     def spec(self) -> pb.JournalSpec:
         return self.uncommitted.spec
 
-    async def next_batch(self) -> list[Envelope]:
-        """The next committed envelopes (never empty); StopAsyncIteration at
-        the end of the read; FramingError on bad input (see UncommittedReader)."""
+    async def next_batch(self) -> Committed:
+        """The next committed messages (never empty), as a sequence of
+        envelopes whose `messages()` skips building them; StopAsyncIteration
+        at the end of the read; FramingError on bad input (see
+        UncommittedReader)."""
         while True:
-            batch = await self.uncommitted.next_batch()
-            self.read_through = batch[-1].end
+            frames = await self.uncommitted.next_frames()
+            self.read_through = frames.end
             committed = await sequence(
-                self.sequencer, batch, self._client, lambda spec: self._message_type
+                self.sequencer, frames, self._client, lambda spec: self._message_type
             )
             if committed:
                 return committed

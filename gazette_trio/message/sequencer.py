@@ -37,10 +37,12 @@ reads journals, feeds `queue_uncommitted`, fulfils `Replay`s and checkpoints.
 from __future__ import annotations
 
 import logging
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ..protocol import consumer as pc
+from .frames import Frames, Span, run_starts
 from .message import Envelope
 from .uuids import ACK_TXN, CONTINUE_TXN, OUTSIDE_TXN, flags_name
 
@@ -129,17 +131,34 @@ class Replay:
 class _Producer:
     """A producer's sequence in one journal."""
 
-    __slots__ = ("begin", "buffer", "last_ack", "max_clock")
+    __slots__ = ("begin", "buffer", "last_ack", "max_clock", "producer")
 
-    def __init__(self, last_ack: int, begin: int = -1) -> None:
+    def __init__(self, last_ack: int, begin: int = -1, producer: bytes = b"") -> None:
+        self.producer = producer
         self.last_ack = last_ack  # Exclusive lower bound of uncommitted clocks.
         self.max_clock = last_ack  # Largest clock in the open transaction.
-        self.begin = begin  # Offset opening the open transaction, or -1.
-        self.buffer: list[Envelope] = []  # Its newest messages (all, unless dropped).
+        # Where the open transaction began, or -1: an offset (restored from a
+        # checkpoint), or the frame that opened it, whose offset is worked
+        # out only if a checkpoint or a replay needs it (see `_offset`).
+        self.begin: _Begin = begin if begin >= 0 else -1
+        self.buffer: list[Span] = []  # Its newest messages (all, unless dropped).
+
+    @property
+    def count(self) -> int:
+        """Messages in `buffer`."""
+        return sum([stop - start for _, start, stop in self.buffer])
+
+    def reset(self, clock: int) -> int:
+        """Close the open transaction at `clock`; returns the messages dropped from the buffer."""
+        dropped = self.count if self.buffer else 0
+        self.buffer = []
+        self.last_ack = self.max_clock = clock
+        self.begin = -1
+        return dropped
 
 
 class Sequencer:
-    """Sequences read-uncommitted envelopes of any number of journals."""
+    """Sequences read-uncommitted messages of any number of journals."""
 
     def __init__(
         self,
@@ -153,11 +172,11 @@ class Sequencer:
         self._buffered = 0
         self.replays = 0
         """`Replay`s returned so far: a caller that sees it unchanged across
-        `queue_uncommitted` knows the output holds envelopes only."""
+        `queue_frames` knows the output holds spans only."""
         self._journals: dict[str, dict[bytes, _Producer]] = {}
         for state in states:
             producers = self._journals.setdefault(state.journal, {})
-            producers[state.producer] = _Producer(state.last_ack, state.begin)
+            producers[state.producer] = _Producer(state.last_ack, state.begin, state.producer)
 
     @classmethod
     def from_checkpoint(
@@ -168,112 +187,168 @@ class Sequencer:
 
     @property
     def buffered(self) -> int:
-        """Envelopes of open transactions held in memory."""
+        """Messages of open transactions held in memory."""
         return self._buffered
 
     def queue_uncommitted(self, envelopes: Iterable[Envelope]) -> list[Envelope | Replay]:
         """Take read-uncommitted envelopes, in read order; return what they
         committed, in commit order: envelopes, and `Replay`s standing for
-        committed transactions that must be re-read from the journal."""
+        committed transactions that must be re-read from the journal.
+
+        The envelope form of `queue_frames`, for envelopes of any journals."""
+        envs = list(envelopes)
         out: list[Envelope | Replay] = []
-        append = out.append
-        journals = self._journals
+        i = 0
+        while i < len(envs):
+            name = envs[i].journal.name
+            j = i + 1
+            while j < len(envs) and envs[j].journal.name == name:
+                j += 1
+            for item in self.queue_frames(Frames.of_envelopes(envs[i].journal, envs[i:j])):
+                if isinstance(item, Replay):
+                    out.append(item)
+                else:
+                    frames, start, stop = item
+                    out += frames.envelopes(start, stop)
+            i = j
+        return out
+
+    def queue_frames(self, frames: Frames) -> list[Span | Replay]:
+        """Take one journal's read-uncommitted frames, in read order; return
+        what they committed, in commit order: spans of these or earlier
+        frames, and `Replay`s for transactions to re-read from the journal.
+
+        Frames are taken a run at a time (see `frames.run_starts`): a run of
+        one producer's messages with one flag and rising clocks moves in one
+        step, and the per-message rules above come out the same: a run's
+        duplicates are the prefix at or below the producer's clock.
+        """
+        out: list[Span | Replay] = []
+        n = len(frames)
+        if not n:
+            return out
+        clocks = frames.clocks
+        journal = frames.journal.name
+        producers = self._journals.get(journal)
+        if producers is None:
+            producers = self._journals[journal] = {}
         buffered = self._buffered
         limit = self._limit
-        last_spec = None
-        last_producer = None
-        producers: dict[bytes, _Producer] = {}
+        producers_of = frames.producers
+        flags_of = frames.flags
+        starts = run_starts(producers_of, clocks, flags_of)
+        stops = starts[1:]
+        stops.append(n)
         p = _Producer(0)
-        for env in envelopes:
-            spec = env.journal
-            clock = env.clock
-            if not clock:
-                append(env)  # No UUID: committed, and never a duplicate.
+        for start, stop in zip(starts, stops, strict=True):
+            first = clocks[start]
+            if not first:
+                out.append((frames, start, stop))  # No UUID: committed, never a duplicate.
                 continue
-            if spec is not last_spec:
-                last_spec = spec
-                last_producer = None
-                producers = journals.get(spec.name)  # type: ignore[assignment]
-                if producers is None:
-                    producers = journals[spec.name] = {}
-            producer = env.producer
-            if producer != last_producer:
-                last_producer = producer
-                p = producers.get(producer)  # type: ignore[assignment]
-                if p is None:
-                    p = producers[producer] = _Producer(clock - 1)
+            producer = producers_of[start]
+            if p.producer != producer:
+                found = producers.get(producer)
+                if found is None:
+                    found = producers[producer] = _Producer(first - 1, producer=producer)
+                p = found
 
-            flags = env.flags
+            flags = flags_of[start]
             if flags == CONTINUE_TXN:
-                if clock > p.max_clock:  # max_clock >= last_ack always.
-                    if p.begin < 0:
-                        p.begin = env.begin
-                    p.buffer.append(env)
-                    p.max_clock = clock
-                    buffered += 1
-                    if buffered > limit:
-                        self._buffered = buffered
-                        self._spill()
-                        buffered = self._buffered
-                # Otherwise a duplicate: dropped.
+                if first <= p.max_clock:  # max_clock >= last_ack always.
+                    start = bisect_right(clocks, p.max_clock, start, stop)
+                    if start == stop:
+                        continue  # Duplicates: dropped.
+                if p.begin == -1:
+                    p.begin = (frames, start)
+                p.buffer.append((frames, start, stop))
+                p.max_clock = clocks[stop - 1]
+                buffered += stop - start
+                if buffered > limit:
+                    self._buffered = buffered
+                    self._spill()
+                    buffered = self._buffered
 
             elif flags == ACK_TXN:
-                buf = p.buffer
-                if clock <= p.last_ack:
-                    if clock < p.last_ack:
-                        _log_error(
-                            env,
-                            p,
-                            "ACK_TXN clock is below the producer's last ACK "
-                            "(it recovered an older checkpoint): exactly-once is "
-                            "weakened to at-least-once",
-                        )
-                    buffered -= len(buf)
-                    p.buffer = []
-                    p.last_ack = p.max_clock = clock
-                    p.begin = -1
-                    continue
-                if p.begin < 0:
-                    append(env)
-                elif buf and buf[0].begin == p.begin:
-                    if p.max_clock <= clock:
-                        out.extend(buf)
-                    else:
-                        out.extend(e for e in buf if e.clock <= clock)
-                    append(env)
-                else:
-                    tail = [e for e in buf if e.clock <= clock]
-                    tail.append(env)
-                    end = buf[0].begin if buf else env.begin
-                    append(Replay(spec.name, p.begin, end, producer, p.last_ack, clock, tail))
-                    self.replays += 1
-                buffered -= len(buf)
-                p.buffer = []
-                p.last_ack = p.max_clock = clock
-                p.begin = -1
+                for index in range(start, stop):
+                    buffered -= self._acknowledge(frames, index, p, out)
 
             else:
-                if flags != OUTSIDE_TXN:
-                    _log_error(
-                        env, p, f"unexpected UUID flags {flags_name(flags)}; treated as OUTSIDE_TXN"
-                    )
-                if clock <= p.last_ack:
-                    continue  # A duplicate.
-                if p.begin >= 0:
-                    _log_error(
-                        env,
-                        p,
-                        "OUTSIDE_TXN follows uncommitted CONTINUE_TXN messages "
-                        "(mixed publish_committed and publish_uncommitted to one "
-                        "journal?); they are rolled back",
-                    )
-                    buffered -= len(p.buffer)
-                    p.buffer = []
-                    p.begin = -1
-                append(env)
-                p.last_ack = p.max_clock = clock
+                buffered -= self._outside(frames, start, stop, flags, p, out)
         self._buffered = buffered
         return out
+
+    def _outside(
+        self,
+        frames: Frames,
+        start: int,
+        stop: int,
+        flags: int,
+        p: _Producer,
+        out: list[Span | Replay],
+    ) -> int:
+        """Take a run of OUTSIDE_TXN messages; returns the frames dropped from the buffer."""
+        if flags != OUTSIDE_TXN:
+            for index in range(start, stop):
+                _log_error(
+                    frames,
+                    index,
+                    p,
+                    f"unexpected UUID flags {flags_name(flags)}; treated as OUTSIDE_TXN",
+                )
+        clocks = frames.clocks
+        if clocks[start] <= p.last_ack:
+            start = bisect_right(clocks, p.last_ack, start, stop)
+            if start == stop:
+                return 0  # Duplicates.
+        dropped = 0
+        if p.begin != -1:
+            _log_error(
+                frames,
+                start,
+                p,
+                "OUTSIDE_TXN follows uncommitted CONTINUE_TXN messages "
+                "(mixed publish_committed and publish_uncommitted to one "
+                "journal?); they are rolled back",
+            )
+            dropped = p.reset(p.last_ack)
+        out.append((frames, start, stop))
+        p.last_ack = p.max_clock = clocks[stop - 1]
+        return dropped
+
+    def _acknowledge(
+        self, frames: Frames, index: int, p: _Producer, out: list[Span | Replay]
+    ) -> int:
+        """Apply the ACK_TXN at `frames[index]`; returns the frames dropped from the buffer."""
+        clock = frames.clocks[index]
+        if clock <= p.last_ack:
+            if clock < p.last_ack:
+                _log_error(
+                    frames,
+                    index,
+                    p,
+                    "ACK_TXN clock is below the producer's last ACK "
+                    "(it recovered an older checkpoint): exactly-once is "
+                    "weakened to at-least-once",
+                )
+            return p.reset(clock)  # Rolls the open transaction back.
+        buf = p.buffer
+        ack = (frames, index, index + 1)
+        if p.begin == -1:
+            out.append(ack)
+        elif buf and _opens(buf[0], p.begin):
+            out += buf if p.max_clock <= clock else _through(buf, clock)
+            out.append(ack)
+        else:
+            tail: list[Envelope] = []
+            for spilled, start, stop in _through(buf, clock):
+                tail += spilled.envelopes(start, stop)
+            tail += frames.envelopes(index, index + 1)
+            end = _span_begin(buf[0]) if buf else frames.begins[index]
+            producer = frames.producers[index]
+            begin = _offset(p.begin)
+            out.append(Replay(frames.journal.name, begin, end, producer, p.last_ack, clock, tail))
+            self.replays += 1
+        return p.reset(clock)
 
     def has_pending(self, since: Mapping[str, int] | None = None) -> bool:
         """An open transaction exists (that began at or after `since[journal]`,
@@ -281,7 +356,7 @@ class Sequencer:
         for journal, producers in self._journals.items():
             floor = since.get(journal, 0) if since is not None else 0
             for p in producers.values():
-                if p.begin >= 0 and p.begin >= floor:
+                if p.begin != -1 and _at_or_after(p.begin, floor):
                     return True
         return False
 
@@ -296,10 +371,10 @@ class Sequencer:
                 newest = max(p.last_ack for p in producers.values())
                 bound = newest - ((prune_horizon_ns // 100) << 4)
                 for producer in [k for k, p in producers.items() if p.max_clock < bound]:
-                    self._buffered -= len(producers.pop(producer).buffer)
+                    self._buffered -= producers.pop(producer).count
             for producer in sorted(producers):
                 p = producers[producer]
-                states.append(ProducerState(journal, producer, p.last_ack, p.begin))
+                states.append(ProducerState(journal, producer, p.last_ack, _offset(p.begin)))
         return states
 
     def checkpoint(
@@ -332,11 +407,11 @@ class Sequencer:
         open_txns = [
             p for producers in self._journals.values() for p in producers.values() if p.buffer
         ]
-        open_txns.sort(key=lambda p: len(p.buffer), reverse=True)
+        open_txns.sort(key=lambda p: p.count, reverse=True)
         for p in open_txns:
             if self._buffered <= self._limit // 2:
                 break
-            self._buffered -= len(p.buffer)
+            self._buffered -= p.count
             p.buffer = []
 
 
@@ -361,14 +436,61 @@ def read_through_of(checkpoint: pc.Checkpoint) -> dict[str, int]:
     return {journal: source.read_through for journal, source in checkpoint.sources.items()}
 
 
-def _log_error(env: Envelope, p: _Producer, what: str) -> None:
+_Begin = int | tuple[Frames, int]
+
+
+def _offset(begin: _Begin) -> int:
+    if isinstance(begin, tuple):
+        frames, index = begin
+        return frames.begins[index]
+    return begin
+
+
+def _at_or_after(begin: _Begin, floor: int) -> bool:
+    if isinstance(begin, tuple):
+        frames, index = begin
+        if frames.begin >= floor:
+            return True  # Without working out the frame's own offset.
+        if frames.end <= floor:
+            return False
+        return frames.begins[index] >= floor
+    return begin >= floor
+
+
+def _opens(span: Span, begin: _Begin) -> bool:
+    """Whether `span` starts with the frame that opened the transaction."""
+    if isinstance(begin, tuple):
+        return span[0] is begin[0] and span[1] == begin[1]
+    return _span_begin(span) == begin
+
+
+def _span_begin(span: Span) -> int:
+    return span[0].begins[span[1]]
+
+
+def _through(buffer: list[Span], clock: int) -> list[Span]:
+    """The buffered spans cut after the last message at or below `clock`
+    (clocks rise through a producer's buffer)."""
+    out: list[Span] = []
+    for frames, start, stop in buffer:
+        if frames.clocks[stop - 1] <= clock:
+            out.append((frames, start, stop))
+            continue
+        cut = bisect_right(frames.clocks, clock, start, stop)
+        if cut > start:
+            out.append((frames, start, cut))
+        break
+    return out
+
+
+def _log_error(frames: Frames, index: int, p: _Producer, what: str) -> None:
     log.error(
         "%s (journal %s, offset %d, producer %s, clock %d, last ACK %d, open transaction at %d)",
         what,
-        env.journal.name,
-        env.begin,
-        env.producer.hex(),
-        env.clock,
+        frames.journal.name,
+        frames.begins[index],
+        frames.producers[index].hex(),
+        frames.clocks[index],
         p.last_ack,
-        p.begin,
+        _offset(p.begin),
     )
