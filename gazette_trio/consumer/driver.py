@@ -222,14 +222,22 @@ async def run_transactions(
                     await begin_finisher.begin_txn(shard, store)
                 # An ACK commits what came before it; it carries nothing for
                 # the application (Gazette hands it over; we don't).
-                if isinstance(committed, Committed):
-                    envelopes = committed.content()
-                else:
-                    envelopes = [e for e in committed if not getattr(e, "is_ack", False)]
                 if batch_consumer is not None:
-                    if envelopes:
-                        await batch_consumer.consume_messages(shard, store, envelopes, publisher)
+                    # A Committed batch builds envelopes only if iterated:
+                    # `batch.messages()` hands over the messages alone.
+                    content: Sequence[Any] = (
+                        committed.without_acks()
+                        if isinstance(committed, Committed)
+                        else [e for e in committed if not getattr(e, "is_ack", False)]
+                    )
+                    if content:
+                        await batch_consumer.consume_messages(shard, store, content, publisher)
                     continue
+                envelopes = (
+                    committed.content()
+                    if isinstance(committed, Committed)
+                    else [e for e in committed if not getattr(e, "is_ack", False)]
+                )
                 consume = app.consume_message
                 for envelope in envelopes:
                     await consume(shard, store, envelope, publisher)

@@ -231,6 +231,10 @@ class Committed(Sequence[Envelope]):
             self._envelopes = out
         return self._envelopes
 
+    def without_acks(self) -> Committed:
+        """The same, ACKs left out."""
+        return Committed([span for span in self.spans if span[0].flags[span[1]] != ACK_TXN])
+
     def content(self) -> list[Envelope]:
         """Committed envelopes that carry content: ACKs left out."""
         out: list[Envelope] = []

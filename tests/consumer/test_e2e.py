@@ -175,3 +175,39 @@ async def test_an_application_error_fails_only_its_shard_with_the_error_in_its_s
     assert "cannot count line at offset" in statuses[0].errors[0]
     # The member itself goes on.
     assert member.error is None and not member.done.is_set()
+
+
+class BatchWordCount(WordCount):
+    """The same counting, a read batch at a time, from messages alone."""
+
+    async def consume_messages(
+        self, shard: Any, store: MemoryStore, batch: Any, publisher: Any
+    ) -> None:
+        messages = batch.messages()  # No envelope objects.
+        assert messages == [envelope.message for envelope in batch]
+        for message in messages:
+            for word in message["text"].split():
+                store.state[word] = store.state.get(word, 0) + 1
+                self.pending[shard.id][word] += 1
+
+
+async def test_a_batch_consumer_counts_from_messages_without_envelopes(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    db = MemoryDatabase()
+    async with open_cluster(
+        lambda: BatchWordCount(db),  # type: ignore[arg-type,return-value]
+        data_dir=tmp_path,
+        journals=[
+            new_journal_spec(LINES, content_type=NDJSON),
+            new_journal_spec(COUNTS, content_type=NDJSON),
+        ],
+    ) as c:
+        await c.apply_shards([shard()])
+        await c.add_member("alpha")
+        lines = [f"the lazy dog {i % 5}" for i in range(60)]
+        await c.publish(LINES, [{"text": t} for t in lines])
+        head = (await c.write_heads([LINES]))[LINES]
+        s = await c.wait_read_through("count-000", {LINES: head})
+        assert db.committed_state(s.fqn) == expected_counts(lines)
+        assert await output_counts(c) == expected_counts(lines)
