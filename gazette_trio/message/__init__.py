@@ -4,12 +4,15 @@
 - `message`: the `Message` contract, `Envelope`, `JSONMessage`, `CSVRecord`.
 - `framing` and `json_framing`, `fixed_framing`, `csv_framing`: frames by
   journal `content-type`, incremental decoders with exact offsets.
+- `frames`: decoded frames as columns (`Frames`), runs, and what committed
+  (`Committed`: spans of frames, envelopes built on demand).
 - `sequencer`: read-uncommitted → read-committed, producer states, replays.
 - `reader`: read-uncommitted and read-committed iteration over journals.
 - `publisher` and `mapping`: publishing committed and transactional
   messages, ACK intents, mapping messages onto journal partitions.
 """
 
+from .frames import Committed, Frames
 from .framing import (
     CONTENT_TYPE,
     CSV,
@@ -100,11 +103,13 @@ __all__ = [
     "Appender",
     "CSVRecord",
     "Clock",
+    "Committed",
     "CommittedReader",
     "Decoded",
     "DesyncError",
     "Envelope",
     "FrameDecoder",
+    "Frames",
     "Framing",
     "FramingError",
     "JSONMessage",

@@ -1,8 +1,10 @@
 /*
- * C versions of two per-message loops of the read path, for speed only.
+ * C versions of the per-message loops of the read path, for speed only.
  *
  * Each function here has a pure-Python twin that is the reference for
- * what it does: `frames._run_starts` and `uuids._fields_of_strings`. The
+ * what it does: `frames._run_starts`, `uuids._fields_of_strings` and
+ * `json_framing._fields_at` (a UUID string looked up in each decoded
+ * document, then parsed). The
  * Python modules use these when the extension was built (it is optional:
  * an install without a C compiler runs the twins), and the tests hold each
  * pair to the same results on the same inputs. Anything unusual, such as a
@@ -109,16 +111,19 @@ error:
     return NULL;
 }
 
-static int
-hex_value(unsigned char c)
+/* Hex digit values; -1 for what is not one. */
+static signed char hex_values[256];
+
+static void
+init_hex_values(void)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
+    memset(hex_values, -1, sizeof hex_values);
+    for (int i = 0; i < 10; i++)
+        hex_values['0' + i] = (signed char)i;
+    for (int i = 0; i < 6; i++) {
+        hex_values['a' + i] = (signed char)(10 + i);
+        hex_values['A' + i] = (signed char)(10 + i);
+    }
 }
 
 /* The 16 bytes of a canonical UUID string; -1 if it is not one. */
@@ -135,7 +140,7 @@ parse_uuid(PyObject *text, unsigned char out[16])
     for (int i = 0; i < 36; i += 2) {
         if (i == 8 || i == 13 || i == 18 || i == 23)
             i++;
-        int hi = hex_value(s[i]), lo = hex_value(s[i + 1]);
+        int hi = hex_values[s[i]], lo = hex_values[s[i + 1]];
         if (hi < 0 || lo < 0)
             return -1;
         out[k++] = (unsigned char)(hi << 4 | lo);
@@ -143,8 +148,28 @@ parse_uuid(PyObject *text, unsigned char out[16])
     return 0;
 }
 
+#define PRODUCER_CACHE 16
+
+/* The object at `path` (a tuple of str keys) in nested dicts, borrowed;
+ * NULL, without an exception set, where there is none. */
 static PyObject *
-fields_of_strings(PyObject *module, PyObject *texts_arg)
+lookup(PyObject *doc, PyObject *path)
+{
+    Py_ssize_t depth = PyTuple_GET_SIZE(path);
+    for (Py_ssize_t k = 0; k < depth; k++) {
+        if (!PyDict_Check(doc))
+            return NULL;
+        doc = PyDict_GetItemWithError(doc, PyTuple_GET_ITEM(path, k));
+        if (doc == NULL)
+            return NULL;
+    }
+    return doc;
+}
+
+/* Producers, clocks and flags of the UUID strings in `texts`, or of the
+ * documents in `docs` at `path`; None where one is not a canonical UUID. */
+static PyObject *
+fields_of(PyObject *texts_arg, PyObject *path)
 {
     PyObject *texts = PySequence_Fast(texts_arg, "texts must be a sequence");
     if (texts == NULL)
@@ -158,9 +183,17 @@ fields_of_strings(PyObject *module, PyObject *texts_arg)
     if (producers == NULL || clocks == NULL || flags == NULL)
         goto done;
     unsigned char *flag_bytes = (unsigned char *)PyBytes_AS_STRING(flags);
+    PyObject *cache[PRODUCER_CACHE];
+    int cached = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         unsigned char u[16];
-        if (parse_uuid(PySequence_Fast_GET_ITEM(texts, i), u) < 0) {
+        PyObject *text = PySequence_Fast_GET_ITEM(texts, i);
+        if (path != NULL) {
+            text = lookup(text, path);
+            if (text == NULL && PyErr_Occurred())
+                goto done;
+        }
+        if (text == NULL || parse_uuid(text, u) < 0) {
             result = Py_None;
             Py_INCREF(result);
             goto done;
@@ -171,7 +204,21 @@ fields_of_strings(PyObject *module, PyObject *texts_arg)
         unsigned long long clock =
             time_hi << 52 | time_mid << 36 | time_low << 4 | ((u[8] >> 2) & 0xF);
         unsigned int flag = (unsigned int)(u[8] & 0x3) << 8 | u[9];
-        PyObject *producer = PyBytes_FromStringAndSize((const char *)u + 10, 6);
+        /* A batch has few producers: share one bytes object per producer
+         * (the sequencer compares them run by run). */
+        PyObject *producer = NULL;
+        for (int k = 0; k < cached; k++) {
+            if (memcmp(PyBytes_AS_STRING(cache[k]), u + 10, 6) == 0) {
+                producer = cache[k];
+                Py_INCREF(producer);
+                break;
+            }
+        }
+        if (producer == NULL) {
+            producer = PyBytes_FromStringAndSize((const char *)u + 10, 6);
+            if (producer != NULL && cached < PRODUCER_CACHE)
+                cache[cached++] = producer; /* Borrowed: the tuple holds it. */
+        }
         PyObject *clock_obj = PyLong_FromUnsignedLongLong(clock);
         if (producer == NULL || clock_obj == NULL) {
             Py_XDECREF(producer);
@@ -207,11 +254,29 @@ done:
     return result;
 }
 
+static PyObject *
+fields_of_strings(PyObject *module, PyObject *texts)
+{
+    return fields_of(texts, NULL);
+}
+
+static PyObject *
+fields_at(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyTuple_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "fields_at(docs, path: tuple)");
+        return NULL;
+    }
+    return fields_of(args[0], args[1]);
+}
+
 static PyMethodDef methods[] = {
     {"run_starts", (PyCFunction)(void (*)(void))run_starts, METH_FASTCALL,
      "run_starts(producers, clocks, flags) -> list of run start indices"},
     {"fields_of_strings", (PyCFunction)fields_of_strings, METH_O,
      "fields_of_strings(texts) -> (producers, clocks, flags) or None"},
+    {"fields_at", (PyCFunction)(void (*)(void))fields_at, METH_FASTCALL,
+     "fields_at(docs, path) -> (producers, clocks, flags) or None"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -223,5 +288,6 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
+    init_hex_values();
     return PyModule_Create(&module);
 }

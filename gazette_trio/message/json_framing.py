@@ -24,6 +24,7 @@ not parse. The line is consumed, so decoding again continues with the next.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -31,10 +32,13 @@ import msgspec
 import orjson
 
 from ..protocol import protocol as pb
+from ._accel import speedups
 from .frames import Frames
 from .framing import JSON_LINES, FrameDecoder, FramingError, register_framing
 from .message import JSON_UUID_PATH, Envelope, JSONMessage
 from .uuids import fields_of, fields_of_string, fields_of_strings
+
+_Fields = tuple[Sequence[bytes], Sequence[int], Sequence[int]]
 
 __all__ = ["JSONDecoder", "JSONFraming"]
 
@@ -72,7 +76,6 @@ class JSONDecoder(FrameDecoder):
         elif isinstance(message_type, type) and issubclass(message_type, JSONMessage):
             path = message_type.uuid_path
         self._path = path
-        self._getters = [itemgetter(key) for key in path]
 
     def _decode(
         self, data: bytes, base: int
@@ -104,20 +107,14 @@ class JSONDecoder(FrameDecoder):
 
     def _bulk_decode(self, lines: list[bytes], lengths: list[int], base: int) -> Frames:
         docs = list(map(_loads, lines))
-        if self._getters:
-            # Looking up the UUID's path raises TypeError at any document
-            # that is not an object (a list, string, number or null).
-            column: Any = docs
-            for getter in self._getters:
-                column = map(getter, column)
-            texts = list(column)
+        if self._path:
+            fields = _fields_at(docs, self._path)
         else:
             if not all(map(dict.__instancecheck__, docs)):
                 raise TypeError("not every document is an object")
-            texts = docs
-        fields = fields_of_strings(texts)
+            fields = fields_of_strings(docs)
         if fields is None:
-            raise ValueError("a UUID is not canonical")
+            raise ValueError("a document has no canonical UUID string at its path")
         messages = docs if self._raw else list(map(self.message_type, docs))
         producers, clocks, flags = fields
         return Frames.of_lengths(self.spec, base, lengths, messages, producers, clocks, flags)
@@ -170,6 +167,25 @@ class JSONDecoder(FrameDecoder):
             return fields_of_string(node)
         except ValueError:
             raise ValueError(f"{'.'.join(self._path)} is not a UUID: {node!r}") from None
+
+
+def _py_fields_at(docs: list[Any], path: tuple[str, ...]) -> _Fields | None:
+    """The UUID fields of each document's string at `path`; None if a
+    document is not an object, lacks the path, or has no canonical UUID there.
+    (The reference for `_speedups.fields_at`, and what runs without it.)"""
+    column: Any = docs
+    try:
+        for key in path:
+            column = map(itemgetter(key), column)
+        texts = list(column)
+    except (KeyError, TypeError):  # Not an object (indexed by a str), or no such key.
+        return None
+    return fields_of_strings(texts)
+
+
+_fields_at: Callable[[list[Any], tuple[str, ...]], _Fields | None] = (
+    speedups.fields_at if speedups is not None else _py_fields_at
+)
 
 
 register_framing(JSONFraming())

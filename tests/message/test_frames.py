@@ -29,6 +29,7 @@ from gazette_trio.message import (
     framing_by_content_type,
 )
 from gazette_trio.message import frames as frames_module
+from gazette_trio.message import json_framing as json_module
 from gazette_trio.message import uuids as uuids_module
 from gazette_trio.message.frames import Committed, Frames, _run_starts, run_starts
 from gazette_trio.message.uuids import _fields_of_strings, fields_of_strings
@@ -49,8 +50,10 @@ _SPEEDUPS = [(frames_module, "_c_run_starts"), (uuids_module, "_c_fields_of_stri
 def pure_python() -> Iterator[None]:
     """Run the read path without the C speedups."""
     saved = [(module, name, getattr(module, name)) for module, name in _SPEEDUPS]
+    saved.append((json_module, "_fields_at", json_module._fields_at))
     for module, name, _ in saved:
         setattr(module, name, None)
+    json_module._fields_at = json_module._py_fields_at
     try:
         yield
     finally:
@@ -65,6 +68,7 @@ def test_speedups_are_built_where_a_compiler_is() -> None:
     if shutil.which(compiler) is None or os.environ.get("GAZETTE_TRIO_NO_SPEEDUPS"):
         pytest.skip("no C compiler: the pure-Python twins run")
     assert all(getattr(module, name) is not None for module, name in _SPEEDUPS)
+    assert json_module._fields_at is not json_module._py_fields_at
 
 
 # -- runs
@@ -147,6 +151,41 @@ def test_c_and_python_refuse_the_same_uuid_strings(texts: list[str], data: st.Da
     text = texts[index]
     texts[index] = text[:at] + data.draw(st.sampled_from("g-|{ é0")) + text[at + 1 :]
     assert (fields_of_strings(texts) is None) == (_fields_of_strings(texts) is None)
+
+
+_good = [str(build_uuid(P1, 7, 1)), str(build_uuid(P2, 2**63, 0x3FF))]
+_leaves = st.one_of(
+    st.sampled_from(_good),
+    st.sampled_from(_good).map(str.upper),
+    st.just(_good[0][:-1]),
+    st.integers(),
+    st.none(),
+    st.just(["x"]),
+)
+_docs = st.one_of(
+    st.fixed_dictionaries({"_meta": st.fixed_dictionaries({"uuid": _leaves})}),
+    st.fixed_dictionaries({"_meta": st.dictionaries(st.sampled_from(["uuid", "ack"]), _leaves)}),
+    st.fixed_dictionaries({"_meta": _leaves}),
+    st.dictionaries(st.sampled_from(["UUID", "n"]), _leaves),
+    st.lists(st.integers(), max_size=2),
+    st.text(max_size=3),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    docs=st.lists(_docs, max_size=8),
+    path=st.sampled_from([("_meta", "uuid"), ("UUID",), ("_meta",)]),
+)
+def test_c_and_python_look_up_and_parse_uuids_in_documents_alike(
+    docs: list[object], path: tuple[str, ...]
+) -> None:
+    c, python = json_module._fields_at(docs, path), json_module._py_fields_at(docs, path)
+    if python is None:
+        assert c is None
+    else:
+        assert c is not None
+        assert [list(column) for column in c] == [list(column) for column in python]
 
 
 # -- frames and committed spans
