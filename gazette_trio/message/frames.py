@@ -155,6 +155,20 @@ class Frames:
         self._ends = offsets[1:]
         self._lengths = []
 
+    def slice(self, start: int, stop: int) -> Frames:
+        """Frames [start, stop) as a batch of their own."""
+        envelopes = self._envelopes
+        return Frames(
+            self.journal,
+            self.begins[start:stop],
+            self.ends[start:stop],
+            self.messages[start:stop],
+            self.producers[start:stop],
+            self.clocks[start:stop],
+            self.flags[start:stop],
+            envelopes[start:stop] if envelopes is not None else None,
+        )
+
     def envelopes(self, start: int = 0, stop: int | None = None) -> list[Envelope]:
         """Envelopes of frames [start, stop); built once for the whole batch."""
         envelopes = self._envelopes

@@ -51,7 +51,11 @@ __all__ = ["DEFAULT_BUFFER_SIZE", "ProducerState", "Replay", "ReplayError", "Seq
 log = logging.getLogger(__name__)
 
 DEFAULT_BUFFER_SIZE = 1 << 14
-"""Envelopes of open transactions held in memory, across all producers."""
+"""Messages of open transactions held in memory, across all producers."""
+
+RETAIN_FACTOR = 4
+"""Open transactions may keep up to this many times `buffer_size` messages
+of the batches they were read in before their spans are copied out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,13 +152,11 @@ class _Producer:
         """Messages in `buffer`."""
         return sum([stop - start for _, start, stop in self.buffer])
 
-    def reset(self, clock: int) -> int:
-        """Close the open transaction at `clock`; returns the messages dropped from the buffer."""
-        dropped = self.count if self.buffer else 0
+    def reset(self, clock: int) -> None:
+        """Close the open transaction at `clock` (the caller released its buffer)."""
         self.buffer = []
         self.last_ack = self.max_clock = clock
         self.begin = -1
-        return dropped
 
 
 class Sequencer:
@@ -170,6 +172,13 @@ class Sequencer:
             raise ValueError(f"buffer_size must be positive, not {buffer_size}")
         self._limit = buffer_size
         self._buffered = 0
+        # Batches that buffered spans point into: how many spans each, and
+        # their messages in all (see `_compact`).
+        self._retained: dict[Frames, int] = {}
+        self._retained_size = 0
+        self._retain_limit = RETAIN_FACTOR * buffer_size
+        self.compactions = 0
+        """How many times buffered spans were copied out of their batches."""
         self.replays = 0
         """`Replay`s returned so far: a caller that sees it unchanged across
         `queue_frames` knows the output holds spans only."""
@@ -234,6 +243,7 @@ class Sequencer:
             producers = self._journals[journal] = {}
         buffered = self._buffered
         limit = self._limit
+        retained = self._retained
         producers_of = frames.producers
         flags_of = frames.flags
         starts = run_starts(producers_of, clocks, flags_of)
@@ -261,6 +271,12 @@ class Sequencer:
                 if p.begin == -1:
                     p.begin = (frames, start)
                 p.buffer.append((frames, start, stop))
+                held = retained.get(frames)
+                if held is None:
+                    retained[frames] = 1
+                    self._retained_size += n
+                else:
+                    retained[frames] = held + 1
                 p.max_clock = clocks[stop - 1]
                 buffered += stop - start
                 if buffered > limit:
@@ -275,6 +291,8 @@ class Sequencer:
             else:
                 buffered -= self._outside(frames, start, stop, flags, p, out)
         self._buffered = buffered
+        if self._retained_size > self._retain_limit:
+            self._compact()
         return out
 
     def _outside(
@@ -310,7 +328,8 @@ class Sequencer:
                 "(mixed publish_committed and publish_uncommitted to one "
                 "journal?); they are rolled back",
             )
-            dropped = p.reset(p.last_ack)
+            dropped = self._release(p.buffer)
+            p.reset(p.last_ack)
         out.append((frames, start, stop))
         p.last_ack = p.max_clock = clocks[stop - 1]
         return dropped
@@ -330,7 +349,9 @@ class Sequencer:
                     "(it recovered an older checkpoint): exactly-once is "
                     "weakened to at-least-once",
                 )
-            return p.reset(clock)  # Rolls the open transaction back.
+            dropped = self._release(p.buffer)
+            p.reset(clock)  # Rolls the open transaction back.
+            return dropped
         buf = p.buffer
         ack = (frames, index, index + 1)
         if p.begin == -1:
@@ -348,7 +369,9 @@ class Sequencer:
             begin = _offset(p.begin)
             out.append(Replay(frames.journal.name, begin, end, producer, p.last_ack, clock, tail))
             self.replays += 1
-        return p.reset(clock)
+        dropped = self._release(buf)
+        p.reset(clock)
+        return dropped
 
     def has_pending(self, since: Mapping[str, int] | None = None) -> bool:
         """An open transaction exists (that began at or after `since[journal]`,
@@ -371,7 +394,7 @@ class Sequencer:
                 newest = max(p.last_ack for p in producers.values())
                 bound = newest - ((prune_horizon_ns // 100) << 4)
                 for producer in [k for k, p in producers.items() if p.max_clock < bound]:
-                    self._buffered -= producers.pop(producer).count
+                    self._buffered -= self._release(producers.pop(producer).buffer)
             for producer in sorted(producers):
                 p = producers[producer]
                 states.append(ProducerState(journal, producer, p.last_ack, _offset(p.begin)))
@@ -411,8 +434,52 @@ class Sequencer:
         for p in open_txns:
             if self._buffered <= self._limit // 2:
                 break
-            self._buffered -= p.count
+            self._buffered -= self._release(p.buffer)
             p.buffer = []
+            p.begin = _offset(p.begin)  # Let go of its batch too.
+
+    def _release(self, spans: list[Span]) -> int:
+        """Let go of buffered spans; returns how many messages they held."""
+        retained = self._retained
+        count = 0
+        for frames, start, stop in spans:
+            count += stop - start
+            left = retained[frames] - 1
+            if left:
+                retained[frames] = left
+            else:
+                del retained[frames]
+                self._retained_size -= len(frames)
+        return count
+
+    def _compact(self) -> None:
+        """Copy buffered spans out of the batches they were read in.
+
+        A span keeps its whole batch in memory. When open transactions hold
+        more than `_retain_limit` messages that way (a slow transaction with
+        a message in each of many batches, say), each buffered span becomes
+        a `Frames` of its own, and the batches can go.
+        """
+        retained: dict[Frames, int] = {}
+        for producers in self._journals.values():
+            for p in producers.values():
+                if not p.buffer:
+                    continue
+                compacted: list[Span] = []
+                for frames, start, stop in p.buffer:
+                    copy = frames.slice(start, stop)
+                    compacted.append((copy, 0, stop - start))
+                    retained[copy] = 1
+                if isinstance(p.begin, tuple):
+                    frames, start, _ = p.buffer[0]
+                    if p.begin[0] is frames and p.begin[1] == start:
+                        p.begin = (compacted[0][0], 0)
+                    else:
+                        p.begin = _offset(p.begin)
+                p.buffer = compacted
+        self._retained = retained
+        self._retained_size = sum(map(len, retained))
+        self.compactions += 1
 
 
 def producer_states_of(checkpoint: pc.Checkpoint) -> list[ProducerState]:

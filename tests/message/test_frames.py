@@ -334,3 +334,31 @@ def test_frames_commit_what_envelopes_one_by_one_commit(
                         got += source.envelopes(first, stop)
             assert got == expected
             assert seq.producer_states() == one_by_one.producer_states()
+
+
+def test_a_slow_transaction_does_not_keep_every_batch_it_touched() -> None:
+    """A producer with one message of an open transaction in each of many
+    batches, among another producer's committed messages: the batches are
+    let go (buffered spans are copied out of them), and the transaction
+    still commits exactly its messages, with its checkpointed start intact."""
+    seq = Sequencer(buffer_size=64)  # Room for the slow transaction: no replay.
+    offset = 0
+    committed: list[str] = []
+    begin = None
+    for batch in range(40):
+        content = [line(P2, 1000 * batch + i + 1, OUTSIDE_TXN, "busy") for i in range(50)]
+        content.append(line(P1, batch + 1, CONTINUE_TXN, f"slow {batch}"))
+        frames = decode(b"".join(content), offset)
+        if begin is None:
+            begin = frames.ends[-2]  # Where the slow transaction began.
+        offset = frames.end
+        committed += Committed(seq.queue_frames(frames)).messages()  # type: ignore[arg-type]
+        assert seq._retained_size <= 4 * 64 + len(frames)
+        [state] = [s for s in seq.producer_states() if s.producer == P1]
+        assert state.begin == begin
+    assert seq.compactions > 0
+    ack = decode(line(P1, 41, ACK_TXN, ""), offset)
+    committed += Committed(seq.queue_frames(ack)).messages()  # type: ignore[arg-type]
+    assert [m["b"] for m in committed if m["b"] != "busy"] == [f"slow {i}" for i in range(40)]
+    assert sum(m["b"] == "busy" for m in committed) == 40 * 50
+    assert seq._retained_size == 0 and seq.buffered == 0
