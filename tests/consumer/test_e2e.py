@@ -12,6 +12,7 @@ crashes mid-transaction and re-assignment to another member.
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -70,11 +71,13 @@ def shard(min_s: float = 0.0, max_s: float = 1.0) -> pc.ShardSpec:
     )
 
 
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[tuple[Cluster, MemoryDatabase]]:
+@contextlib.asynccontextmanager
+async def open_word_count(
+    tmp_path: Path, app: type[WordCount] = WordCount
+) -> AsyncIterator[tuple[Cluster, MemoryDatabase]]:
     db = MemoryDatabase()
     async with open_cluster(
-        lambda: WordCount(db),  # type: ignore[arg-type,return-value]
+        lambda: app(db),  # type: ignore[arg-type,return-value]
         data_dir=tmp_path,
         journals=[
             new_journal_spec(LINES, content_type=NDJSON),
@@ -82,6 +85,12 @@ async def cluster(tmp_path: Path) -> AsyncIterator[tuple[Cluster, MemoryDatabase
         ],
     ) as c:
         yield c, db
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[tuple[Cluster, MemoryDatabase]]:
+    async with open_word_count(tmp_path) as opened:
+        yield opened
 
 
 def expected_counts(lines: list[str]) -> dict[str, int]:
@@ -194,15 +203,7 @@ class BatchWordCount(WordCount):
 async def test_a_batch_consumer_counts_from_messages_without_envelopes(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    db = MemoryDatabase()
-    async with open_cluster(
-        lambda: BatchWordCount(db),  # type: ignore[arg-type,return-value]
-        data_dir=tmp_path,
-        journals=[
-            new_journal_spec(LINES, content_type=NDJSON),
-            new_journal_spec(COUNTS, content_type=NDJSON),
-        ],
-    ) as c:
+    async with open_word_count(tmp_path, BatchWordCount) as (c, db):
         await c.apply_shards([shard()])
         await c.add_member("alpha")
         lines = [f"the lazy dog {i % 5}" for i in range(60)]
