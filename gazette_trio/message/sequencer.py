@@ -1,4 +1,4 @@
-"""The sequencer: read-uncommitted envelopes in, read-committed envelopes out.
+"""The sequencer: read-uncommitted frames in, read-committed spans out.
 
 Journals deliver messages at least once, and transactional messages before
 anyone knows whether they will commit. The sequencer turns that stream into
@@ -18,6 +18,10 @@ clocks of message UUIDs (see `uuids`):
   which weakens exactly-once to at-least-once and is logged as an error);
 - a message without a UUID (zero clock) is committed at once.
 
+It takes decoded `Frames` (see `frames`) a run at a time, not a message at
+a time, and hands out what committed as spans of them; open transactions
+hold spans too. `queue_uncommitted` is the same for envelopes.
+
 Messages of open transactions wait in a buffer bounded by `buffer_size` in
 total. When it overflows, the largest open transactions are dropped from it;
 when one of those commits, the sequencer cannot hand its messages out from
@@ -31,7 +35,8 @@ transaction that began before the checkpoint's read-through offset. Old
 producers are pruned at checkpoint time.
 
 The sequencer is a pure state machine: no I/O, no clock. Whoever drives it
-reads journals, feeds `queue_uncommitted`, fulfils `Replay`s and checkpoints.
+reads journals, feeds `queue_frames` (or `queue_uncommitted`), fulfils
+`Replay`s and checkpoints.
 """
 
 from __future__ import annotations
