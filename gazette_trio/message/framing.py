@@ -94,7 +94,7 @@ class Decoded(NamedTuple):
 class FrameDecoder(ABC):
     """Incremental decoding of one journal's frames.
 
-    `feed` adds content read at an offset; `decode` returns the frames of
+    `feed` adds content read at an offset; `decode` returns (as `Frames`)
     every complete frame buffered, stopping early at bad input (call it again
     to continue past it); `finish` reports a partial frame left at the end of
     a bounded read.
