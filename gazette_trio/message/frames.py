@@ -13,7 +13,8 @@ sequencing it, so envelopes are built only when asked for, for a whole
 `run_starts` is what makes sequencing per run rather than per message:
 publishers append their messages in batches, so a journal holds runs of one
 producer's messages with the same flags and rising clocks, and the sequencer
-takes each run in one step, with one comparison pass per message before it.
+takes each run in one step, with one comparison pass per message before it
+(in C where the optional `_speedups` extension is built; see `_accel`).
 (Packing the columns into big integers to compare whole batches at once was
 measured, and is slower in CPython: int-bytes conversions cost more than the
 loop.)
@@ -321,7 +322,7 @@ def _run_starts(
     producer: Any = None
     flag = -1
     last = 0
-    # One comparison pass in Python (about 60 ns a frame) is what the
+    # Without the C twin, this pass (about 60 ns a frame) is what the
     # sequencer pays per message; the rest of its work is per run.
     for i, p, c, f in zip(count(), producers, clocks, flags):
         if c <= last or p != producer or f != flag:
