@@ -157,12 +157,6 @@ class _Producer:
         """Messages in `buffer`."""
         return sum([stop - start for _, start, stop in self.buffer])
 
-    def reset(self, clock: int) -> None:
-        """Close the open transaction at `clock` (the caller released its buffer)."""
-        self.buffer = []
-        self.last_ack = self.max_clock = clock
-        self.begin = -1
-
 
 class Sequencer:
     """Sequences read-uncommitted messages of any number of journals."""
@@ -309,7 +303,7 @@ class Sequencer:
         p: _Producer,
         out: list[Span | Replay],
     ) -> int:
-        """Take a run of OUTSIDE_TXN messages; returns the frames dropped from the buffer."""
+        """Take a run of OUTSIDE_TXN messages; returns the messages dropped from the buffer."""
         if flags != OUTSIDE_TXN:
             for index in range(start, stop):
                 _log_error(
@@ -333,8 +327,7 @@ class Sequencer:
                 "(mixed publish_committed and publish_uncommitted to one "
                 "journal?); they are rolled back",
             )
-            dropped = self._release(p.buffer)
-            p.reset(p.last_ack)
+            dropped = self._close(p, p.last_ack)
         out.append((frames, start, stop))
         p.last_ack = p.max_clock = clocks[stop - 1]
         return dropped
@@ -342,7 +335,7 @@ class Sequencer:
     def _acknowledge(
         self, frames: Frames, index: int, p: _Producer, out: list[Span | Replay]
     ) -> int:
-        """Apply the ACK_TXN at `frames[index]`; returns the frames dropped from the buffer."""
+        """Apply the ACK_TXN at `frames[index]`; returns the messages dropped from the buffer."""
         clock = frames.clocks[index]
         if clock <= p.last_ack:
             if clock < p.last_ack:
@@ -354,9 +347,7 @@ class Sequencer:
                     "(it recovered an older checkpoint): exactly-once is "
                     "weakened to at-least-once",
                 )
-            dropped = self._release(p.buffer)
-            p.reset(clock)  # Rolls the open transaction back.
-            return dropped
+            return self._close(p, clock)  # Rolls the open transaction back.
         buf = p.buffer
         ack = (frames, index, index + 1)
         if p.begin == -1:
@@ -374,9 +365,7 @@ class Sequencer:
             begin = _offset(p.begin)
             out.append(Replay(frames.journal.name, begin, end, producer, p.last_ack, clock, tail))
             self.replays += 1
-        dropped = self._release(buf)
-        p.reset(clock)
-        return dropped
+        return self._close(p, clock)
 
     def has_pending(self, since: Mapping[str, int] | None = None) -> bool:
         """An open transaction exists (that began at or after `since[journal]`,
@@ -442,6 +431,15 @@ class Sequencer:
             self._buffered -= self._release(p.buffer)
             p.buffer = []
             p.begin = _offset(p.begin)  # Let go of its batch too.
+
+    def _close(self, p: _Producer, clock: int) -> int:
+        """End `p`'s open transaction (committed or rolled back) at `clock`;
+        returns how many buffered messages it let go of."""
+        dropped = self._release(p.buffer)
+        p.buffer = []
+        p.last_ack = p.max_clock = clock
+        p.begin = -1
+        return dropped
 
     def _release(self, spans: list[Span]) -> int:
         """Let go of buffered spans; returns how many messages they held."""
