@@ -128,6 +128,21 @@ class Frames:
         )
 
     @classmethod
+    def by_journal(cls, envelopes: Sequence[Envelope]) -> list[Frames]:
+        """`envelopes` (of any journals) as Frames, one per stretch of
+        consecutive envelopes of one journal."""
+        out: list[Frames] = []
+        i = 0
+        while i < len(envelopes):
+            name = envelopes[i].journal.name
+            j = i + 1
+            while j < len(envelopes) and envelopes[j].journal.name == name:
+                j += 1
+            out.append(cls.of_envelopes(envelopes[i].journal, envelopes[i:j]))
+            i = j
+        return out
+
+    @classmethod
     def empty(cls, journal: pb.JournalSpec) -> Frames:
         return cls(journal, [], [], [], [], [], [], [])
 
@@ -155,6 +170,13 @@ class Frames:
         self._begins = offsets[:-1]
         self._ends = offsets[1:]
         self._lengths = []
+
+    def runs(self) -> Iterator[tuple[int, int]]:
+        """[start, stop) of each run, in order (see `run_starts`)."""
+        starts = run_starts(self.producers, self.clocks, self.flags)
+        stops = starts[1:]
+        stops.append(len(self))
+        return zip(starts, stops, strict=True)
 
     def slice(self, start: int, stop: int) -> Frames:
         """Frames [start, stop) as a batch of their own."""
@@ -217,20 +239,13 @@ class Committed(Sequence[Envelope]):
     @classmethod
     def of_envelopes(cls, envelopes: Sequence[Envelope]) -> Committed:
         """Committed envelopes, as they are (of any journals, in any order)."""
-        spans: list[Span] = []
-        i = 0
-        while i < len(envelopes):
-            journal = envelopes[i].journal
-            j = i + 1
-            while j < len(envelopes) and envelopes[j].journal is journal:
-                j += 1
-            frames = Frames.of_envelopes(journal, envelopes[i:j])
-            starts = run_starts(frames.producers, frames.clocks, frames.flags)
-            stops = starts[1:]
-            stops.append(len(frames))
-            spans += [(frames, start, stop) for start, stop in zip(starts, stops, strict=True)]
-            i = j
-        return cls(spans)
+        return cls(
+            [
+                (frames, start, stop)
+                for frames in Frames.by_journal(envelopes)
+                for start, stop in frames.runs()
+            ]
+        )
 
     def __len__(self) -> int:
         if self._len < 0:
@@ -252,18 +267,13 @@ class Committed(Sequence[Envelope]):
 
     def content(self) -> list[Envelope]:
         """Committed envelopes that carry content: ACKs left out."""
-        out: list[Envelope] = []
-        for frames, start, stop in self.spans:
-            if frames.flags[start] != ACK_TXN:
-                out += frames.envelopes(start, stop)
-        return out
+        return self.without_acks().envelopes()
 
     def messages(self) -> list[Any]:
         """The messages of `content()`, without building envelopes."""
         out: list[Any] = []
-        for frames, start, stop in self.spans:
-            if frames.flags[start] != ACK_TXN:
-                out += frames.messages[start:stop]
+        for frames, start, stop in self.without_acks().spans:
+            out += frames.messages[start:stop]
         return out
 
     def __iter__(self) -> Iterator[Envelope]:

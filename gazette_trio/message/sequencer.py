@@ -47,7 +47,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ..protocol import consumer as pc
-from .frames import Frames, Span, run_starts
+from .frames import Frames, Span
 from .message import Envelope
 from .uuids import ACK_TXN, CONTINUE_TXN, OUTSIDE_TXN, flags_name
 
@@ -204,21 +204,14 @@ class Sequencer:
         committed transactions that must be re-read from the journal.
 
         The envelope form of `queue_frames`, for envelopes of any journals."""
-        envs = list(envelopes)
         out: list[Envelope | Replay] = []
-        i = 0
-        while i < len(envs):
-            name = envs[i].journal.name
-            j = i + 1
-            while j < len(envs) and envs[j].journal.name == name:
-                j += 1
-            for item in self.queue_frames(Frames.of_envelopes(envs[i].journal, envs[i:j])):
+        for batch in Frames.by_journal(list(envelopes)):
+            for item in self.queue_frames(batch):
                 if isinstance(item, Replay):
                     out.append(item)
                 else:
                     frames, start, stop = item
                     out += frames.envelopes(start, stop)
-            i = j
         return out
 
     def queue_frames(self, frames: Frames) -> list[Span | Replay]:
@@ -245,11 +238,8 @@ class Sequencer:
         retained = self._retained
         producers_of = frames.producers
         flags_of = frames.flags
-        starts = run_starts(producers_of, clocks, flags_of)
-        stops = starts[1:]
-        stops.append(n)
         p = _Producer(0)
-        for start, stop in zip(starts, stops, strict=True):
+        for start, stop in frames.runs():
             first = clocks[start]
             if not first:
                 out.append((frames, start, stop))  # No UUID: committed, never a duplicate.
