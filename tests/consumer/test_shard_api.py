@@ -173,21 +173,25 @@ async def test_apply_with_a_stale_revision_fails_the_etcd_transaction(
     assert relisted.shards[0].spec.hot_standbys == 2
 
 
+async def apply_shard(peer: Peer, shard: str, source: str) -> Any:
+    """Apply (upsert) a shard reading `source`, through the peer's stubs."""
+    o = peer.pb
+    spec_ = o.consumer.ShardSpec(id=shard, sources=[o.consumer.ShardSpec.Source(journal=source)])
+    spec_.max_txn_duration.seconds = 1
+    return await peer.call(
+        "Apply",
+        o.consumer.ApplyRequest(changes=[o.consumer.ApplyRequest.Change(upsert=spec_)]),
+        o.consumer.ApplyResponse,
+    )
+
+
 async def test_apply_of_an_invalid_spec_is_invalid_argument_naming_the_field(
     served: tuple[Cluster, Peer],
 ) -> None:
     _, peer = served
     o = peer.pb
-    bad = o.consumer.ShardSpec(
-        id="count-002", sources=[o.consumer.ShardSpec.Source(journal="bad journal")]
-    )
-    bad.max_txn_duration.seconds = 1
     with pytest.raises(grpclib.exceptions.GRPCError) as info:
-        await peer.call(
-            "Apply",
-            o.consumer.ApplyRequest(changes=[o.consumer.ApplyRequest.Change(upsert=bad)]),
-            o.consumer.ApplyResponse,
-        )
+        await apply_shard(peer, "count-002", "bad journal")
     assert info.value.status == grpclib.const.Status.INVALID_ARGUMENT
     assert (
         "Changes[0].Upsert.Sources[0].Journal: not a valid token (bad journal)"
@@ -202,17 +206,8 @@ async def test_apply_of_a_shard_reading_a_missing_journal_names_it(
     served: tuple[Cluster, Peer],
 ) -> None:
     _, peer = served
-    o = peer.pb
-    spec_ = o.consumer.ShardSpec(
-        id="count-003", sources=[o.consumer.ShardSpec.Source(journal="no/such/journal")]
-    )
-    spec_.max_txn_duration.seconds = 1
     with pytest.raises(grpclib.exceptions.GRPCError) as info:
-        await peer.call(
-            "Apply",
-            o.consumer.ApplyRequest(changes=[o.consumer.ApplyRequest.Change(upsert=spec_)]),
-            o.consumer.ApplyResponse,
-        )
+        await apply_shard(peer, "count-003", "no/such/journal")
     assert "source journal no/such/journal does not exist" in info.value.message
 
 

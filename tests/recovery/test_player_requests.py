@@ -76,16 +76,19 @@ async def committed_state(log: Log, directory: Path) -> Recorder:
     return recorder
 
 
+async def start_tailing(nursery: trio.Nursery, player: Player, log: Log, directory: Path) -> None:
+    """Start `player` playing the log into `directory`, back once it tails."""
+    nursery.start_soon(player.play, FsmHints(log=LOG), directory, log.client, log.appender)
+    await player.wait_tailing()
+
+
 async def test_a_hand_off_completes_while_the_caught_up_log_is_quiet(
     log: Log, tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     await committed_state(log, tmp_path / "primary")
     player = Player()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(
-            player.play, FsmHints(log=LOG), tmp_path / "standby", log.client, log.appender
-        )
-        await player.wait_tailing()
+        await start_tailing(nursery, player, log, tmp_path / "standby")
         await trio.testing.wait_all_tasks_blocked()
         assert player.state is PlayerState.TAIL
         # The primary crashed: nobody appends any more. The standby is promoted.
@@ -101,10 +104,7 @@ async def test_finishing_at_the_write_head_completes_while_the_log_is_quiet(
     await committed_state(log, tmp_path / "primary")
     player = Player()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(
-            player.play, FsmHints(log=LOG), tmp_path / "replica", log.client, log.appender
-        )
-        await player.wait_tailing()
+        await start_tailing(nursery, player, log, tmp_path / "replica")
         await trio.testing.wait_all_tasks_blocked()
         player.finish_at_write_head()
         with trio.fail_after(30):
@@ -120,10 +120,7 @@ async def test_a_request_made_while_the_log_is_written_completes(
     recorder = await committed_state(log, tmp_path / "primary")
     player = Player()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(
-            player.play, FsmHints(log=LOG), tmp_path / "standby", log.client, log.appender
-        )
-        await player.wait_tailing()
+        await start_tailing(nursery, player, log, tmp_path / "standby")
         with recorder.open("state") as f:
             f.write_at(b"COMMITTED", 0)
         await recorder.barrier()
