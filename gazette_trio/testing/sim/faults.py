@@ -163,14 +163,12 @@ class JournalFaults(Faults):
 
     async def before_append(self, journal: str, offset: int, size: int) -> None:
         who = actor.get()
-        if who is None:
-            return
-        inj = self.injector
-        if inj.strikes("append_delay"):
-            await trio.sleep(inj.delay(0.001, 0.3))
-        if inj.strikes("append_error"):
-            inj.trace.event(f"fault append_error: {who} {journal}@{offset}+{size}")
-            raise aio.Unavailable(f"simulated: append to {journal} lost before it was written")
+        if who is not None:
+            await self._delay_or_fail(
+                "append",
+                f"{who} {journal}@{offset}+{size}",
+                f"append to {journal} lost before it was written",
+            )
 
     async def after_append(self, journal: str, commit: pb.Fragment) -> None:
         who = actor.get()
@@ -184,14 +182,19 @@ class JournalFaults(Faults):
 
     async def before_read(self, journal: str, offset: int, size: int) -> None:
         who = actor.get()
-        if who is None:
-            return
+        if who is not None:
+            await self._delay_or_fail(
+                "read", f"{who} {journal}@{offset}", f"read of {journal} broken at {offset}"
+            )
+
+    async def _delay_or_fail(self, op: str, where: str, what: str) -> None:
+        """Maybe delay `op` (`append` or `read`), then maybe fail it."""
         inj = self.injector
-        if inj.strikes("read_delay"):
+        if inj.strikes(f"{op}_delay"):
             await trio.sleep(inj.delay(0.001, 0.3))
-        if inj.strikes("read_error"):
-            inj.trace.event(f"fault read_error: {who} {journal}@{offset}")
-            raise aio.Unavailable(f"simulated: read of {journal} broken at {offset}")
+        if inj.strikes(f"{op}_error"):
+            inj.trace.event(f"fault {op}_error: {where}")
+            raise aio.Unavailable(f"simulated: {what}")
 
 
 class EtcdFaults(EtcdHooks):
