@@ -16,22 +16,10 @@ Members killed at random while the chunker runs are tests/chaos's.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from .processes import PYTHON, SERVING, MemberPorts, ProcessGroup, clean_env, member_env, serve_args
 
 CHUNKER = "examples/stream_sum/chunker.py"
-
-
-@pytest.fixture
-def group(tmp_path: Path) -> Any:
-    g = ProcessGroup(tmp_path / "logs")
-    try:
-        yield g
-    finally:
-        g.close()
 
 
 def test_one_member_sums_every_stream_exactly_once_and_exits_0_on_sigterm(

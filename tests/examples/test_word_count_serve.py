@@ -51,15 +51,6 @@ It was the best of times, it was the worst of times.
 """
 
 
-@pytest.fixture
-def group(tmp_path: Path) -> Any:
-    g = ProcessGroup(tmp_path / "logs")
-    try:
-        yield g
-    finally:
-        g.close()
-
-
 def expected_counts() -> dict[str, int]:
     return dict(collections.Counter(w for line in TEXT.splitlines() for w in words_of(line)))
 

@@ -19,10 +19,8 @@ is promised:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 import trio
 
 from gazette_trio.broker.errors import JournalError
@@ -31,15 +29,9 @@ from gazette_trio.etcd import LeaseLost
 from gazette_trio.protocol import protocol as pb
 from gazette_trio.protocol.recoverylog import RecordedOp
 
-from .harness import Code, RecoveryCluster, expected_counts, open_recovery_cluster
+from .harness import Code, RecoveryCluster, expected_counts
 
 TIMEOUT = 30
-
-
-@pytest.fixture(params=["json", "sqlite"])
-async def group(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RecoveryCluster]:
-    async with open_recovery_cluster(request.param, tmp_path) as g:
-        yield g
 
 
 def batch(round_: int, n: int = 20) -> list[str]:

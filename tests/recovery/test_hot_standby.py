@@ -23,10 +23,8 @@ mock clock would jump ahead while they run.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 import trio
 
 from gazette_trio.recoverylog.hint_store import fetch_hints, hint_backup_keys, hint_primary_key
@@ -42,17 +40,10 @@ from .harness import (
     RecoveryCluster,
     expected_counts,
     hold_line,
-    open_recovery_cluster,
     shard_spec,
 )
 
 TIMEOUT = 30
-
-
-@pytest.fixture(params=["json", "sqlite"])
-async def group(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RecoveryCluster]:
-    async with open_recovery_cluster(request.param, tmp_path) as g:
-        yield g
 
 
 def batch(round_: int, n: int = 40) -> list[str]:
