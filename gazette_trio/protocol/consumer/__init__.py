@@ -96,6 +96,15 @@ class ApplyRequestChange(betterproto2.Message):
 
     delete: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
+    primary_hints: "_recoverylog__.FsmHints | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    With an upsert: recovery-log hints that the new primary plays back
+    from, written under the shard's primary hints key in the same
+    transaction.
+    """
+
 
 default_message_pool.register_message("consumer", "ApplyRequest.Change", ApplyRequestChange)
 
@@ -189,6 +198,12 @@ class ConsumerSpec(betterproto2.Message):
     )
 
     shard_limit: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+
+    exiting: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    """
+    Set by a member that is shutting down gracefully, so that allocation
+    moves its shards away before it leaves.
+    """
 
 
 default_message_pool.register_message("consumer", "ConsumerSpec", ConsumerSpec)
@@ -290,6 +305,8 @@ class ListResponseShard(betterproto2.Message):
     """
     One per route member, in route order.
     """
+
+    create_revision: "int" = betterproto2.field(5, betterproto2.TYPE_INT64)
 
 
 default_message_pool.register_message("consumer", "ListResponse.Shard", ListResponseShard)

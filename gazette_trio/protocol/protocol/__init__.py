@@ -5,6 +5,7 @@
 
 __all__ = (
     "AppendRequest",
+    "AppendRequestSuspend",
     "AppendResponse",
     "ApplyRequest",
     "ApplyRequestChange",
@@ -12,6 +13,8 @@ __all__ = (
     "BrokerSpec",
     "CompressionCodec",
     "Fragment",
+    "FragmentStoreHealthRequest",
+    "FragmentStoreHealthResponse",
     "FragmentsRequest",
     "FragmentsResponse",
     "FragmentsResponseFragment",
@@ -21,6 +24,8 @@ __all__ = (
     "JournalSpec",
     "JournalSpecFlag",
     "JournalSpecFragment",
+    "JournalSpecSuspend",
+    "JournalSpecSuspendLevel",
     "JournalStub",
     "Label",
     "LabelSelector",
@@ -59,6 +64,45 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
+class AppendRequestSuspend(betterproto2.Enum):
+    """
+    What an append does to a journal's suspension.
+    """
+
+    RESUME = 0
+
+    NO_RESUME = 1
+
+    IF_FLUSHED = 2
+
+    NOW = 3
+
+    KEEP = 4
+    """
+    Leave the suspension level as it is (for content-free appends).
+    """
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "SUSPEND_RESUME",
+            1: "SUSPEND_NO_RESUME",
+            2: "SUSPEND_IF_FLUSHED",
+            3: "SUSPEND_NOW",
+            4: "SUSPEND_KEEP",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "SUSPEND_RESUME": 0,
+            "SUSPEND_NO_RESUME": 1,
+            "SUSPEND_IF_FLUSHED": 2,
+            "SUSPEND_NOW": 3,
+            "SUSPEND_KEEP": 4,
+        }
+
+
 class CompressionCodec(betterproto2.Enum):
     INVALID = 0
 
@@ -85,6 +129,14 @@ class JournalSpecFlag(betterproto2.Enum):
     O_WRONLY = 2
 
     O_RDWR = 4
+
+
+class JournalSpecSuspendLevel(betterproto2.Enum):
+    NONE = 0
+
+    PARTIAL = 1
+
+    FULL = 2
 
 
 class Status(betterproto2.Enum):
@@ -132,6 +184,16 @@ class Status(betterproto2.Enum):
     check_registers of an append did not match the journal's registers.
     """
 
+    SUSPENDED = 14
+    """
+    The journal is suspended: it has no replicas able to serve the request.
+    """
+
+    FRAGMENT_STORE_UNHEALTHY = 15
+    """
+    An append could not be persisted because its fragment store is unhealthy.
+    """
+
 
 @dataclass(eq=False, repr=False)
 class AppendRequest(betterproto2.Message):
@@ -162,6 +224,15 @@ class AppendRequest(betterproto2.Message):
         8, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    suspend: "AppendRequestSuspend" = betterproto2.field(
+        9, betterproto2.TYPE_ENUM, default_factory=lambda: AppendRequestSuspend(0)
+    )
+
+    min_etcd_revision: "int" = betterproto2.field(10, betterproto2.TYPE_INT64)
+    """
+    The broker waits until its view of etcd reaches this revision.
+    """
+
 
 default_message_pool.register_message("protocol", "AppendRequest", AppendRequest)
 
@@ -181,6 +252,11 @@ class AppendResponse(betterproto2.Message):
     total_chunks: "int" = betterproto2.field(5, betterproto2.TYPE_INT64)
 
     delayed_chunks: "int" = betterproto2.field(6, betterproto2.TYPE_INT64)
+
+    store_health_error: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    """
+    With FRAGMENT_STORE_UNHEALTHY: the store's error.
+    """
 
 
 default_message_pool.register_message("protocol", "AppendResponse", AppendResponse)
@@ -231,6 +307,12 @@ class BrokerSpec(betterproto2.Message):
     )
 
     journal_limit: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+
+    exiting: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    """
+    Set by a broker that is shutting down gracefully, so that allocation
+    moves its journals away before it leaves.
+    """
 
 
 default_message_pool.register_message("protocol", "BrokerSpec", BrokerSpec)
@@ -319,6 +401,39 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
+class FragmentStoreHealthRequest(betterproto2.Message):
+    fragment_store: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    check_delete: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    """
+    Also check that a probe object under `check_delete_prefix` can be deleted.
+    """
+
+    check_delete_prefix: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message(
+    "protocol", "FragmentStoreHealthRequest", FragmentStoreHealthRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class FragmentStoreHealthResponse(betterproto2.Message):
+    status: "Status" = betterproto2.field(
+        1, betterproto2.TYPE_ENUM, default_factory=lambda: Status(0)
+    )
+
+    header: "Header | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+
+    store_health_error: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message(
+    "protocol", "FragmentStoreHealthResponse", FragmentStoreHealthResponse
+)
+
+
+@dataclass(eq=False, repr=False)
 class Header(betterproto2.Message):
     process_id: "ProcessSpecId | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
@@ -361,6 +476,10 @@ class JournalSpec(betterproto2.Message):
     flags: "int" = betterproto2.field(6, betterproto2.TYPE_UINT32)
 
     max_append_rate: "int" = betterproto2.field(7, betterproto2.TYPE_INT64)
+
+    suspend: "JournalSpecSuspend | None" = betterproto2.field(
+        8, betterproto2.TYPE_MESSAGE, optional=True
+    )
     """
     Upstream leaves field number 5 unused; so do we.
     """
@@ -398,10 +517,32 @@ default_message_pool.register_message("protocol", "JournalSpec.Fragment", Journa
 
 
 @dataclass(eq=False, repr=False)
+class JournalSpecSuspend(betterproto2.Message):
+    """
+    Suspension of a journal that has seen no appends for a while: its
+    replicas are released, and `offset` is where appends resume.
+    """
+
+    level: "JournalSpecSuspendLevel" = betterproto2.field(
+        1, betterproto2.TYPE_ENUM, default_factory=lambda: JournalSpecSuspendLevel(0)
+    )
+
+    offset: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+
+
+default_message_pool.register_message("protocol", "JournalSpec.Suspend", JournalSpecSuspend)
+
+
+@dataclass(eq=False, repr=False)
 class Label(betterproto2.Message):
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    prefix: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    """
+    Only in selectors: match any label value that begins with `value`.
+    """
 
 
 default_message_pool.register_message("protocol", "Label", Label)
@@ -437,16 +578,23 @@ default_message_pool.register_message("protocol", "LabelSet", LabelSet)
 @dataclass(eq=False, repr=False)
 class ListRequest(betterproto2.Message):
     """
-    The selector also understands the meta-labels "name" and "prefix".
+    The selector also understands the meta-label "name" (and its prefix form).
+    List is server-streaming: a snapshot spans one or more responses, and a
+    response with no journals ends it. With `watch`, the stream stays open and
+    sends a fresh snapshot whenever the listing changes.
     """
 
     selector: "LabelSelector | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    page_limit: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    watch: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
 
-    page_token: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    watch_resume: "Header | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    Resume a watch: send nothing until the listing moves past this header's
+    etcd revision.
+    """
 
 
 default_message_pool.register_message("protocol", "ListRequest", ListRequest)
@@ -464,8 +612,6 @@ class ListResponse(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    next_page_token: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
-
 
 default_message_pool.register_message("protocol", "ListResponse", ListResponse)
 
@@ -477,6 +623,8 @@ class ListResponseJournal(betterproto2.Message):
     mod_revision: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
 
     route: "Route | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
+
+    create_revision: "int" = betterproto2.field(4, betterproto2.TYPE_INT64)
 
 
 default_message_pool.register_message("protocol", "ListResponse.Journal", ListResponseJournal)
@@ -522,6 +670,16 @@ class ReadRequest(betterproto2.Message):
     end_offset: "int" = betterproto2.field(7, betterproto2.TYPE_INT64)
     """
     Zero means unbounded.
+    """
+
+    begin_mod_time: "int" = betterproto2.field(8, betterproto2.TYPE_INT64)
+    """
+    Skip persisted fragments last modified before this time (Unix seconds).
+    """
+
+    min_etcd_revision: "int" = betterproto2.field(9, betterproto2.TYPE_INT64)
+    """
+    The broker waits until its view of etcd reaches this revision.
     """
 
 
@@ -631,16 +789,17 @@ class JournalStub(betterproto2_grpclib.ServiceStub):
         timeout: "float | None" = None,
         deadline: "Deadline | None" = None,
         metadata: "MetadataLike | None" = None,
-    ) -> "ListResponse":
+    ) -> "AsyncIterator[ListResponse]":
 
-        return await self._unary_unary(
+        async for response in self._unary_stream(
             "/protocol.Journal/List",
             message,
             ListResponse,
             timeout=timeout,
             deadline=deadline,
             metadata=metadata,
-        )
+        ):
+            yield response
 
     async def apply(
         self,
@@ -736,14 +895,33 @@ class JournalStub(betterproto2_grpclib.ServiceStub):
             metadata=metadata,
         )
 
+    async def fragment_store_health(
+        self,
+        message: "FragmentStoreHealthRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "FragmentStoreHealthResponse":
+
+        return await self._unary_unary(
+            "/protocol.Journal/FragmentStoreHealth",
+            message,
+            FragmentStoreHealthResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
 
 from ..google import protobuf as _google__protobuf__
 
 
 class JournalBase(betterproto2_grpclib.ServiceBase):
-    async def list(self, message: "ListRequest") -> "ListResponse":
+    async def list(self, message: "ListRequest") -> "AsyncIterator[ListResponse]":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+        yield ListResponse()
 
     async def apply(self, message: "ApplyRequest") -> "ApplyResponse":
 
@@ -769,11 +947,20 @@ class JournalBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def fragment_store_health(
+        self, message: "FragmentStoreHealthRequest"
+    ) -> "FragmentStoreHealthResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def __rpc_list(self, stream: "grpclib.server.Stream[ListRequest, ListResponse]") -> None:
         request = await stream.recv_message()
         assert request is not None
-        response = await self.list(request)
-        await stream.send_message(response)
+        await self._call_rpc_handler_server_stream(
+            self.list,
+            stream,
+            request,
+        )
 
     async def __rpc_apply(
         self, stream: "grpclib.server.Stream[ApplyRequest, ApplyResponse]"
@@ -817,11 +1004,20 @@ class JournalBase(betterproto2_grpclib.ServiceBase):
         response = await self.list_fragments(request)
         await stream.send_message(response)
 
+    async def __rpc_fragment_store_health(
+        self,
+        stream: "grpclib.server.Stream[FragmentStoreHealthRequest, FragmentStoreHealthResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.fragment_store_health(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
         return {
             "/protocol.Journal/List": grpclib.const.Handler(
                 self.__rpc_list,
-                grpclib.const.Cardinality.UNARY_UNARY,
+                grpclib.const.Cardinality.UNARY_STREAM,
                 ListRequest,
                 ListResponse,
             ),
@@ -854,5 +1050,11 @@ class JournalBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 FragmentsRequest,
                 FragmentsResponse,
+            ),
+            "/protocol.Journal/FragmentStoreHealth": grpclib.const.Handler(
+                self.__rpc_fragment_store_health,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                FragmentStoreHealthRequest,
+                FragmentStoreHealthResponse,
             ),
         }
