@@ -98,8 +98,16 @@ def _scalar(field: FieldDescriptor, index: int, flavor: str) -> Any:
     """A value for `field` that differs by field and by element index, so
     that a swapped field number or element order shows."""
     t, n = field.type, field.number * 10 + index + 1
-    signed64 = (FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_SINT64, FieldDescriptor.TYPE_SFIXED64)
-    signed32 = (FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_SINT32, FieldDescriptor.TYPE_SFIXED32)
+    signed64 = (
+        FieldDescriptor.TYPE_INT64,
+        FieldDescriptor.TYPE_SINT64,
+        FieldDescriptor.TYPE_SFIXED64,
+    )
+    signed32 = (
+        FieldDescriptor.TYPE_INT32,
+        FieldDescriptor.TYPE_SINT32,
+        FieldDescriptor.TYPE_SFIXED32,
+    )
     if t in signed64:
         return n if flavor == SMALL else [-(2**63), 2**63 - 1, -n][index % 3]
     if t in signed32:
@@ -111,13 +119,17 @@ def _scalar(field: FieldDescriptor, index: int, flavor: str) -> Any:
     if t == FieldDescriptor.TYPE_BOOL:
         return True
     if t == FieldDescriptor.TYPE_STRING:
-        return f"{field.name}-{index}" if flavor == SMALL else f"{field.name}/Grüße/日本語/🚀/{index}"
+        return (
+            f"{field.name}-{index}" if flavor == SMALL else f"{field.name}/Grüße/日本語/🚀/{index}"
+        )
     if t == FieldDescriptor.TYPE_BYTES:
         return f"{field.name}{index}".encode() + (b"" if flavor == SMALL else b"\x00\xff\x80")
     if t == FieldDescriptor.TYPE_ENUM:
         nonzero = sorted(v.number for v in field.enum_type.values if v.number != 0)
         assert nonzero, f"{field.full_name}: enum {field.enum_type.full_name} has no non-zero value"
-        return nonzero[index % len(nonzero)] if flavor == SMALL else nonzero[-1 - index % len(nonzero)]
+        return (
+            nonzero[index % len(nonzero)] if flavor == SMALL else nonzero[-1 - index % len(nonzero)]
+        )
     if t in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
         return 1.5 + index
     raise AssertionError(f"unhandled field type {t} of {field.full_name}")
@@ -171,7 +183,9 @@ def compare(official_msg: Any, ours: Any, path: str) -> None:
         assert isinstance(ours, datetime.timedelta), path
         assert ours == official_msg.ToTimedelta(), path
         return
-    assert not ours._unknown_fields, f"{path}: our class kept unknown fields {ours._unknown_fields!r}"
+    assert not ours._unknown_fields, (
+        f"{path}: our class kept unknown fields {ours._unknown_fields!r}"
+    )
     names = type(ours)._betterproto.field_name_by_number
     for field in desc.fields:
         where = f"{path}.{field.name}"
@@ -306,13 +320,17 @@ def test_every_upstream_rpc_has_our_stub_with_the_same_shape() -> None:
     names_of = {cls: url.rsplit("/", 1)[1] for url, cls in default_message_pool.url_to_type.items()}
     methods = 0
     for service in _services():
-        stub = {"protocol.Journal": pb.JournalStub, "consumer.Shard": pc.ShardStub}[service.full_name]
+        stub = {"protocol.Journal": pb.JournalStub, "consumer.Shard": pc.ShardStub}[
+            service.full_name
+        ]
         for method in service.methods:
             path = f"/{service.full_name}/{method.name}"
             assert path in ours, f"{path} is not served by our generated base class"
             handler = ours[path]
             shape = _CARDINALITY[(method.client_streaming, method.server_streaming)]
-            assert handler.cardinality == shape, f"{path}: ours {handler.cardinality}, upstream {shape}"
+            assert handler.cardinality == shape, (
+                f"{path}: ours {handler.cardinality}, upstream {shape}"
+            )
             assert names_of[handler.request_type] == method.input_type.full_name, path
             assert names_of[handler.reply_type] == method.output_type.full_name, path
             snake = "".join("_" + c.lower() if c.isupper() else c for c in method.name).lstrip("_")
@@ -354,7 +372,10 @@ def test_golden_shard_spec() -> None:
         + b"\x52\x08\x0a\x06\x0a\x01k\x12\x01v"  # 10 labels {labels {name k value v}}
     )
     assert bytes(spec) == golden
-    assert upstream_protos().message("consumer.ShardSpec").FromString(golden).sources[0].min_offset == -1
+    assert (
+        upstream_protos().message("consumer.ShardSpec").FromString(golden).sources[0].min_offset
+        == -1
+    )
     assert pc.ShardSpec.parse(golden) == spec
 
 
@@ -465,7 +486,9 @@ def _random_populate(msg: Any, rng: random.Random, depth: int = 0) -> Any:
             _random_populate(getattr(msg, field.name), rng, depth + 1)
             getattr(msg, field.name).SetInParent()
         else:
-            setattr(msg, field.name, _scalar(field, rng.randint(0, 2), rng.choice([SMALL, EXTREME])))
+            setattr(
+                msg, field.name, _scalar(field, rng.randint(0, 2), rng.choice([SMALL, EXTREME]))
+            )
     return msg
 
 

@@ -45,7 +45,9 @@ UPSTREAM_PROTOS = (
 
 
 def _gomodcache() -> Path:
-    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
+    go = shutil.which("go") or (
+        "/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None
+    )
     if go is not None:
         out = subprocess.run([go, "env", "GOMODCACHE"], capture_output=True, text=True, check=False)
         if out.returncode == 0 and out.stdout.strip():
