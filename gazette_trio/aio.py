@@ -383,13 +383,23 @@ class _Pipe(Generic[T]):
             await self.aio_wait()
 
 
-async def _trio_iterate(pipe: _Pipe[T]) -> AsyncIterator[T]:
-    while True:
+class _PipeIterator(Generic[T]):
+    """Trio-side iteration of a pipe. A class, not an async generator: a
+    cancelled `anext` (a timeout around one receive) must leave the stream
+    readable, where a generator would be finished by the Cancelled passing
+    through it."""
+
+    def __init__(self, pipe: _Pipe[T]) -> None:
+        self._pipe = pipe
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self
+
+    async def __anext__(self) -> T:
         try:
-            item = await pipe.trio_get()
+            return await self._pipe.trio_get()
         except _Closed:
-            return
-        yield item
+            raise StopAsyncIteration from None
 
 
 # --------------------------------------------------------------------------
@@ -535,7 +545,7 @@ class _StreamCall(Generic[Req, Resp]):
             raise trio.EndOfChannel from None
 
     def __aiter__(self) -> AsyncIterator[Resp]:
-        return _trio_iterate(self._replies)
+        return _PipeIterator(self._replies)
 
 
 @contextlib.asynccontextmanager
@@ -871,7 +881,7 @@ def _handler(method: Method, buffer: int) -> Callable[[Any], Awaitable[None]]:
 
         async def call_client_stream(requests: _Pipe[Any], replies: _Pipe[Any]) -> Any:
             async def trio_side() -> Any:
-                return await fn(_trio_iterate(requests))
+                return await fn(_PipeIterator(requests))
 
             return await trio_asyncio.trio_as_aio(trio_side)()
 
@@ -882,7 +892,7 @@ def _handler(method: Method, buffer: int) -> Callable[[Any], Awaitable[None]]:
 
     async def call_bidi(requests: _Pipe[Any], replies: _Pipe[Any]) -> None:
         async def trio_side() -> None:
-            await fn(_trio_iterate(requests), replies.trio_put)
+            await fn(_PipeIterator(requests), replies.trio_put)
 
         await trio_asyncio.trio_as_aio(trio_side)()
 

@@ -31,8 +31,17 @@ from ..protocol import protocol as pb
 class JournalClient(Protocol):
     """Gazette's Journal service, transport-neutral."""
 
-    async def list(self, request: pb.ListRequest) -> pb.ListResponse:
-        """Journals matching the request's selector, with their revisions."""
+    def list(
+        self, request: pb.ListRequest
+    ) -> AbstractAsyncContextManager[AsyncIterator[pb.ListResponse]]:
+        """Open a List stream of the journals matching the request's selector.
+
+        As in Gazette, a snapshot spans one or more responses (the first
+        carries status and header). Without `watch` the stream ends after
+        it; with `watch`, an empty response ends each snapshot and a new one
+        follows every change. `list_apply.list_journals` and `watch.WatchedList`
+        read it for you.
+        """
         ...
 
     async def apply(self, request: pb.ApplyRequest) -> pb.ApplyResponse:

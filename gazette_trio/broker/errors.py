@@ -25,11 +25,14 @@ RETRYABLE_STATUSES = frozenset(
         pb.Status.INSUFFICIENT_JOURNAL_BROKERS,
         pb.Status.WRONG_ROUTE,
         pb.Status.PROPOSAL_MISMATCH,
+        pb.Status.FRAGMENT_STORE_UNHEALTHY,
     }
 )
-"""Statuses a broker cluster answers while its routing converges; an
-operation retried a moment later may succeed. Every other non-OK status is a
-verdict about the request itself."""
+"""Statuses a broker cluster answers while its routing converges, or while a
+fragment store is briefly unreachable; an operation retried a moment later
+may succeed. Every other non-OK status (SUSPENDED among them: a suspended
+journal stays so until an append resumes it) is a verdict about the request
+itself."""
 
 
 class JournalError(Exception):

@@ -58,10 +58,19 @@ class GrpcJournalClient:
         self.timeout = timeout
         self._read_buffer = read_buffer
 
-    async def list(self, request: pb.ListRequest) -> pb.ListResponse:
-        return await aio.unary(
-            self.channel, f"{SERVICE}/List", request, pb.ListResponse, timeout=self.timeout
-        )
+    @contextlib.asynccontextmanager
+    async def list(self, request: pb.ListRequest) -> AsyncIterator[AsyncIterator[pb.ListResponse]]:
+        # A unary listing is bounded by the timeout; a watch lives until the
+        # caller leaves the block.
+        async with aio.server_stream(
+            self.channel,
+            f"{SERVICE}/List",
+            request,
+            pb.ListResponse,
+            buffer=4,
+            timeout=None if request.watch else self.timeout,
+        ) as call:
+            yield call.__aiter__()
 
     async def apply(self, request: pb.ApplyRequest) -> pb.ApplyResponse:
         return await aio.unary(

@@ -8,20 +8,24 @@ objects the gRPC transport would decode. Behaviour matches
 (`gazette_trio.aio.InvalidArgument` for malformed requests), which the
 contract tests check by running one suite over both.
 
-This module owns only the adaptation: a Read runs in a task of the caller's
-`async with`, and an Append gathers its content before handing it over, so a
+This module owns only the adaptation: a Read or List runs in a task of the
+caller's `async with`, and an Append gathers its content before handing it over, so a
 content iterator that fails, or a cancelled caller, appends nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+import functools
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from typing import Generic, TypeVar
 
 import trio
 
 from ..protocol import protocol as pb
 from .server.core import JournalServerCore
+
+T = TypeVar("T")
 
 
 async def gather_content(content: Iterable[bytes] | AsyncIterable[bytes]) -> list[bytes]:
@@ -41,16 +45,17 @@ async def gather_content(content: Iterable[bytes] | AsyncIterable[bytes]) -> lis
     return chunks
 
 
-class _ReadStream:
-    """Responses of one Read, produced by a task the context manager owns."""
+class _Responses(Generic[T]):
+    """Responses of one server-streaming call, produced by a task that the
+    call's context manager owns."""
 
-    def __init__(self, receive: trio.MemoryReceiveChannel[pb.ReadResponse | BaseException]) -> None:
+    def __init__(self, receive: trio.MemoryReceiveChannel[T | BaseException]) -> None:
         self._receive = receive
 
-    def __aiter__(self) -> AsyncIterator[pb.ReadResponse]:
+    def __aiter__(self) -> AsyncIterator[T]:
         return self
 
-    async def __anext__(self) -> pb.ReadResponse:
+    async def __anext__(self) -> T:
         try:
             item = await self._receive.receive()
         except trio.EndOfChannel:
@@ -60,6 +65,43 @@ class _ReadStream:
         return item
 
 
+@contextlib.asynccontextmanager
+async def _server_stream(
+    serve: Callable[[Callable[[T], Awaitable[None]]], Awaitable[None]], buffer: int
+) -> AsyncIterator[AsyncIterator[T]]:
+    """Run `serve(send)` in a task for as long as the caller's block lasts,
+    and yield its responses, as a gRPC server stream would deliver them."""
+    send, receive = trio.open_memory_channel[T | BaseException](buffer)
+
+    async def run() -> None:
+        async with send:
+            try:
+                await serve(send.send)
+            except trio.Cancelled:
+                raise
+            except trio.BrokenResourceError:
+                return  # the caller left its block before we were cancelled
+            except Exception as exc:
+                # Delivered in order after the responses, as a stream error
+                # arrives over gRPC.
+                await send.send(exc)
+
+    # The block's own error leaves as itself, not wrapped in the nursery's
+    # ExceptionGroup (run never raises anything but Cancelled).
+    block_error: BaseException | None = None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run)
+        try:
+            async with receive:
+                yield _Responses(receive)
+        except BaseException as exc:
+            block_error = exc
+        finally:
+            nursery.cancel_scope.cancel()
+    if block_error is not None:
+        raise block_error
+
+
 class LocalJournalClient:
     """`JournalClient` over an in-process `JournalServerCore`."""
 
@@ -67,8 +109,10 @@ class LocalJournalClient:
         self.core = core
         self._read_buffer = read_buffer
 
-    async def list(self, request: pb.ListRequest) -> pb.ListResponse:
-        return await self.core.list(request)
+    def list(
+        self, request: pb.ListRequest
+    ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[pb.ListResponse]]:
+        return _server_stream(functools.partial(self.core.list, request), 4)
 
     async def apply(self, request: pb.ApplyRequest) -> pb.ApplyResponse:
         return await self.core.apply(request)
@@ -76,35 +120,10 @@ class LocalJournalClient:
     async def list_fragments(self, request: pb.FragmentsRequest) -> pb.FragmentsResponse:
         return await self.core.list_fragments(request)
 
-    @contextlib.asynccontextmanager
-    async def read(self, request: pb.ReadRequest) -> AsyncIterator[AsyncIterator[pb.ReadResponse]]:
-        send, receive = trio.open_memory_channel[pb.ReadResponse | BaseException](self._read_buffer)
-
-        async def serve() -> None:
-            async with send:
-                try:
-                    await self.core.read(request, send.send)
-                except trio.Cancelled:
-                    raise
-                except Exception as exc:
-                    # Delivered in order after the responses, as a stream
-                    # error arrives over gRPC.
-                    await send.send(exc)
-
-        # The block's own error leaves as itself, not wrapped in the
-        # nursery's ExceptionGroup (serve never raises anything but Cancelled).
-        block_error: BaseException | None = None
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(serve)
-            try:
-                async with receive:
-                    yield _ReadStream(receive)
-            except BaseException as exc:
-                block_error = exc
-            finally:
-                nursery.cancel_scope.cancel()
-        if block_error is not None:
-            raise block_error
+    def read(
+        self, request: pb.ReadRequest
+    ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[pb.ReadResponse]]:
+        return _server_stream(functools.partial(self.core.read, request), self._read_buffer)
 
     async def append(
         self,

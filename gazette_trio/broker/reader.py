@@ -12,8 +12,10 @@ issues Gazette Read RPCs and keeps them going:
   broker restart shows up as a pause, never as lost or repeated bytes;
 - in blocking mode it waits at the write head for more content, forever or
   until `end_offset`; in non-blocking mode iteration ends at the write head;
-- a status that is a verdict (JOURNAL_NOT_FOUND, NOT_ALLOWED, ...) raises
-  `JournalError` carrying the journal and the status.
+- a status that is a verdict (NOT_ALLOWED, SUSPENDED, ...) raises
+  `JournalError` carrying the journal and the status; JOURNAL_NOT_FOUND is
+  believed only after a few retries, since a broker may not yet have seen a
+  journal that was just created.
 
 The reader's RPCs run in a task owned by the `async with` block, so it never
 outlives its caller. This module owns the read loop; framing content into
@@ -58,6 +60,18 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, aio.RpcError):
         return not isinstance(exc, _FATAL_RPC_ERRORS)
     return False
+
+
+NOT_FOUND_RETRIES = 3
+"""JOURNAL_NOT_FOUND answers retried before the reader believes them."""
+
+
+def _just_created(exc: BaseException, not_found: int) -> bool:
+    return (
+        isinstance(exc, JournalError)
+        and exc.status == pb.Status.JOURNAL_NOT_FOUND
+        and not_found < NOT_FOUND_RETRIES
+    )
 
 
 @dataclass(frozen=True)
@@ -163,6 +177,7 @@ class JournalReader:
         offset = self.offset
         write_head = self.write_head
         attempt = 0
+        not_found = 0
         while True:
             request = pb.ReadRequest(
                 journal=self.journal, offset=offset, block=self.block, end_offset=self.end_offset
@@ -191,7 +206,12 @@ class JournalReader:
                             return
                         raise JournalError(self.journal, status, f"reading at offset {offset}")
             except Exception as exc:
-                if not is_retryable(exc) or attempt >= self.backoff.attempts:
+                if _just_created(exc, not_found):
+                    # A broker whose view of etcd lags the journal's creation
+                    # answers JOURNAL_NOT_FOUND for a moment, as upstream's
+                    # retrying reader allows for.
+                    not_found += 1
+                elif not is_retryable(exc) or attempt >= self.backoff.attempts:
                     raise
                 attempt += 1
                 self.retries += 1

@@ -17,14 +17,13 @@ ModuloMapping and RendezvousMapping. The key is `key(message)` (bytes, or a
 str encoded as UTF-8); by default the message's own `mapping_key()`.
 
 `Partitions` is the current list of journals matching a selector, listed
-through the `JournalClient` and refreshed periodically by a task the caller
-owns (`open_partitions`).
+through the `JournalClient` and kept current by a List watch that the
+caller's block owns (`open_partitions`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -33,6 +32,7 @@ import trio
 
 from ..broker.client import JournalClient
 from ..broker.list_apply import list_journals, selector_of
+from ..broker.watch import WatchedList, open_watched_list
 from ..protocol import protocol as pb
 from ..protocol.labels import format_selector, value_of
 from .framing import CONTENT_TYPE
@@ -48,8 +48,6 @@ __all__ = [
     "random_mapping",
     "rendezvous_mapping",
 ]
-
-log = logging.getLogger(__name__)
 
 Mapping = Callable[[Any], tuple[str, str]]
 """message → (journal name, content type of the journal)."""
@@ -73,7 +71,12 @@ class NoPartitions(LookupError):
 
 
 class Partitions:
-    """The journals matching `selector`, as last listed (sorted by name)."""
+    """The journals matching `selector`, as last listed (sorted by name).
+
+    `refresh` lists once; `open_partitions` keeps them current with a List
+    watch, as Gazette's publishers do, so journals created or deleted while
+    publishing are taken up within moments.
+    """
 
     def __init__(self, client: JournalClient, selector: pb.LabelSelector | str | None) -> None:
         self.client = client
@@ -83,7 +86,9 @@ class Partitions:
         """Bumped on every refresh that changed the list."""
 
     async def refresh(self) -> None:
-        listed = await list_journals(self.client, self.selector)
+        self._take(await list_journals(self.client, self.selector))
+
+    def _take(self, listed: Sequence[pb.ListResponseJournal]) -> None:
         journals = tuple(j.spec for j in listed if j.spec is not None)
         if [j.name for j in journals] != [j.name for j in self.journals] or any(
             a != b for a, b in zip(journals, self.journals, strict=False)
@@ -91,20 +96,13 @@ class Partitions:
             self.journals = journals
             self.revision += 1
 
-    async def run(self, interval: float) -> None:
-        """Refresh every `interval` seconds until cancelled; a failed refresh
-        is logged and the last list kept."""
+    async def follow(self, watched: WatchedList) -> None:
+        """Take each snapshot of `watched` until cancelled."""
+        seen = watched.updates
         while True:
-            await trio.sleep(interval)
-            try:
-                await self.refresh()
-            except Exception as exc:
-                log.warning(
-                    "listing partitions %s failed (keeping %d journals): %s",
-                    format_selector(self.selector),
-                    len(self.journals),
-                    exc,
-                )
+            await watched.wait_changed(seen)
+            seen = watched.updates
+            self._take(watched.journals)
 
     def _require(self) -> Sequence[pb.JournalSpec]:
         journals = self.journals
@@ -115,18 +113,19 @@ class Partitions:
 
 @contextlib.asynccontextmanager
 async def open_partitions(
-    client: JournalClient, selector: pb.LabelSelector | str | None, *, interval: float = 60.0
+    client: JournalClient, selector: pb.LabelSelector | str | None
 ) -> AsyncIterator[Partitions]:
-    """Partitions listed now and refreshed every `interval` seconds while the
-    block runs (by a task the block owns)."""
+    """Partitions listed now and kept current by a List watch while the block
+    runs (by tasks the block owns)."""
     partitions = Partitions(client, selector)
-    await partitions.refresh()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(partitions.run, interval)
-        try:
-            yield partitions
-        finally:
-            nursery.cancel_scope.cancel()
+    async with open_watched_list(client, partitions.selector) as watched:
+        partitions._take(watched.journals)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partitions.follow, watched)
+            try:
+                yield partitions
+            finally:
+                nursery.cancel_scope.cancel()
 
 
 def _content_type(spec: pb.JournalSpec) -> str:

@@ -123,13 +123,75 @@ async def test_list_selects_by_labels_and_by_name_and_prefix_meta_labels(broker:
         await list_journals(broker.client, "prefix=clicks")
 
 
-async def test_list_pages_through_journals(broker: Broker) -> None:
-    names = [f"a/j{i:02d}" for i in range(7)]
-    await apply_journals(broker.client, [upsert(new_journal_spec(n)) for n in names])
-    response = await broker.client.list(pb.ListRequest(page_limit=3))
-    assert [j.spec.name for j in response.journals] == names[:3]
-    assert response.next_page_token == names[3]
-    assert [j.spec.name for j in await list_journals(broker.client, page_limit=3)] == names
+async def test_a_large_listing_spans_several_responses_of_at_most_1000_journals(
+    broker: Broker,
+) -> None:
+    names = [f"a/j{i:04d}" for i in range(2345)]
+    for i in range(0, len(names), 500):
+        await apply_journals(broker.client, [upsert(new_journal_spec(n)) for n in names[i : i + 500]])
+    async with broker.client.list(pb.ListRequest()) as stream:
+        responses = [r async for r in stream]
+    assert [len(r.journals) for r in responses] == [1000, 1000, 345]
+    # Status and header come with the first response only, as Gazette sends them.
+    assert responses[0].status == S.OK and responses[0].header is not None
+    assert all(r.header is None for r in responses[1:])
+    assert [j.spec.name for r in responses for j in r.journals] == names
+    assert [j.spec.name for j in await list_journals(broker.client)] == names
+
+
+async def test_listed_journals_carry_their_create_and_mod_revisions(broker: Broker) -> None:
+    created = await apply_journals(broker.client, [upsert(new_journal_spec("a/one"))])
+    updated = await apply_journals(
+        broker.client, [upsert(new_journal_spec("a/one", replication=2), expect_mod_revision=-1)]
+    )
+    [listed] = await list_journals(broker.client)
+    assert (listed.create_revision, listed.mod_revision) == (created, updated)
+
+
+async def next_snapshot(stream: AsyncIterator[pb.ListResponse]) -> tuple[int, list[str]]:
+    """(revision, names) of a watched List stream's next snapshot."""
+    first = await anext(stream)
+    assert first.status == S.OK and first.header is not None and first.header.etcd is not None
+    names = [j.spec.name for j in first.journals]
+    async for more in stream:
+        if not more.journals:  # an empty response ends each watched snapshot
+            return first.header.etcd.revision, names
+        names.extend(j.spec.name for j in more.journals)
+    raise AssertionError("watch ended")
+
+
+async def test_a_watched_list_sends_a_new_snapshot_on_each_change_to_its_match(
+    broker: Broker,
+) -> None:
+    await broker.create("clicks/one", labels={"topic": "clicks"})
+    request = pb.ListRequest(selector=L.parse_selector("topic=clicks"), watch=True)
+    async with broker.client.list(request) as stream:
+        first_revision, names = await next_snapshot(stream)
+        assert names == ["clicks/one"]
+        # A change outside the selector sends nothing; one inside sends all.
+        await broker.create("views/one", labels={"topic": "views"})
+        await broker.create("clicks/two", labels={"topic": "clicks"})
+        revision, names = await next_snapshot(stream)
+        assert revision > first_revision and names == ["clicks/one", "clicks/two"]
+        await apply_journals(broker.client, [delete("clicks/one")])
+        assert (await next_snapshot(stream))[1] == ["clicks/two"]
+
+
+async def test_a_resumed_watch_waits_for_a_revision_past_its_last_snapshot(
+    broker: Broker,
+) -> None:
+    await broker.create("a/one")
+    async with broker.client.list(pb.ListRequest(watch=True)) as stream:
+        first = await anext(stream)
+    resume = pb.ListRequest(watch=True, watch_resume=first.header)
+    async with broker.client.list(resume) as stream:
+        with trio.move_on_after(0.2) as idle:
+            await anext(stream)
+        assert idle.cancelled_caught, "nothing changed, so nothing may be sent"
+        await broker.create("a/two")
+        with trio.fail_after(5):
+            _, names = await next_snapshot(stream)
+        assert names == ["a/one", "a/two"]
 
 
 # --------------------------------------------------------------------------

@@ -134,6 +134,26 @@ async def test_verdict_statuses_raise_journal_errors(broker: Broker) -> None:
     assert refused.value.status == pb.Status.NOT_ALLOWED
 
 
+async def test_a_journal_created_just_after_the_read_began_is_read(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A broker whose view of etcd lags a journal's creation answers
+    # JOURNAL_NOT_FOUND for a moment; the reader retries a few times first.
+    core = JournalServerCore(MemoryStorage())
+    client = LocalJournalClient(core)
+
+    async def create_soon() -> None:
+        await trio.sleep(0.06)
+        await apply_journals(client, [upsert(new_journal_spec("a/journal"))])
+        await append(client, "a/journal", b"hello")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(create_soon)
+        async with open_reader(client, "a/journal", block=True, end_offset=5) as reader:
+            assert await reader.read_all() == b"hello"
+    assert reader.retries >= 1
+
+
 async def test_end_offset_stops_a_blocking_reader(broker: Broker) -> None:
     await broker.create("a/journal")
     await append(broker.client, "a/journal", b"0123456789")

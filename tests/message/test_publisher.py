@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from gazette_trio.broker import append
+from gazette_trio.broker import append, apply_journals, delete
 from gazette_trio.broker.reader import read_journal
 from gazette_trio.message import (
     ACK_TXN,
@@ -179,12 +179,20 @@ async def test_no_matching_partitions_is_an_error_naming_the_selector(journals: 
         modulo_mapping(partitions, lambda m: m)("key")
 
 
-async def test_open_partitions_refreshes_in_the_background(
+async def test_open_partitions_follows_journals_created_and_deleted_while_open(
     journals: Journals, autojump_clock: trio.testing.MockClock
 ) -> None:
     await journals.create("clicks/part-000", JSON_LINES, {"topic": "clicks"})
-    async with open_partitions(journals.client, "topic=clicks", interval=30) as partitions:
+    async with open_partitions(journals.client, "topic=clicks") as partitions:
         assert len(partitions.journals) == 1
         await journals.create("clicks/part-001", JSON_LINES, {"topic": "clicks"})
-        await trio.sleep(31)
+        # The watch delivers the change without any polling interval.
+        with trio.fail_after(1):
+            while len(partitions.journals) != 2:
+                await trio.sleep(0.001)
         assert [j.name for j in partitions.journals] == ["clicks/part-000", "clicks/part-001"]
+        await apply_journals(journals.client, [delete("clicks/part-000")])
+        with trio.fail_after(1):
+            while len(partitions.journals) != 1:
+                await trio.sleep(0.001)
+        assert [j.name for j in partitions.journals] == ["clicks/part-001"]

@@ -61,10 +61,16 @@ READ_CHUNK_SIZE = 1 << 17
 """Content responses carry at most 128 KiB, as Gazette's brokers send."""
 
 DEFAULT_PAGE_LIMIT = 1000
+"""Fragments per ListFragments page when the request names no limit."""
+
+LIST_PAGE = 1000
+"""Journals per List response; a larger snapshot spans several, as Gazette's
+brokers send them."""
 
 _EMPTY_SHA1 = hashlib.sha1(b"").digest()
 
 SendRead = Callable[[pb.ReadResponse], Awaitable[None]]
+SendList = Callable[[pb.ListResponse], Awaitable[None]]
 
 
 def _copy_spec(spec: pb.JournalSpec) -> pb.JournalSpec:
@@ -168,6 +174,9 @@ class JournalServerCore:
             name: _Journal.recovered(name, state) for name, state in recovered.journals.items()
         }
         self._apply_lock = trio.Lock()
+        # Set (and replaced) by every Apply that changes the specs: watched
+        # Lists wait on it.
+        self._specs_changed = trio.Event()
 
     def close(self) -> None:
         """Release the storage's files (blocked reads must be cancelled first)."""
@@ -217,33 +226,60 @@ class JournalServerCore:
     # ------------------------------------------------------------------
     # List and Apply
 
-    async def list(self, request: pb.ListRequest) -> pb.ListResponse:
+    async def list(self, request: pb.ListRequest, send: SendList) -> None:
+        """Serve a List: send a snapshot of the matching journals, in name
+        order, as one or more responses of at most `LIST_PAGE` journals.
+
+        Without `watch` the RPC ends after the snapshot. With it, each
+        snapshot is followed by an empty response that marks its end, and a
+        new snapshot follows whenever the matching set changes (a journal is
+        created, updated or deleted), until the caller is cancelled. A
+        `watch_resume` header skips snapshots at or before its revision.
+        """
         await trio.lowlevel.checkpoint()
         try:
             R.validate_list_request(request)
         except ValidationError as exc:
             raise _invalid(exc) from None
-        out: list[pb.ListResponseJournal] = []
-        next_token = ""
-        for name in sorted(self._specs):
-            if request.page_token and name < request.page_token:
-                continue
-            record = self._specs[name]
-            if not L.matches(request.selector, record.spec.labels, L.journal_meta_labels(name)):
-                continue
-            if request.page_limit and len(out) == request.page_limit:
-                next_token = name
-                break
-            out.append(
-                pb.ListResponseJournal(
-                    spec=_copy_spec(record.spec),
-                    mod_revision=record.mod_revision,
-                    route=self.route(),
+        min_revision = 0
+        if request.watch_resume is not None and request.watch_resume.etcd is not None:
+            min_revision = request.watch_resume.etcd.revision + 1
+        # (count, greatest mod revision) of the last snapshot sent: a create
+        # or update raises the latter and a delete lowers the former, so an
+        # unchanged pair means an unchanged listing.
+        last: tuple[int, int] | None = None
+        while True:
+            while self._revision < min_revision:
+                await self._specs_changed.wait()
+            min_revision = self._revision + 1
+            matched = [
+                (name, record)
+                for name, record in sorted(self._specs.items())
+                if L.matches(request.selector, record.spec.labels, L.journal_meta_labels(name))
+            ]
+            shape = (len(matched), max((r.mod_revision for _, r in matched), default=-1))
+            if shape != last:
+                last = shape
+                journals = [
+                    pb.ListResponseJournal(
+                        spec=_copy_spec(record.spec),
+                        mod_revision=record.mod_revision,
+                        create_revision=record.create_revision,
+                        route=self.route(),
+                    )
+                    for _, record in matched
+                ]
+                # The header is taken before sending: a slow client must not
+                # see a revision newer than its snapshot.
+                response = pb.ListResponse(
+                    status=pb.Status.OK, header=self.header(), journals=journals[:LIST_PAGE]
                 )
-            )
-        return pb.ListResponse(
-            status=pb.Status.OK, header=self.header(), journals=out, next_page_token=next_token
-        )
+                await send(response)
+                for i in range(LIST_PAGE, len(journals), LIST_PAGE):
+                    await send(pb.ListResponse(journals=journals[i : i + LIST_PAGE]))
+                if not request.watch:
+                    return
+                await send(pb.ListResponse())
 
     async def apply(self, request: pb.ApplyRequest) -> pb.ApplyResponse:
         try:
@@ -281,6 +317,8 @@ class JournalServerCore:
                 await self.storage.save_specs(revision, specs)
                 self._specs = specs
                 self._revision = revision
+                self._specs_changed.set()
+                self._specs_changed = trio.Event()
             for name in deleted:
                 j = self._journals.get(name)
                 if j is not None:

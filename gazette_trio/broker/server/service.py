@@ -29,8 +29,10 @@ SERVICE = "protocol.Journal"
 def journal_service(core: JournalServerCore) -> aio.Service:
     """The `protocol.Journal` service backed by `core`."""
 
-    async def list_journals(request: pb.ListRequest) -> pb.ListResponse:
-        return await core.list(request)
+    async def list_journals(
+        request: pb.ListRequest, send: Callable[[pb.ListResponse], Awaitable[None]]
+    ) -> None:
+        await core.list(request, send)
 
     async def apply(request: pb.ApplyRequest) -> pb.ApplyResponse:
         return await core.apply(request)
@@ -86,7 +88,7 @@ def journal_service(core: JournalServerCore) -> aio.Service:
 
     return aio.Service(
         [
-            method("List", Cardinality.UNARY_UNARY, pb.ListRequest, pb.ListResponse, list_journals),
+            method("List", Cardinality.UNARY_STREAM, pb.ListRequest, pb.ListResponse, list_journals),
             method("Apply", Cardinality.UNARY_UNARY, pb.ApplyRequest, pb.ApplyResponse, apply),
             method("Read", Cardinality.UNARY_STREAM, pb.ReadRequest, pb.ReadResponse, read),
             method("Append", Cardinality.STREAM_UNARY, pb.AppendRequest, pb.AppendResponse, append),
