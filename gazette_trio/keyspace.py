@@ -5,7 +5,9 @@ with a user-supplied decoder, and then applies the prefix's watch events in
 revision order, so that it always equals etcd's content at `revision`. Reads
 are by key or by sub-prefix over the sorted keys (bisect), and never wait.
 Observers (plain callables) run after each applied batch; tasks wait for a
-revision with `wait_for_revision`. If the watch reports that its history was
+revision with `wait_for_revision`. `header` is etcd's response header as of
+the content (the cluster, member and raft term of the last response read,
+at `revision`), which Gazette's APIs put in their own headers. If the watch reports that its history was
 compacted away, the KeySpace reloads at a current revision and watches on.
 
 A value that fails to decode does not stop the KeySpace: the error is logged
@@ -28,7 +30,16 @@ from typing import Any
 
 import trio
 
-from .etcd import Compacted, Etcd, EventType, KeyValue, Unavailable, WatchBatch
+from .etcd import (
+    NO_HEADER,
+    Compacted,
+    Etcd,
+    EventType,
+    KeyValue,
+    ResponseHeader,
+    Unavailable,
+    WatchBatch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +80,7 @@ class KeySpace:
         # (observers then run once for all of them).
         self.apply_delay = apply_delay
         self.revision = 0
+        self._server = NO_HEADER
         self.observers: list[Callable[[], None]] = []
         self.decode_errors: dict[str, str] = {}
         self._keys: list[str] = []
@@ -101,6 +113,11 @@ class KeySpace:
     def entries(self) -> Sequence[Entry]:
         return self._entries
 
+    @property
+    def header(self) -> ResponseHeader:
+        """etcd's header of the content: the last server seen, at `revision`."""
+        return self._server.at(self.revision)
+
     # ------------------------------------------------------------------
     # Loading and applying
 
@@ -124,6 +141,7 @@ class KeySpace:
     async def load(self, etcd: Etcd, revision: int = 0) -> None:
         """Replace the content with etcd's at `revision` (0: the newest)."""
         kvs: list[KeyValue] = []
+        server = self._server
         start = self.root
         end = str_prefix_end(self.root)
         while True:
@@ -136,6 +154,8 @@ class KeySpace:
             if revision <= 0:
                 # Read every later page at the first page's revision.
                 revision = page.revision
+            if page.header is not None:
+                server = page.header
             kvs.extend(page.kvs)
             if not page.more or not page.kvs:
                 break
@@ -151,6 +171,7 @@ class KeySpace:
                 entries.append(Entry(key, kv, value))
         self._keys, self._entries = keys, entries
         self.revision = revision
+        self._server = server
         self._notify(True)
 
     def apply(self, *batches: WatchBatch) -> None:
@@ -159,6 +180,8 @@ class KeySpace:
         for batch in batches:
             for event in batch.events:
                 changed = self._apply_event(event.type, event.kv) or changed
+            if batch.header is not None:
+                self._server = batch.header
             if batch.revision > self.revision:
                 self.revision = batch.revision
         self._notify(changed)

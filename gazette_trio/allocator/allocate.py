@@ -2,15 +2,15 @@
 
 Every member runs `allocate`; only the leader (the member whose key has the
 lowest create revision) acts. Each round it re-solves if the network (items'
-replication, members' limits) changed since its last solve, computes one
+replication, members' effective limits) changed since its last solve, computes one
 convergence round (`converge`), and commits it in transactions guarded by
 mod revisions and by its own member key (so a member that lost leadership,
 or whose view is stale, changes nothing). Then it waits for the KeySpace to
 move past its own writes, or for the next change, and goes again. A failed
 transaction is logged and retried on the next round, from fresh state.
 
-`allocate` returns when the local member is exiting (limit 0) and holds
-nothing any more; it raises `MemberKeyMissing` if the member's key is gone
+`allocate` returns when the local member is exiting (`ConsumerSpec.exiting`)
+and holds nothing any more; it raises `MemberKeyMissing` if the member's key is gone
 (its lease ended). This module owns the loop and the mapping between the
 group's State and the solver's integers. Solving blocks the Trio loop for its
 duration (about 0.1 s for 10,000 shards x 3 replicas), which keeps it
@@ -67,7 +67,7 @@ def solve_state(state: State, solve: Callable[..., solver.Solution] = solver.sol
     solution = solve(
         [item.replication for item in state.items],
         [zone_index[m.zone] for m in members],
-        [m.limit for m in members],
+        [state.limit_of(m) for m in members],
         current,
     )
     if solution.placed < solution.desired:

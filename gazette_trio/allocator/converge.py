@@ -5,7 +5,8 @@ computes the etcd operations of one convergence round, as Gazette's
 allocator does (allocator.go `converge`, item_state.go), as pure functions:
 
 - add desired assignments (an empty ReplicaStatus under the member's lease),
-  unless the member is at its limit; guarded by the member key's revision,
+  unless the member is at its effective limit (an exiting member's is
+  lowered by the capacity it sheds, see `state`); guarded by the member key's revision,
   so a limit lowered meanwhile cancels the add;
 - remove undesired assignments only while the item keeps at least its
   desired replication of *consistent* replicas (primary ready, standbys
@@ -78,9 +79,10 @@ class _Counts:
 
     def ratio(self, a: Assignment, counts: Mapping[str, int]) -> float:
         member = self.state.member_by_key.get(self.key(a))
-        if member is None or member.limit == 0:
+        limit = self.state.limit_of(member) if member is not None else 0
+        if member is None or limit <= 0:
             return math.inf
-        return counts[member.key] / member.limit
+        return counts[member.key] / limit
 
 
 def _plan_item(
@@ -110,9 +112,10 @@ def _plan_item(
         # with the fewest primaries for its limit, so primaries spread out.
         def primary_load(m: tuple[str, str]) -> float:
             member = state.member_by_key.get(member_key(root, m[0], m[1]))
-            if member is None or member.limit == 0:
+            limit = state.limit_of(member) if member is not None else 0
+            if member is None or limit <= 0:
                 return math.inf
-            return counts.primary[member.key] / member.limit
+            return counts.primary[member.key] / limit
 
         first = min(new_members, key=primary_load)
         new_members.remove(first)
@@ -154,7 +157,7 @@ def _plan_item(
     feasible: list[tuple[Member, int]] = []
     for zone, suffix, slot in add:
         target = state.member_by_key.get(member_key(root, zone, suffix))
-        if target is not None and counts.total[target.key] < target.limit:
+        if target is not None and counts.total[target.key] < state.limit_of(target):
             feasible.append((target, slot))
 
     cp = Checkpoint()

@@ -13,9 +13,9 @@
 The session offers what the runtime needs: the current `state`, change
 notification (`observers`, `wait_for_change`, `wait_for_revision`),
 `update_status` for a local assignment's ReplicaStatus, and `exit`, the
-graceful departure: the member's limit goes to 0, the group moves its
-shards away (standbys promoted first), and `exit` returns once it holds
-none. Leaving the block stops the tasks and revokes the lease, which deletes
+graceful departure: the member marks its spec `exiting`, the group moves
+its shards away where it has room (standbys promoted first), and `exit`
+returns once it holds none. Leaving the block stops the tasks and revokes the lease, which deletes
 the member key and any assignment left.
 
 The tasks run in the block's nursery; their failure cancels the block and
@@ -129,12 +129,19 @@ class MemberSession:
         await self.view.wait_for_revision(revision)
         return revision
 
-    async def exit(self) -> None:
-        """Leave gracefully: limit 0, then wait until no shard is assigned here."""
-        if self.spec.shard_limit != 0:
+    async def mark_exiting(self) -> None:
+        """Announce that this member is leaving (`ConsumerSpec.exiting`): the
+        group sheds its capacity and takes no new shards here."""
+        if not self.spec.exiting:
             spec = pc.ConsumerSpec.parse(bytes(self.spec))
-            spec.shard_limit = 0
+            spec.exiting = True
             await self.update_spec(spec)
+
+    async def exit(self) -> None:
+        """Leave gracefully: mark exiting, then wait until no shard is
+        assigned here (as Gazette's, this waits for as long as the group has
+        no room for them)."""
+        await self.mark_exiting()
         await self.exited.wait()
 
 

@@ -111,6 +111,11 @@ class Member:
         return item_limit(self.spec)
 
     @property
+    def exiting(self) -> bool:
+        """The member signalled that it is leaving (`ConsumerSpec.exiting`)."""
+        return bool(self.spec.exiting)
+
+    @property
     def key(self) -> str:
         return self.kv.key.decode()
 

@@ -4,9 +4,19 @@ A State is what the allocator and the consumer runtime read: the items
 (shards), members, and assignments under the root at one revision, indexed
 for lookups, plus what is derived from them: this process's member and its
 assignments ("local items"), the leader (the member whose key has the
-lowest create revision), per-member assignment counts, and the "network"
-(items' replication and members' limits) whose change makes the leader
-re-solve. `StateView` keeps a State current as the KeySpace changes and tells
+lowest create revision), per-member assignment counts, each member's
+effective limit, and the "network" (items' replication and members'
+effective limits) whose change makes the leader re-solve.
+
+Exiting members (`ConsumerSpec.exiting`, set by a member leaving
+gracefully) shed capacity as Gazette's allocator does since v0.102: the
+group's spare slots (member limits beyond the items' total replication)
+are taken from exiting members, the oldest member key first, each losing
+up to its whole limit, while at least as many members as the largest
+replication factor keep their full limit. A member's effective limit is its
+limit less what it sheds; the solver and the convergence rounds use it, so
+the shards of a member that sheds everything move away, and one that cannot
+shed (no spare capacity) keeps them. `StateView` keeps a State current as the KeySpace changes and tells
 observers.
 
 This module owns the snapshot and its derivations. It does not change etcd.
@@ -14,11 +24,12 @@ This module owns the snapshot and its derivations. It does not change etcd.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import trio
 
+from ..etcd import ResponseHeader
 from ..keyspace import KeySpace
 from .model import ASSIGN, ITEMS, MEMBERS, Assignment, Item, Member, member_key
 
@@ -48,6 +59,7 @@ class State:
     root: str
     local_key: str
     revision: int
+    etcd: ResponseHeader
     items: tuple[Item, ...]
     members: tuple[Member, ...]
     assignments: tuple[Assignment, ...]
@@ -59,6 +71,8 @@ class State:
     leader_key: str | None
     member_total: Mapping[str, int]
     member_primary: Mapping[str, int]
+    shed_capacity: Mapping[str, int]
+    effective_limit: Mapping[str, int]
     network: tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]
     undecodable_items: frozenset[str]
 
@@ -89,6 +103,8 @@ class State:
                         primary[key] += 1
                 if item is not None and key == local_key:
                     local.append(LocalItem(item, group, index))
+        shed = shed_capacity(items, members)
+        effective = {m.key: m.limit - shed.get(m.key, 0) for m in members}
         leader = min(members, key=lambda m: (m.kv.create_revision, m.key), default=None)
         undecodable = frozenset(
             key[len(root + ITEMS) :] for key in ks.decode_errors if key.startswith(root + ITEMS)
@@ -97,6 +113,7 @@ class State:
             root=root,
             local_key=local_key,
             revision=ks.revision,
+            etcd=ks.header,
             items=items,
             members=members,
             assignments=assignments,
@@ -108,9 +125,11 @@ class State:
             leader_key=leader.key if leader is not None else None,
             member_total=total,
             member_primary=primary,
+            shed_capacity=shed,
+            effective_limit=effective,
             network=(
                 tuple((item.id, item.replication) for item in items),
-                tuple((m.key, m.limit) for m in members),
+                tuple((m.key, effective[m.key]) for m in members),
             ),
             undecodable_items=undecodable,
         )
@@ -121,10 +140,12 @@ class State:
 
     @property
     def should_exit(self) -> bool:
-        """The local member is exiting (limit 0) and holds nothing any more."""
-        return (
-            self.local_member is not None and self.local_member.limit == 0 and not self.local_items
-        )
+        """The local member is exiting and holds nothing any more."""
+        return self.local_member is not None and self.local_member.exiting and not self.local_items
+
+    def limit_of(self, member: Member) -> int:
+        """The member's effective limit: its limit less the capacity it sheds."""
+        return self.effective_limit.get(member.key, member.limit)
 
     def member_of(self, assignment: Assignment) -> Member | None:
         return self.member_by_key.get(member_key(self.root, assignment.zone, assignment.suffix))
@@ -134,6 +155,28 @@ class State:
             if local.item.id == item_id:
                 return local
         return None
+
+
+def shed_capacity(items: Sequence[Item], members: Sequence[Member]) -> dict[str, int]:
+    """Slots each exiting member gives up, by member key (see the module
+    docstring); members that shed nothing are absent."""
+    exiting = sorted((m for m in members if m.exiting), key=lambda m: (m.kv.create_revision, m.key))
+    if not exiting:
+        return {}
+    replication = [item.replication for item in items]
+    spare = max(0, sum(m.limit for m in members) - sum(replication))
+    # Enough members must keep their whole limit to hold every replica of
+    # the most replicated item; the count ignores zones, as Gazette's does.
+    may_shed = max(0, len(members) - max(replication, default=0))
+    shed: dict[str, int] = {}
+    for member in exiting[:may_shed]:
+        if spare == 0:
+            break
+        n = min(member.limit, spare)
+        if n > 0:
+            shed[member.key] = n
+        spare -= n
+    return shed
 
 
 class StateView:

@@ -44,21 +44,24 @@ class Consumer:
     api: ShardAPI
 
     async def drain(self) -> None:
-        """Leave gracefully: take no more shards, and wait until the group
-        has moved this member's shards to others.
+        """Leave gracefully: announce this member as exiting, and wait until
+        the group has moved away the shards it can take.
 
-        A shard that no other member can take (this member is the last one
-        with capacity) stays until the member stops; it is recovered from its
-        last committed checkpoint by whoever runs it next.
+        As Gazette's members do since v0.102, the member sets
+        `ConsumerSpec.exiting` (its limit stays); the group's leader, ours
+        or a Go member, then sheds the exiting member's capacity where the
+        others have room (see `allocator.state`). Shards the group cannot
+        take (no spare capacity, or too few other members to hold every
+        replica) stay until the member stops, and are recovered from their
+        last committed checkpoint by whoever runs them next: where Gazette's
+        member would wait for a newcomer, this one has been asked to stop.
         """
-        spec = pc.ConsumerSpec.parse(bytes(self.session.spec))
-        if spec.shard_limit != 0:
-            spec.shard_limit = 0
-            await self.session.update_spec(spec)
+        await self.session.mark_exiting()
         state = self.session.state
-        while state.local_items and any(
-            m.key != state.local_key and m.limit > 0 for m in state.members
-        ):
+        while state.local_items:
+            local = state.local_member
+            if local is None or len(state.local_items) <= state.limit_of(local):
+                break  # nothing (more) can move
             state = await self.session.wait_for_change(state.revision)
         # The service acts on the same change: let the moved shards end here
         # before this member counts as drained.

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import trio
 
 from ..allocator.state import LocalItem, State
+from ..etcd import ResponseHeader
 from ..protocol import consumer as pc
 from ..protocol import protocol as pb
 from .shard import LocalShard, ShardContext, ShardStopped
@@ -163,10 +164,12 @@ class Resolver:
         return route
 
     def header(self, state: State, route: pb.Route | None = None) -> pb.Header:
+        """A header authored by this member: its process id, `route` (none:
+        unrouted, primary -1), and etcd's header as of `state`."""
         return pb.Header(
             process_id=self.local_process_id(state),
             route=route or pb.Route(members=[], primary=-1, endpoints=[]),
-            etcd=pb.HeaderEtcd(revision=state.revision),
+            etcd=etcd_header(state.etcd),
         )
 
     def shards_with_source(self, journal: str) -> list[pc.ShardSpec]:
@@ -194,10 +197,17 @@ class Resolver:
         state = service.state
         local_id = self.local_process_id(state)
         if proxy_header is not None:
-            if proxy_header.process_id is not None and proxy_header.process_id != local_id:
+            theirs = proxy_header.etcd.cluster_id if proxy_header.etcd is not None else 0
+            if theirs != state.etcd.cluster_id:
+                raise ResolveError(
+                    f"proxied request Etcd ClusterId doesn't match our own "
+                    f"({theirs} vs {state.etcd.cluster_id})"
+                )
+            pid = proxy_header.process_id
+            if pid is not None and (pid.zone or pid.suffix) and pid != local_id:
                 raise ResolveError(
                     f"proxied request ProcessId doesn't match our own "
-                    f"({_pid(proxy_header.process_id)} vs {_pid(local_id)})"
+                    f"({_pid(pid)} vs {_pid(local_id)})"
                 )
             want = proxy_header.etcd.revision if proxy_header.etcd is not None else 0
             if want > state.revision:
@@ -233,6 +243,16 @@ class Resolver:
             await shard.wait_read_through(read_through)
         resolution.shard = shard
         return resolution
+
+
+def etcd_header(header: ResponseHeader) -> pb.HeaderEtcd:
+    """etcd's response header as Gazette's `Header.Etcd`."""
+    return pb.HeaderEtcd(
+        cluster_id=header.cluster_id,
+        member_id=header.member_id,
+        revision=header.revision,
+        raft_term=header.raft_term,
+    )
 
 
 def _pid(pid: pb.ProcessSpecId) -> str:

@@ -17,8 +17,9 @@ The phases follow Gazette's `shard.go` and `recovery.go`:
   backup, report PRIMARY, then run transactions: one reader task per source
   journal feeding the driver. Recorded hints are stored periodically.
 - failed: any error (the application's, the store's, a malformed message)
-  ends the shard with status FAILED carrying the error; the member goes on.
-  The shard stays failed until its assignment is removed.
+  ends the shard with status FAILED carrying the error (cut to 2,048
+  characters, as Gazette's); the member goes on. The shard stays failed
+  until its assignment is removed.
 
 This module owns one shard's lifetime and implements `contracts.Shard`. The
 service decides which shards run; the driver runs transactions.
@@ -451,7 +452,7 @@ class LocalShard:
         )
 
     async def _report_failure(self, exc: BaseException) -> None:
-        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        message = truncate_error(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
         # Reporting must survive the shard's own scope having ended, but not
         # hang a stopping member forever.
         with trio.move_on_after(30):
@@ -459,6 +460,19 @@ class LocalShard:
                 await self._set_status(Code.FAILED, [message])
             except Exception as report_error:
                 log.error("shard %s: could not report its failure: %s", self.id, report_error)
+
+
+MAX_STATUS_ERROR_LEN = 2048
+"""Characters of an error kept in a FAILED ReplicaStatus (Gazette's
+MAX_ETCD_ERR_LEN): a status lives in etcd, and errors can be huge."""
+
+
+def truncate_error(message: str) -> str:
+    """`message` cut to MAX_STATUS_ERROR_LEN characters (code points, as
+    Gazette counts runes), marked as cut."""
+    if len(message) <= MAX_STATUS_ERROR_LEN:
+        return message
+    return message[:MAX_STATUS_ERROR_LEN] + " ...[truncated]"
 
 
 def _root_error(exc: BaseException) -> BaseException:

@@ -13,13 +13,19 @@ Each RPC behaves as Gazette's default implementation (`shard_api.go`), so
   their mod revisions, routes and replica statuses.
 - `Apply` validates every change (INVALID_ARGUMENT naming the field),
   checks that source journals exist with a message framing and recovery
-  logs with the recovery-log content type, then commits all changes in one
-  etcd transaction guarded by each expected mod revision
-  (ETCD_TRANSACTION_FAILED on a mismatch), and answers once this member's
-  view includes the write.
+  logs with the recovery-log content type, then commits all changes, and
+  the primary hints an upsert carries, in one etcd transaction guarded by
+  each expected mod revision (ETCD_TRANSACTION_FAILED on a mismatch), and
+  answers once this member's view includes the write. A request larger than
+  an etcd transaction allows fails with etcd's own error, as Gazette's does
+  (clients split it: `ApplyShardsInBatches`, `shards apply --max-txn-size`).
 - `GetHints` reads the primary and backup FSMHints from etcd.
 - `Unassign` removes FAILED assignments, and primaries unless `only_failed`,
   in one guarded transaction; `dry_run` only reports which shards would move.
+
+Every header names this member (its process id), an unrouted route
+(primary -1) unless a shard was resolved, and etcd's own response header:
+cluster, member, raft term and the revision the answer reflects.
 
 This module owns the RPC semantics; resolution is the `Resolver`'s, writes
 to etcd are the allocator's and the hint store's.
@@ -37,7 +43,7 @@ from ..allocator import ApplyConflict, apply_shard_specs
 from ..allocator.specs import validate_shard_id
 from ..broker.client import JournalClient
 from ..broker.list_apply import get_journal
-from ..etcd import Compare, Delete, Etcd
+from ..etcd import Compare, Delete, Etcd, InvalidRequest
 from ..message import framing_by_content_type
 from ..message.framing import FramingError, content_type_of
 from ..protocol import consumer as pc
@@ -169,6 +175,7 @@ class ShardAPI:
                 pc.ListResponseShard(
                     spec=item.spec,
                     mod_revision=item.kv.mod_revision,
+                    create_revision=item.kv.create_revision,
                     route=route,
                     status=[a.status for a in assignments],
                 )
@@ -185,17 +192,24 @@ class ShardAPI:
         await self._verify_referenced_journals(request)
         state = self.service.state
         resolver = self.service.resolver
+        header = resolver.header(state)
         try:
             revision = await apply_shard_specs(self.etcd, state.root, request.changes)
         except ValidationError as exc:
             raise aio.InvalidArgument(str(exc)) from None
+        except InvalidRequest as exc:
+            # Too many operations for one transaction, as etcd words it.
+            message = str(exc)
+            if not message.startswith("etcdserver: "):
+                message = "etcdserver: " + message
+            raise aio.UnknownError(message) from None
         except ApplyConflict as exc:
-            header = resolver.header(state)
-            header.etcd = pb.HeaderEtcd(revision=exc.revision)
+            assert header.etcd is not None
+            header.etcd.revision = exc.revision
             return pc.ApplyResponse(status=pc.Status.ETCD_TRANSACTION_FAILED, header=header)
-        state = await self.service.ctx.session.wait_for_revision(revision)
-        header = resolver.header(state)
-        header.etcd = pb.HeaderEtcd(revision=revision)
+        await self.service.ctx.session.wait_for_revision(revision)
+        assert header.etcd is not None
+        header.etcd.revision = revision
         return pc.ApplyResponse(status=pc.Status.OK, header=header)
 
     async def _verify_referenced_journals(self, request: pc.ApplyRequest) -> None:

@@ -14,6 +14,8 @@ from .interface import Etcd, WatchStream
 from .memory import EtcdHooks, MemoryEtcd
 from .persist import CorruptLogError
 from .types import (
+    MEMORY_CLUSTER_ID,
+    NO_HEADER,
     Compacted,
     Compare,
     CompareOp,
@@ -38,6 +40,7 @@ from .types import (
     Put,
     PutResult,
     RangeResult,
+    ResponseHeader,
     TxnResult,
     Unavailable,
     WatchBatch,
@@ -46,6 +49,8 @@ from .types import (
 )
 
 __all__ = [
+    "MEMORY_CLUSTER_ID",
+    "NO_HEADER",
     "Compacted",
     "Compare",
     "CompareOp",
@@ -75,6 +80,7 @@ __all__ = [
     "Put",
     "PutResult",
     "RangeResult",
+    "ResponseHeader",
     "TxnResult",
     "Unavailable",
     "WatchBatch",

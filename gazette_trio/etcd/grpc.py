@@ -49,6 +49,7 @@ from .types import (
     Put,
     PutResult,
     RangeResult,
+    ResponseHeader,
     TxnResult,
     Unavailable,
     WatchBatch,
@@ -136,6 +137,12 @@ def _request_op(op: Op) -> rpc.RequestOp:
 
 def _revision(header: rpc.ResponseHeader | None) -> int:
     return header.revision if header is not None else 0
+
+
+def _header(header: rpc.ResponseHeader | None) -> ResponseHeader | None:
+    if header is None:
+        return None
+    return ResponseHeader(header.cluster_id, header.member_id, header.revision, header.raft_term)
 
 
 def _range_result(m: rpc.RangeResponse) -> RangeResult:
@@ -258,7 +265,7 @@ class GrpcEtcd:
             keys_only=keys_only,
         )
         reply = await self._unary(_KV + "Range", _range_request(get), RangeReply)
-        return RangeResult(reply.revision, reply.kvs, reply.more, reply.count)
+        return RangeResult(reply.revision, reply.kvs, reply.more, reply.count, reply.header)
 
     async def get(self, key: Key, *, revision: int = 0) -> KeyValue | None:
         result = await self.range(key, revision=revision)
@@ -306,7 +313,10 @@ class GrpcEtcd:
         reply = await self._unary(_KV + "Txn", request, rpc.TxnResponse, leases[0] if leases else 0)
         revision = _revision(reply.header)
         return TxnResult(
-            reply.succeeded, revision, [_op_result(r, revision) for r in reply.responses]
+            reply.succeeded,
+            revision,
+            [_op_result(r, revision) for r in reply.responses],
+            _header(reply.header),
         )
 
     async def compact(self, revision: int) -> None:
@@ -396,7 +406,7 @@ class GrpcEtcd:
                                 continue
                             events = tuple(resp.events)
                             revision = events[-1].kv.mod_revision if events else resp.revision
-                            await send.send(WatchBatch(revision, events))
+                            await send.send(WatchBatch(revision, events, resp.header))
                             next_revision = revision + 1
                             attempt = 0
                     raise aio.Unavailable("watch stream ended")

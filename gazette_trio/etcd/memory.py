@@ -16,6 +16,7 @@ fail) and `expire_lease` (lose a lease now).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -28,6 +29,7 @@ import trio
 from . import persist
 from .mvcc import Commit, MVCCStore
 from .types import (
+    MEMORY_CLUSTER_ID,
     Compacted,
     Compare,
     Delete,
@@ -44,6 +46,7 @@ from .types import (
     Put,
     PutResult,
     RangeResult,
+    ResponseHeader,
     TxnResult,
     Unavailable,
     WatchBatch,
@@ -53,6 +56,10 @@ from .types import (
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+MEMORY_HEADER = ResponseHeader(MEMORY_CLUSTER_ID, member_id=1, revision=0, raft_term=1)
+"""How the in-process store answers: a one-member cluster that never
+changes leader, so Gazette's header checks (non-zero ids and term) pass."""
 
 
 class EtcdHooks:
@@ -93,7 +100,7 @@ class _MemoryWatch:
             if in_range(e.kv.key, self._start, self._end)
         )
         if mine:
-            self._queue.append(WatchBatch(revision, mine))
+            self._queue.append(WatchBatch(revision, mine, MEMORY_HEADER.at(revision)))
             self._lot.unpark_all()
 
     def fail(self, error: Exception) -> None:
@@ -249,7 +256,8 @@ class MemoryEtcd:
             limit=limit,
             keys_only=keys_only,
         )
-        return self.store.range(get)
+        result = self.store.range(get)
+        return dataclasses.replace(result, header=MEMORY_HEADER.at(self.store.revision))
 
     async def get(self, key: Key, *, revision: int = 0) -> KeyValue | None:
         result = await self.range(key, revision=revision)
@@ -308,7 +316,8 @@ class MemoryEtcd:
             txn, commit = self.store.txn(compare, success, failure)
             return txn, commit, []
 
-        return await self._write(mutate)
+        result = await self._write(mutate)
+        return dataclasses.replace(result, header=MEMORY_HEADER.at(result.revision))
 
     async def compact(self, revision: int) -> None:
         await self.hooks.before("compact")

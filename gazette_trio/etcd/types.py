@@ -103,10 +103,13 @@ class WatchBatch:
     Every change to the watched range through `revision` has been delivered
     once this batch is received. A batch without events is a progress
     notification: nothing changed in the range through `revision`.
+    `header` is the response header of the message that carried it, when
+    the implementation has one.
     """
 
     revision: int
     events: tuple[Event, ...]
+    header: ResponseHeader | None = None
 
 
 # --------------------------------------------------------------------------
@@ -285,6 +288,35 @@ class Compare:
 # Results
 
 
+MEMORY_CLUSTER_ID = 0x6761_7A65_7474_6521
+"""The cluster id the in-process store reports ("gazette!" in ASCII): the
+embedded journal server reports the same, so one process is one cluster."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseHeader:
+    """Who answered and at which revision: etcd's `ResponseHeader`.
+
+    A real etcd names its cluster, the member that served the request and
+    that member's raft term; Gazette puts these in every API header and its
+    clients refuse zeros. The in-process store answers as a one-member
+    cluster (`MEMORY_CLUSTER_ID`, member 1, term 1).
+    """
+
+    cluster_id: int
+    member_id: int
+    revision: int
+    raft_term: int
+
+    def at(self, revision: int) -> ResponseHeader:
+        """The same server, at another revision."""
+        return ResponseHeader(self.cluster_id, self.member_id, revision, self.raft_term)
+
+
+NO_HEADER = ResponseHeader(0, 0, 0, 0)
+"""What is known before any response arrived."""
+
+
 @dataclass(frozen=True, slots=True)
 class RangeResult:
     """Keys read by a `Get`. `revision` is the store's revision when the read
@@ -295,6 +327,7 @@ class RangeResult:
     kvs: list[KeyValue]
     more: bool = False
     count: int = 0
+    header: ResponseHeader | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +354,7 @@ class TxnResult:
     succeeded: bool
     revision: int
     results: list[OpResult]
+    header: ResponseHeader | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .types import Event, EventType, KeyValue
+from .types import Event, EventType, KeyValue, ResponseHeader
 
 _MASK64 = (1 << 64) - 1
 
@@ -94,11 +94,13 @@ def _keyvalue(buf: bytes, pos: int, end: int) -> KeyValue:
     return KeyValue(key, value, create, mod, version, lease)
 
 
-def _header_revision(buf: bytes, pos: int, end: int) -> int:
+def _header(buf: bytes, pos: int, end: int) -> ResponseHeader:
+    # cluster_id and member_id are uint64, revision and raft_term int64/uint64.
+    values = [0, 0, 0, 0]
     for number, wire, a, _ in _fields(buf, pos, end):
-        if number == 3 and wire == 0:
-            return _int64(a)
-    return 0
+        if wire == 0 and 1 <= number <= 4:
+            values[number - 1] = a
+    return ResponseHeader(values[0], values[1], _int64(values[2]), values[3])
 
 
 def _event(buf: bytes, pos: int, end: int) -> Event:
@@ -123,6 +125,7 @@ class RangeReply:
     kvs: list[KeyValue] = field(default_factory=list)
     more: bool = False
     count: int = 0
+    header: ResponseHeader | None = None
 
     @classmethod
     def parse(cls, data: bytes) -> RangeReply:
@@ -130,7 +133,8 @@ class RangeReply:
         reply = cls()
         for number, wire, a, b in _fields(buf, 0, len(buf)):
             if number == 1 and wire == 2:
-                reply.revision = _header_revision(buf, a, b)
+                reply.header = _header(buf, a, b)
+                reply.revision = reply.header.revision
             elif number == 2 and wire == 2:
                 reply.kvs.append(_keyvalue(buf, a, b))
             elif number == 3 and wire == 0:
@@ -152,6 +156,7 @@ class WatchReply:
     cancel_reason: str = ""
     fragment: bool = False
     events: list[Event] = field(default_factory=list)
+    header: ResponseHeader | None = None
 
     @classmethod
     def parse(cls, data: bytes) -> WatchReply:
@@ -160,7 +165,8 @@ class WatchReply:
         for number, wire, a, b in _fields(buf, 0, len(buf)):
             if wire == 2:
                 if number == 1:
-                    reply.revision = _header_revision(buf, a, b)
+                    reply.header = _header(buf, a, b)
+                    reply.revision = reply.header.revision
                 elif number == 6:
                     reply.cancel_reason = buf[a:b].decode()
                 elif number == 11:

@@ -19,9 +19,13 @@ The process, in order:
    shards), joins the consumer group and runs its shards;
 5. serves /metrics, /status and /status.json over HTTP unless disabled.
 
-SIGINT or SIGTERM shut down gracefully: the member stops taking shards, the
-group moves its shards away (transactions in flight commit or are replayed
-by the next primary), then the process exits 0. A second signal exits at
+Declared journals and shards are applied in batches that fit an etcd
+transaction (128 operations), as Gazette's ApplyShardsInBatches.
+
+SIGINT or SIGTERM shut down gracefully: the member marks itself exiting
+(`ConsumerSpec.exiting`, as Gazette's members do), the group moves its
+shards away where it has room (transactions in flight commit or are
+replayed by the next primary), then the process exits 0. A second signal exits at
 once with status 130.
 
 This module owns the assembly and the process's signals; every part it
@@ -47,7 +51,8 @@ import click
 import trio
 
 from .. import aio
-from ..allocator import ApplyConflict, apply_shard_specs, item_key
+from ..allocator import ApplyConflict, item_key
+from ..allocator.apply import MAX_TXN_OPS, apply_in_batches
 from ..broker import GrpcJournalClient, LocalJournalClient
 from ..broker.client import JournalClient
 from ..broker.errors import JournalError
@@ -324,7 +329,8 @@ async def create_declared(
         if not changes:
             break
         try:
-            await apply_journals(journals, changes)
+            # A real etcd takes at most 128 operations per transaction.
+            await apply_journals(journals, changes, batch_size=MAX_TXN_OPS)
             break
         except JournalError as exc:
             # Another member of the group applied them at the same moment:
@@ -346,7 +352,7 @@ async def create_declared(
                 log.info("updating shard %s to its declared spec", spec.id)
         if changes_:
             try:
-                await apply_shard_specs(etcd, cfg.group_prefix, changes_)
+                await apply_in_batches(etcd, cfg.group_prefix, changes_)
             except ApplyConflict:
                 # Another member applied them at the same moment: theirs stand.
                 log.info("declared shards were changed concurrently by another member")
@@ -438,7 +444,7 @@ class MemberStatusSource:
                     endpoint=process.endpoint if process else "",
                     shard_limit=m.spec.shard_limit,
                     assigned=state.member_total.get(m.key, 0),
-                    exiting=m.spec.shard_limit == 0,
+                    exiting=m.exiting,
                 )
             )
         local = state.local_member
@@ -448,7 +454,7 @@ class MemberStatusSource:
             endpoint=local.spec.process_spec.endpoint if local and local.spec.process_spec else "",
             shard_limit=local.spec.shard_limit if local else 0,
             assigned=state.member_total.get(state.local_key, 0),
-            exiting=local is None or local.spec.shard_limit == 0,
+            exiting=local is None or local.exiting,
         )
         shards = []
         for item in state.items:
@@ -485,7 +491,7 @@ class MemberStatusSource:
                 )
             )
         notes = list(self.notes)
-        if state.local_member is not None and state.local_member.spec.shard_limit == 0:
+        if state.local_member is not None and state.local_member.exiting:
             notes.append("this member is exiting: its shards are moving to other members")
         return StatusSnapshot(
             group=self.cfg.group_prefix,

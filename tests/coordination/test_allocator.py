@@ -147,9 +147,10 @@ async def test_a_lost_lease_hands_primaries_to_standbys_on_real_etcd(
 async def test_an_exiting_member_drains_before_it_leaves(
     etcd: Etcd, prefix: str, clock: object
 ) -> None:
-    """`exit` sets the member's limit to 0; the group moves its shards away
-    (promoting ready standbys, never dropping below the ready replicas) and
-    `exit` returns once it holds none."""
+    """`exit` marks the member exiting (its limit stays, as Gazette's); the
+    group sheds its capacity and moves its shards away (promoting ready
+    standbys, never dropping below the ready replicas) and `exit` returns
+    once it holds none."""
     root = prefix + "group"
     await create_shards(etcd, root, 8, hot_standbys=1)
     async with trio.open_nursery() as nursery:
@@ -175,7 +176,9 @@ async def test_an_exiting_member_drains_before_it_leaves(
             await leaving.session.exit()
         state = leaving.session.state
         assert state.local_items == ()
-        assert state.member_by_key[leaving.session.key].limit == 0
+        leaver = state.member_by_key[leaving.session.key]
+        assert leaver.exiting and leaver.limit == 20
+        assert state.effective_limit[leaver.key] == 0
         # Shards with a replica on the leaving member never lost readiness:
         # a new replica became ready before the old one was removed.
         assert min(worst_ready) >= 1

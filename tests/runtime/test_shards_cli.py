@@ -145,9 +145,10 @@ async def test_list_selects_by_label_and_by_id(member: Member) -> None:
 async def test_a_bad_selector_exits_2_naming_it(member: Member) -> None:
     result = await member.run(["list", "-l", "app=wc, xx in (aa, bb cc)"])
     assert result.exit_code == 2
-    # As gazctl says it, leading blanks included.
+    # As gazctl says it (Go's %q quoting), leading blanks included.
     assert (
-        "Error: --selector: parsing ' xx in (aa, bb cc)': could not match ' bb cc'" in result.stderr
+        'Error: --selector: parsing " xx in (aa, bb cc)": could not match " bb cc"'
+        in result.stderr
     )
 
 
