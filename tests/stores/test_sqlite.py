@@ -350,9 +350,11 @@ async def test_a_shard_without_a_recovery_log_is_told_what_to_do() -> None:
         await SQLiteStore.open(None)
 
 
-async def test_the_store_owns_journal_and_sync_settings() -> None:
-    with pytest.raises(ValueError, match="PRAGMA journal_mode is set by SQLiteStore"):
-        await SQLiteStore.open(object(), pragmas={"journal_mode": "DELETE"})
+async def test_the_store_owns_locking_and_sync_settings() -> None:
+    with pytest.raises(ValueError, match="PRAGMA synchronous is set by SQLiteStore"):
+        await SQLiteStore.open(object(), pragmas={"synchronous": "OFF"})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"pass SQLiteStore.open\(journal_mode=\.\.\.\)"):
+        await SQLiteStore.open(object(), pragmas={"journal_mode": "DELETE"})  # type: ignore[arg-type]
 
 
 async def test_a_commit_still_waiting_when_the_store_is_destroyed_fails(tmp_path: Path) -> None:

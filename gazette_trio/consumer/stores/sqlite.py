@@ -29,12 +29,29 @@ appends fail on the journal's `author` register; the commit's future then
 fails with `FencedError`, further file changes raise inside SQLite, and the
 deposed instance can commit nothing more.
 
-Journal mode. The database runs in WAL mode with exclusive locking (one
-connection, no shared-memory file) and `synchronous=FULL` (each commit
-syncs the WAL, which is where the VFS hands records over; it costs no disk
-sync). Automatic WAL checkpoints are off: the store checkpoints
+Journal modes. The database runs with exclusive locking (one connection,
+no shared-memory file) and `synchronous=FULL` (each commit syncs its
+journal or WAL, which is where the VFS hands records over; it costs no disk
+sync), in the journal mode the application picks: WAL (the default, as
+upstream's without batch-atomic writes), or a rollback journal (DELETE,
+TRUNCATE, PERSIST), whose every restart the VFS records as a new Fnode.
+MEMORY and OFF are refused: with them a member dying mid-transaction leaves
+a half-written database in the log and no journal to roll it back. A hot
+rollback journal rebuilt by a player is rolled back by SQLite when the next
+member opens the database, and that rollback is recorded like any write.
+In WAL mode automatic checkpoints are off: the store checkpoints
 (`PRAGMA wal_checkpoint(TRUNCATE)`) right after a commit once the WAL
 exceeds `wal_checkpoint_bytes`, so the WAL starts over as a new Fnode.
+An authorizer refuses statements that would change these settings later.
+
+VACUUM. SQLite cannot VACUUM inside a transaction and the store keeps one
+open, so `await store.vacuum()` (and `vacuum(into=name)`, and
+`outside_transaction(fn)` for other such statements) runs between consumer
+transactions: before the current one has written anything, it ends the
+transaction, runs the statement in a worker thread and begins a new one.
+Its writes are recorded like any other (a file that shrinks is recorded
+afresh at its new size, see `sqlite_vfs.py`); they become durable with the
+next commit.
 
 Compaction: bounded playback. A player replays every op of every live Fnode
 since its creation. The WAL is bounded by the checkpoints above, but the
@@ -47,9 +64,13 @@ chunk, into a new Fnode at `<file>.compact` and records a rename of that
 over the main file. Only the log changes (the local file already has that
 content, and SQLite keeps its handle); the old Fnode is no longer live, so
 hints skip it and playback reads O(database size + recent writes). While a
-copy runs no WAL checkpoint touches the main file; if anything writes it
-anyway the copy is abandoned and retried later. A copy cut short by a crash
-leaves a `.compact` file that the next open removes.
+copy runs, transactions go on: the VFS records each write to the main file
+into the copy as well, and each chunk is read and recorded in one step on
+the Trio thread, so the copy equals the file whatever was written meanwhile
+(rollback-journal modes write the main file at every commit). A truncation
+of the main file voids the copy, which is then abandoned and retried later.
+A copy cut short by a crash leaves a `.compact` file that the next open
+removes.
 
 Threads. SQLite calls run inline on the Trio thread: for the small
 statements of a consumer transaction that is several times faster than a
@@ -93,6 +114,12 @@ COMPACT_CHUNK = 1 << 20
 
 # Settings the store depends on; an application may not override them.
 _FIXED_PRAGMAS = ("locking_mode", "journal_mode", "synchronous", "wal_autocheckpoint")
+
+JOURNAL_MODES = ("WAL", "DELETE", "TRUNCATE", "PERSIST")
+"""Journal modes the store runs in: each commit leaves a journal or WAL from
+which SQLite recovers the database at any point a member may die."""
+
+_UNSAFE_JOURNAL_MODES = ("MEMORY", "OFF")
 
 _CHECKPOINT_TABLE = """
 CREATE TABLE IF NOT EXISTS gazette_checkpoint (
@@ -151,6 +178,7 @@ class SQLiteStore:
         bootstrap: str = "",
         filename: str = DEFAULT_FILENAME,
         pragmas: Mapping[str, str | int] | None = None,
+        journal_mode: str = "WAL",
         wal_checkpoint_bytes: int = 4 << 20,
         compact_factor: float = 4.0,
         compact_min_bytes: int = 4 << 20,
@@ -160,8 +188,8 @@ class SQLiteStore:
         `bootstrap` SQL runs first, in its own transaction: create tables
         and indexes there (`IF NOT EXISTS`: it runs at every open). `pragmas`
         are applied before anything else (e.g. `{"cache_size": -65536}`,
-        `{"auto_vacuum": "FULL"}`); the journal, locking and sync settings
-        are the store's and cannot be changed.
+        `{"auto_vacuum": "FULL"}`); `journal_mode` is one of `JOURNAL_MODES`;
+        the locking and sync settings are the store's and cannot be changed.
         The directory must be the recorder's, as a player left it: a
         database file there that the log does not know (or the reverse) is
         an error.
@@ -174,7 +202,10 @@ class SQLiteStore:
             )
         if compact_factor <= 1:
             raise ValueError(f"compact_factor must be above 1, not {compact_factor}")
+        mode = _journal_mode(journal_mode)
         for name in pragmas or {}:
+            if name.lower() == "journal_mode":
+                raise ValueError("PRAGMA journal_mode: pass SQLiteStore.open(journal_mode=...)")
             if name.lower() in _FIXED_PRAGMAS:
                 raise ValueError(f"PRAGMA {name} is set by SQLiteStore and cannot be overridden")
         vfs = RecordingVFS(recorder)
@@ -186,25 +217,28 @@ class SQLiteStore:
         # The application's pragmas come first: some (auto_vacuum, page_size)
         # only take effect before the database file is first written, which
         # switching to WAL does.
+        set_mode = f"PRAGMA journal_mode={mode}"
         statements = [
             *(f"PRAGMA {name}={value}" for name, value in (pragmas or {}).items()),
             "PRAGMA locking_mode=EXCLUSIVE",
-            "PRAGMA journal_mode=WAL",
+            set_mode,
             "PRAGMA synchronous=FULL",
             "PRAGMA wal_autocheckpoint=0",
         ]
 
         def connect() -> apsw.Connection:
+            # By its name relative to the directory, as the VFS names files.
             db = apsw.Connection(
-                vfs.local_path(main),
-                flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE,
+                vfs.relative_name(filename),
+                flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE | apsw.SQLITE_OPEN_URI,
                 vfs=vfs.name,
             )
             try:
                 for statement in statements:
                     rows = db.execute(statement).fetchall()
-                    if statement == "PRAGMA journal_mode=WAL" and rows != [("wal",)]:
-                        raise StoreError(f"SQLite refused WAL mode for {main}: {rows}")
+                    if statement == set_mode and rows != [(mode.lower(),)]:
+                        raise StoreError(f"SQLite refused journal mode {mode} for {main}: {rows}")
+                db.authorizer = _guard_fixed_pragmas
                 if bootstrap:
                     with db:
                         db.execute(bootstrap)
@@ -257,6 +291,52 @@ class SQLiteStore:
                 return await trio.to_thread.run_sync(fn, self._db)
             finally:
                 self._drain()
+
+    async def outside_transaction(self, fn: Callable[[apsw.Connection], T]) -> T:
+        """Call `fn(db)` in a worker thread with no transaction open, for the
+        statements SQLite refuses inside one (VACUUM, a change of journal
+        mode to or from WAL). It runs between consumer transactions: the
+        current one must not have written anything yet (call it at the start
+        of a transaction, or right after `restore_checkpoint`); a new one
+        begins when `fn` returns. `fn` must leave no transaction open. What it
+        changes is recorded, and durable with the next commit."""
+        self._check_usable()
+        async with self._run_lock:
+            db = self._db
+            if db.txn_state() == apsw.SQLITE_TXN_WRITE:
+                raise StoreStateError(
+                    f"SQLiteStore {self._main}: statements outside a transaction run between "
+                    "consumer transactions, and the current one has already written; run them "
+                    "before its first write"
+                )
+            if not db.getautocommit():
+                db.execute("ROLLBACK")  # nothing written: only a read snapshot is let go
+            try:
+                result = await trio.to_thread.run_sync(fn, db)
+                if not db.getautocommit():
+                    db.execute("ROLLBACK")
+                    raise StoreStateError(
+                        f"SQLiteStore {self._main}: a function run outside the consumer "
+                        "transaction left a transaction open (it was rolled back)"
+                    )
+            finally:
+                self._drain()
+                if not self._destroyed and self._failed is None and db.getautocommit():
+                    db.execute("BEGIN")
+            return result
+
+    async def vacuum(self, into: str | None = None) -> None:
+        """VACUUM the main database, or with `into` write a vacuumed copy to
+        that file (a name in the recorder's directory, recorded too), between
+        consumer transactions (see `outside_transaction`)."""
+
+        def run(db: apsw.Connection) -> None:
+            if into is None:
+                db.execute("VACUUM")
+            else:
+                db.execute("VACUUM INTO ?", (into,))
+
+        await self.outside_transaction(run)
 
     # -- the Store contract
 
@@ -370,8 +450,10 @@ class SQLiteStore:
         with contextlib.suppress(apsw.Error):
             self._db.close(True)
         self._vfs.unregister()
-        for path in (self._main, self._wal, self._main + "-journal", self._compact_path):
-            with contextlib.suppress(FileNotFoundError):
+        paths = {self._main, self._wal, self._main + "-journal", self._compact_path}
+        paths.update(self._recorder.fsm.links)  # ATTACHed databases, VACUUM INTO copies
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                 os.unlink(self._vfs.local_path(path))
 
     # -- introspection
@@ -406,8 +488,6 @@ class SQLiteStore:
 
     def _maybe_checkpoint_wal(self) -> None:
         # Called between COMMIT and BEGIN: no transaction is open.
-        if self._compacting:
-            return  # the main file must not change under a compaction
         wal_size = self._vfs.sizes.get(self._wal, 0)
         if wal_size > self.wal_checkpoint_bytes or (
             wal_size and self.history_bytes(self._wal) > self.compaction_budget
@@ -429,31 +509,38 @@ class SQLiteStore:
     async def _compact(self) -> None:
         vfs = self._vfs
         main, compact = self._main, self._compact_path
+
+        def void() -> bool:
+            return vfs.truncations[main] != truncations or bool(self._failed or self._destroyed)
+
         try:
             fd = os.open(vfs.local_path(main), os.O_RDONLY)
             try:
-                writes = vfs.writes[main]
+                truncations = vfs.truncations[main]
                 size = vfs.sizes.get(main, 0)
                 vfs.enqueue_open(compact, truncate=True)
+                vfs.start_mirror(main, compact)
                 for offset in range(0, size, COMPACT_CHUNK):
-                    chunk = await trio.to_thread.run_sync(os.pread, fd, COMPACT_CHUNK, offset)
-                    if vfs.writes[main] != writes or self._failed or self._destroyed:
-                        break
-                    vfs.enqueue_write(compact, chunk, offset)
-                    self._drain()
-                if vfs.writes[main] != writes or self._failed or self._destroyed:
+                    # No other task, and no `run` worker, writes the file
+                    # between this read and its recording: a later write is
+                    # recorded after the chunk, into both files.
+                    async with self._run_lock:
+                        if void():
+                            break
+                        vfs.enqueue_write(compact, os.pread(fd, COMPACT_CHUNK, offset), offset)
+                        self._drain()
+                    await trio.lowlevel.checkpoint()
+                vfs.stop_mirror()
+                if void():
                     if not self._failed and not self._destroyed:
                         vfs.enqueue_remove(compact)
                         self._drain()
                     return
-                # Flush what is queued so the rename's three ops are appended
-                # together rather than split by a size-triggered flush.
-                self._drain()
-                self._recorder.barrier()
                 vfs.enqueue_rename(compact, main)
                 self._drain()
                 self.compactions += 1
             finally:
+                vfs.stop_mirror()
                 os.close(fd)
         except trio.Cancelled:
             raise
@@ -491,6 +578,34 @@ class SQLiteStore:
             raise StoreStateError(
                 f"SQLiteStore {self._main} is unusable after a failure: {self._failed}"
             ) from self._failed
+
+
+def _journal_mode(mode: str) -> str:
+    upper = mode.strip().upper()
+    if upper in _UNSAFE_JOURNAL_MODES:
+        raise ValueError(
+            f"journal_mode {mode} is not crash-safe in SQLiteStore: a member dying "
+            "mid-transaction would leave a half-written database in the recovery log with no "
+            f"journal to roll it back; use one of {', '.join(JOURNAL_MODES)}"
+        )
+    if upper not in JOURNAL_MODES:
+        raise ValueError(f"journal_mode {mode!r} is not one of {', '.join(JOURNAL_MODES)}")
+    return upper
+
+
+def _guard_fixed_pragmas(
+    action: int, name: str | None, value: str | None, schema: str | None, trigger: str | None
+) -> int:
+    """Authorizer: refuse statements that change the settings the store
+    depends on (reading them is fine)."""
+    if action != apsw.SQLITE_PRAGMA or value is None or name is None:
+        return apsw.SQLITE_OK
+    pragma = name.lower()
+    if pragma == "journal_mode":
+        _journal_mode(value.strip("'\""))  # raises ValueError naming the problem
+    elif pragma in _FIXED_PRAGMAS:
+        raise ValueError(f"PRAGMA {name} is set by SQLiteStore and cannot be changed")
+    return apsw.SQLITE_OK
 
 
 def _check_local_files(vfs: RecordingVFS, main: str, links: Mapping[str, int]) -> bool:

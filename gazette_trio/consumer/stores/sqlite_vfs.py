@@ -2,9 +2,10 @@
 
 SQLite reaches its files only through a VFS. `RecordingVFS` is an apsw VFS
 written in Python that delegates every call to SQLite's default VFS and
-records what changes the recorded files (the main database, its WAL and its
-rollback journal; temporary files are not recorded) as recovery-log
-operations, so a `Player` elsewhere rebuilds byte-identical files:
+records what changes the recorded files (main and ATTACHed databases, their
+WALs, rollback journals and the super-journal of a multi-database
+transaction; temporary files are not recorded) as recovery-log operations,
+so a `Player` elsewhere rebuilds byte-identical files:
 
 - open: the file is created (or found) in the recorder's file system;
 - write: the bytes and offset. Contiguous writes are coalesced into one
@@ -19,6 +20,15 @@ operations, so a `Player` elsewhere rebuilds byte-identical files:
   no truncate operation; growth by truncate is recorded as a zero byte at
   the new end;
 - delete: the path is unlinked.
+
+Names. SQLite sees every file by its name relative to the recorder's
+directory (`xFullPathname` maps `x.db` and `<directory>/x.db` both to
+`x.db`); the VFS roots names there when it opens, deletes or checks a file.
+So `ATTACH 'other.db'` and `VACUUM INTO 'copy.db'` land in the directory and
+are recorded, and the names SQLite writes into its files (a hot rollback
+journal names its super-journal) mean the same thing in the directory a
+player rebuilds elsewhere, as in Gazette's store-sqlite. A name outside the
+directory is refused.
 
 Syncs are not passed on to the disk: durability comes from the log, and a
 member that crashed rebuilds the directory from the log rather than trusting
@@ -59,11 +69,13 @@ import apsw
 
 from ...recoverylog.recorder import Recorder
 
-RECORDED_FLAGS = apsw.SQLITE_OPEN_MAIN_DB | apsw.SQLITE_OPEN_MAIN_JOURNAL | apsw.SQLITE_OPEN_WAL
-"""Files whose changes are recorded: main databases (including ATTACHed
-ones), rollback journals and WALs."""
+_LOG_FILE_FLAGS = (
+    apsw.SQLITE_OPEN_MAIN_JOURNAL | apsw.SQLITE_OPEN_SUPER_JOURNAL | apsw.SQLITE_OPEN_WAL
+)
 
-_LOG_FILE_FLAGS = apsw.SQLITE_OPEN_MAIN_JOURNAL | apsw.SQLITE_OPEN_WAL
+RECORDED_FLAGS = apsw.SQLITE_OPEN_MAIN_DB | _LOG_FILE_FLAGS
+"""Files whose changes are recorded: main databases (including ATTACHed
+ones and VACUUM INTO targets), rollback journals, super-journals and WALs."""
 
 # Headers that, written at offset 0 of a log file with content, restart it.
 _RESTART_HEADERS = (
@@ -135,23 +147,31 @@ class RecordingVFS(apsw.VFS):
         # Size of each recorded file as the log knows it (equal to the local
         # file's while recording works).
         self.sizes: dict[str, int] = {}
-        # Recorded writes per path: a changed count tells compaction that a
-        # file changed under it.
+        # Recorded writes per path, and size changes by truncation: a
+        # changed truncation count tells compaction its copy is void.
         self.writes: Counter[str] = Counter()
+        self.truncations: Counter[str] = Counter()
+        # (source, copy): writes to source are recorded into copy as well.
+        self._mirror: tuple[str, str] | None = None
         self._fnodes: dict[str, int] = {}
         self.recorded_bytes = 0
         """Write payload bytes handed to the recorder so far."""
 
     # -- paths
 
-    def log_path(self, filename: str) -> str:
-        """`/relative/path` of a file under the recorder's directory."""
-        full = os.path.normpath(filename)
+    def relative_name(self, filename: str) -> str:
+        """The name SQLite knows `filename` by: relative to the recorder's
+        directory (`filename` is relative to it, or absolute inside it)."""
+        full = os.path.normpath(os.path.join(self.directory, filename))
         if not full.startswith(self.directory + os.sep):
             raise VFSRecordingError(
                 f"SQLite file {filename} is outside the recorder's directory {self.directory}"
             )
-        return "/" + os.path.relpath(full, self.directory).replace(os.sep, "/")
+        return os.path.relpath(full, self.directory)
+
+    def log_path(self, filename: str) -> str:
+        """`/relative/path` of a file under the recorder's directory."""
+        return "/" + self.relative_name(filename).replace(os.sep, "/")
 
     def local_path(self, path: str) -> str:
         return os.path.join(self.directory, path.lstrip("/"))
@@ -162,12 +182,27 @@ class RecordingVFS(apsw.VFS):
 
     # -- apsw.VFS
 
+    def xFullPathname(self, name: str) -> str:
+        return self.relative_name(name)
+
+    def xAccess(self, pathname: str, flags: int) -> bool:
+        return bool(super().xAccess(self.local_path(self.log_path(pathname)), flags))
+
     def xOpen(self, name: str | apsw.URIFilename | None, flags: list[int]) -> apsw.VFSFile:
-        if name is None or not flags[0] & RECORDED_FLAGS or self._detached:
-            return apsw.VFSFile("", name, flags)  # type: ignore[arg-type]
+        if name is None:
+            return apsw.VFSFile("", name, flags)
         filename = name.filename() if isinstance(name, apsw.URIFilename) else name
         path = self.log_path(filename)
-        file = _RecordedFile(self, name, flags, path, bool(flags[0] & _LOG_FILE_FLAGS))
+        # The default VFS gets the rooted path as a plain name: URI
+        # parameters were SQLite's to interpret, and it has.
+        inner = [flags[0] & ~apsw.SQLITE_OPEN_URI, 0]
+        rooted = self.local_path(path)
+        if not flags[0] & RECORDED_FLAGS or self._detached:
+            plain = apsw.VFSFile("", rooted, inner)
+            flags[1] = inner[1]
+            return plain
+        file = _RecordedFile(self, rooted, inner, path, bool(flags[0] & _LOG_FILE_FLAGS))
+        flags[1] = inner[1]
         with self._lock:
             self._check()
             if path not in self.sizes:
@@ -176,10 +211,10 @@ class RecordingVFS(apsw.VFS):
         return file
 
     def xDelete(self, filename: str, syncdir: bool) -> None:
-        super().xDelete(filename, syncdir)
+        path = self.log_path(filename)
+        super().xDelete(self.local_path(path), syncdir)
         if self._detached:
             return
-        path = self.log_path(filename)
         with self._lock:
             if path in self.sizes:
                 self._check()
@@ -215,6 +250,11 @@ class RecordingVFS(apsw.VFS):
             self.sizes[path] = max(size, offset + len(view))
             self.writes[path] += 1
             self._queued_bytes += len(view)
+            if self._mirror is not None and self._mirror[0] == path:
+                copy = self._mirror[1]
+                self._ops.append(_Write(copy, offset, bytearray(view)))
+                self.sizes[copy] = max(self.sizes.get(copy, 0), offset + len(view))
+                self._queued_bytes += len(view)
             full = self._queued_bytes >= DRAIN_BYTES
         if full:
             self.sync_point()
@@ -241,9 +281,22 @@ class RecordingVFS(apsw.VFS):
             if size != known:
                 self.sizes[path] = size
                 self.writes[path] += 1
+                self.truncations[path] += 1
         self.sync_point()
 
     # -- store-issued operations (Trio thread)
+
+    def start_mirror(self, source: str, copy: str) -> None:
+        """Record every later write to `source` into `copy` too, at the
+        same offset: a copy made chunk by chunk then stays equal to the
+        source however the source changes meanwhile (a truncation of the
+        source is not mirrored: see `truncations`)."""
+        with self._lock:
+            self._mirror = (source, copy)
+
+    def stop_mirror(self) -> None:
+        with self._lock:
+            self._mirror = None
 
     def enqueue_open(self, path: str, *, truncate: bool) -> None:
         with self._lock:
