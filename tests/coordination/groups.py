@@ -31,12 +31,13 @@ def shard_spec(shard_id: str, *, hot_standbys: int = 0, disable: bool = False) -
     )
 
 
-def consumer_spec(zone: str, suffix: str, limit: int) -> pc.ConsumerSpec:
+def consumer_spec(zone: str, suffix: str, limit: int, *, exiting: bool = False) -> pc.ConsumerSpec:
     return pc.ConsumerSpec(
         process_spec=pb.ProcessSpec(
             id=pb.ProcessSpecId(zone=zone, suffix=suffix), endpoint=f"http://{suffix}.test:8080"
         ),
         shard_limit=limit,
+        exiting=exiting,
     )
 
 
@@ -106,16 +107,18 @@ async def run_member(
 
 def converged(state: State, *, members: int | None = None) -> bool:
     """Every shard has its replicas on distinct members in distinct zones (as
-    far as zones go), one primary, and every replica reports ready."""
-    zones = {m.zone for m in state.members if m.limit > 0}
+    far as zones go), one primary, and every replica reports ready. Members
+    count with their effective limits (an exiting one may have none)."""
+    zones = {m.zone for m in state.members if state.limit_of(m) > 0}
     if members is not None and len(state.members) != members:
         return False
     for item in state.items:
         group = state.assignments_by_item.get(item.id, ())
-        want = min(item.replication, sum(1 for m in state.members if m.limit > 0))
+        want = min(item.replication, sum(1 for m in state.members if state.limit_of(m) > 0))
         if len(group) != want:
             return False
-        if any(state.member_of(a) is None or state.member_of(a).limit == 0 for a in group):  # type: ignore[union-attr]
+        holders = [state.member_of(a) for a in group]
+        if any(m is None or state.limit_of(m) == 0 for m in holders):
             return False
         if len({a.member for a in group}) != len(group):
             return False
