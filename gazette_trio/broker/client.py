@@ -52,6 +52,12 @@ class JournalClient(Protocol):
         """Fragments of one journal."""
         ...
 
+    async def fragment_store_health(
+        self, request: pb.FragmentStoreHealthRequest
+    ) -> pb.FragmentStoreHealthResponse:
+        """Whether the broker can reach a fragment store."""
+        ...
+
     def read(
         self, request: pb.ReadRequest
     ) -> AbstractAsyncContextManager[AsyncIterator[pb.ReadResponse]]:

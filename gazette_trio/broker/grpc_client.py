@@ -86,6 +86,17 @@ class GrpcJournalClient:
             timeout=self.timeout,
         )
 
+    async def fragment_store_health(
+        self, request: pb.FragmentStoreHealthRequest
+    ) -> pb.FragmentStoreHealthResponse:
+        return await aio.unary(
+            self.channel,
+            f"{SERVICE}/FragmentStoreHealth",
+            request,
+            pb.FragmentStoreHealthResponse,
+            timeout=self.timeout,
+        )
+
     @contextlib.asynccontextmanager
     async def read(self, request: pb.ReadRequest) -> AsyncIterator[AsyncIterator[pb.ReadResponse]]:
         # No timeout: blocking reads live until the caller leaves the block.

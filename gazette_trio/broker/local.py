@@ -120,6 +120,11 @@ class LocalJournalClient:
     async def list_fragments(self, request: pb.FragmentsRequest) -> pb.FragmentsResponse:
         return await self.core.list_fragments(request)
 
+    async def fragment_store_health(
+        self, request: pb.FragmentStoreHealthRequest
+    ) -> pb.FragmentStoreHealthResponse:
+        return await self.core.fragment_store_health(request)
+
     def read(
         self, request: pb.ReadRequest
     ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[pb.ReadResponse]]:

@@ -8,8 +8,10 @@ it was given.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import trio
@@ -19,6 +21,8 @@ from gazette_trio.broker.errors import JournalError
 from gazette_trio.broker.fragments import sha1_digest
 from gazette_trio.broker.journal_spec import new_journal_spec
 from gazette_trio.broker.list_apply import apply_journals, delete, list_journals, upsert
+from gazette_trio.broker.local import LocalJournalClient
+from gazette_trio.broker.server import FileStorage, JournalServerCore
 from gazette_trio.protocol import labels as L
 from gazette_trio.protocol import protocol as pb
 
@@ -412,6 +416,154 @@ async def test_reads_jump_over_removed_content_to_the_next_available_offset(brok
     responses = await read_all(broker, journal="a/journal", offset=0)
     assert responses[0].offset == 1024  # the next available offset
     assert content_of(responses) == b"b" * 1024 + b"c" * 10
+
+
+# --------------------------------------------------------------------------
+# Suspension, as Gazette's append FSM defines it
+
+
+def suspension(listed: pb.ListResponseJournal) -> tuple[str, int]:
+    suspend = listed.spec.suspend
+    if suspend is None:
+        return "NONE", 0
+    return pb.JournalSpecSuspendLevel(suspend.level).name, suspend.offset
+
+
+async def suspend_append(broker: Broker, journal: str, mode: pb.AppendRequestSuspend) -> pb.Status:
+    response = await broker.client.append(pb.AppendRequest(journal=journal, suspend=mode), [])
+    return pb.Status(response.status)
+
+
+Suspend = pb.AppendRequestSuspend
+
+
+async def test_an_empty_journal_suspends_fully_and_resumes_on_the_next_append(
+    broker: Broker,
+) -> None:
+    await broker.create("a/journal")
+    assert await suspend_append(broker, "a/journal", Suspend.IF_FLUSHED) == S.SUSPENDED
+    [listed] = await list_journals(broker.client)
+    assert suspension(listed) == ("FULL", 0)
+    # Fully suspended: nothing to read from, and appends that may not resume fail.
+    assert (await read_all(broker, journal="a/journal"))[0].status == S.SUSPENDED
+    assert await suspend_append(broker, "a/journal", Suspend.NO_RESUME) == S.SUSPENDED
+    assert await suspend_append(broker, "a/journal", Suspend.KEEP) == S.SUSPENDED
+    # An ordinary append resumes it (and is appended).
+    response = await append(broker, "a/journal", b"hello")
+    assert response.status == S.OK and response.commit.end == 5
+    [listed] = await list_journals(broker.client)
+    assert suspension(listed) == ("NONE", 0)
+    assert content_of(await read_all(broker, journal="a/journal")) == b"hello"
+
+
+async def test_a_journal_with_content_suspends_partially_only_when_told_now(
+    broker: Broker,
+) -> None:
+    await broker.create("a/journal")
+    await append(broker, "a/journal", b"data")
+    # Its fragments are local, never flushed to a store: IF_FLUSHED leaves it be.
+    assert await suspend_append(broker, "a/journal", Suspend.IF_FLUSHED) == S.OK
+    assert suspension((await list_journals(broker.client))[0]) == ("NONE", 0)
+    assert await suspend_append(broker, "a/journal", Suspend.NOW) == S.SUSPENDED
+    assert suspension((await list_journals(broker.client))[0]) == ("PARTIAL", 4)
+    # Partially suspended journals are still read, and their heads reset in place.
+    assert content_of(await read_all(broker, journal="a/journal")) == b"data"
+    assert await suspend_append(broker, "a/journal", Suspend.KEEP) == S.OK
+    assert suspension((await list_journals(broker.client))[0]) == ("PARTIAL", 4)
+    assert await suspend_append(broker, "a/journal", Suspend.NO_RESUME) == S.SUSPENDED
+    assert (await append(broker, "a/journal", b"more")).status == S.OK
+    assert suspension((await list_journals(broker.client))[0]) == ("NONE", 4)
+
+
+async def test_suspension_controls_carry_no_content(broker: Broker) -> None:
+    await broker.create("a/journal")
+    for mode in (Suspend.IF_FLUSHED, Suspend.NOW, Suspend.KEEP):
+        response = await append(broker, "a/journal", b"x", suspend=mode)
+        assert response.status == S.NOT_ALLOWED
+    assert content_of(await read_all(broker, journal="a/journal", block=False)) == b""
+
+
+async def test_a_resume_offset_ahead_of_the_head_moves_the_head_forward(broker: Broker) -> None:
+    # A journal whose spec says it resumes at 1000 (its content lived on
+    # elsewhere) never reuses an offset below that.
+    spec = new_journal_spec("a/journal")
+    spec.suspend = pb.JournalSpecSuspend(level=pb.JournalSpecSuspendLevel.FULL, offset=1000)
+    await apply_journals(broker.client, [upsert(spec)])
+    response = await append(broker, "a/journal", b"after")
+    assert (response.commit.begin, response.commit.end) == (1000, 1005)
+    assert suspension((await list_journals(broker.client))[0]) == ("NONE", 1000)
+
+
+# --------------------------------------------------------------------------
+# Revisions a request asks the broker to have seen
+
+
+async def test_a_request_naming_a_future_etcd_revision_waits_for_it(broker: Broker) -> None:
+    await broker.create("a/journal")
+    ahead = broker.core.revision + 1
+    results: list[pb.Status] = []
+
+    async def read_at_future_revision() -> None:
+        responses = await read_all(broker, journal="b/journal", min_etcd_revision=ahead)
+        results.append(pb.Status(responses[0].status))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read_at_future_revision)
+        await trio.sleep(0.05)
+        assert results == []  # still waiting for the revision
+        await broker.create("b/journal")  # reaches `ahead`
+    # It saw the journal the awaited revision created (empty, so nothing to
+    # read yet), where an impatient read would have answered JOURNAL_NOT_FOUND.
+    assert results == [S.OFFSET_NOT_YET_AVAILABLE]
+
+
+async def test_begin_mod_time_skips_fragments_persisted_before_it(tmp_path: Path) -> None:
+    core = JournalServerCore(FileStorage(tmp_path))
+    client = LocalJournalClient(core)
+    await apply_journals(client, [upsert(new_journal_spec("a/journal", fragment_length=1024))])
+    for part in (b"a" * 1024, b"b" * 1024, b"c" * 10):
+        await client.append(pb.AppendRequest(journal="a/journal"), [part])
+    fragments = (await client.list_fragments(pb.FragmentsRequest(journal="a/journal"))).fragments
+    first, second = fragments[0].spec, fragments[1].spec
+    # Backdate the first rolled fragment's file, as if persisted an hour ago.
+    old = first.mod_time - 3600
+    core._journals["a/journal"].fragments[0] = dataclasses.replace(
+        core._journals["a/journal"].fragments[0], mod_time=old
+    )
+    async with client.read(
+        pb.ReadRequest(journal="a/journal", begin_mod_time=old + 1)
+    ) as stream:
+        responses = [r async for r in stream]
+    assert responses[0].offset == second.begin == 1024
+    assert content_of(responses) == b"b" * 1024 + b"c" * 10
+    core.close()
+
+
+async def test_fragment_store_health_probes_file_stores_and_names_what_it_cannot_reach(
+    broker: Broker, tmp_path: Path
+) -> None:
+    broker.core.file_root = str(tmp_path)
+    (tmp_path / "store").mkdir()
+    ok = await broker.client.fragment_store_health(
+        pb.FragmentStoreHealthRequest(fragment_store="file:///store/")
+    )
+    assert ok.status == S.OK and ok.store_health_error == "" and ok.header is not None
+    missing = await broker.client.fragment_store_health(
+        pb.FragmentStoreHealthRequest(fragment_store="file:///nowhere/")
+    )
+    assert missing.status == S.FRAGMENT_STORE_UNHEALTHY
+    assert missing.store_health_error.startswith("file:///nowhere/: ")
+    assert str(tmp_path) not in missing.store_health_error  # no server paths to clients
+    s3 = await broker.client.fragment_store_health(
+        pb.FragmentStoreHealthRequest(fragment_store="s3://bucket/path/")
+    )
+    assert s3.status == S.FRAGMENT_STORE_UNHEALTHY and "s3://" in s3.store_health_error
+    with pytest.raises(aio.InvalidArgument, match="CheckDeletePrefix"):
+        await broker.client.fragment_store_health(
+            pb.FragmentStoreHealthRequest(
+                fragment_store="file:///store/", check_delete_prefix="x/"
+            )
+        )
 
 
 # --------------------------------------------------------------------------

@@ -19,11 +19,22 @@ What it promises, as Gazette's brokers do:
   it blocks (woken by the next append) or answers OFFSET_NOT_YET_AVAILABLE.
   Where content was removed it jumps to the next available offset.
 - Fragments roll when the spool reaches the spec's fragment length.
+- List sends a snapshot in responses of at most 1,000 journals; a watched
+  List sends a new snapshot (ended by an empty response) on every change.
+  Reads and appends naming a `min_etcd_revision` wait until specs reach it.
+- Suspension follows Gazette's append FSM: an append with SUSPEND_IF_FLUSHED
+  or SUSPEND_NOW suspends an empty journal FULLy (reads and appends then
+  answer SUSPENDED), SUSPEND_NOW suspends one with content PARTIALly, an
+  ordinary append resumes it, SUSPEND_NO_RESUME refuses to, SUSPEND_KEEP
+  leaves it be; a resume offset ahead of the write head moves the head there.
 
 Deviations, because there is exactly one node and no fragment stores: routes
 always name this server; content is stored uncompressed whatever the spec's
 codec; `flush_interval`, `retention`, `stores` and `max_append_rate` are
 stored but not acted on; an offset jump never waits for a store to catch up.
+Fragments never reach a store, so SUSPEND_IF_FLUSHED (which waits for them
+to) never suspends a journal with content, and FragmentStoreHealth probes
+only `file://` stores under `file_root`.
 Deleting a journal's spec keeps its fragments: re-creating it resumes at its
 old write head, as with Gazette's fragment stores.
 
@@ -38,10 +49,12 @@ import builtins
 import functools
 import hashlib
 import logging
+import os
 from bisect import bisect_right
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import trio
 
@@ -94,6 +107,36 @@ async def _alongside(work: Callable[[], Awaitable[None]], compute: Callable[[], 
     except BaseExceptionGroup as group:
         raise group.exceptions[0] from None
     return result[0]
+
+
+AppendSuspend = pb.AppendRequestSuspend
+
+
+def _suspend_level(spec: pb.JournalSpec) -> pb.JournalSpecSuspendLevel:
+    return spec.suspend.level if spec.suspend is not None else pb.JournalSpecSuspendLevel.NONE
+
+
+def probe_file_store(root: str | None, store: str, delete_prefix: str | None) -> str:
+    """Write, read back and remove a probe object in a `file://` store under
+    `root`; the error that stopped it, or "" if the store is healthy."""
+    url = urlsplit(store)
+    if url.scheme != "file":
+        return f"this journal server keeps fragments on its own disk and reaches no {url.scheme}:// store"
+    if root is None:
+        return "this journal server has no file:// store root configured"
+    where = os.path.join(root, url.path.lstrip("/"), (delete_prefix or "").lstrip("/"))
+    probe = os.path.join(where, f".health-probe-{os.getpid()}")
+    try:
+        with open(probe, "wb") as f:
+            f.write(b"gazette-trio health probe")
+        with open(probe, "rb") as f:
+            if f.read() != b"gazette-trio health probe":
+                return f"probe object read back wrong in {store}"
+        os.unlink(probe)
+    except OSError as exc:
+        # The store's own path, not the server's absolute one.
+        return f"{store}: {exc.strerror or type(exc).__name__}"
+    return ""
 
 
 def _invalid(exc: ValidationError) -> aio.InvalidArgument:
@@ -159,12 +202,15 @@ class JournalServerCore:
         process_id: pb.ProcessSpecId | None = None,
         endpoint: str = "",
         read_chunk_size: int = READ_CHUNK_SIZE,
+        file_root: str | None = None,
     ) -> None:
         self.storage: Storage = storage if storage is not None else MemoryStorage()
         self.faults = faults
         self.process_id = process_id or pb.ProcessSpecId(zone="local", suffix="gazette-trio")
         self.endpoint = endpoint
         self.read_chunk_size = read_chunk_size
+        self.file_root = file_root
+        """Where `file://` fragment store paths are rooted, or None: none is reachable."""
         recovered = self.storage.recover()
         # Revision 1 is the empty state, as etcd's first revision: Gazette's
         # clients reject a header with revision 0.
@@ -325,6 +371,30 @@ class JournalServerCore:
                     j.wake()  # blocked readers see the journal is gone
             return pb.ApplyResponse(status=pb.Status.OK, header=self.header())
 
+    async def _read_through(self, revision: int) -> None:
+        """Wait until specs are at `revision` or later (a request's
+        `min_etcd_revision`: the caller has seen that revision elsewhere)."""
+        while self._revision < revision:
+            await self._specs_changed.wait()
+
+    async def _set_suspend(self, name: str, level: pb.JournalSpecSuspendLevel, offset: int) -> None:
+        """Record a journal's suspension in its spec, as an Apply would (a
+        new revision; watches see it)."""
+        async with self._apply_lock:
+            record = self._specs[name]
+            spec = _copy_spec(record.spec)
+            spec.suspend = pb.JournalSpecSuspend(level=level, offset=offset)
+            revision = self._revision + 1
+            specs = dict(self._specs)
+            specs[name] = SpecRecord(spec, record.create_revision, revision)
+            with trio.CancelScope(shield=True):
+                await self.storage.save_specs(revision, specs)
+                self._specs = specs
+                self._revision = revision
+                self._specs_changed.set()
+                self._specs_changed = trio.Event()
+        log.info("journal %s: suspension is now %s at offset %d", name, level.name, offset)
+
     # ------------------------------------------------------------------
     # Fragments
 
@@ -409,6 +479,34 @@ class JournalServerCore:
             next_page_token=spans[i].begin if i < len(spans) else 0,
         )
 
+    async def fragment_store_health(
+        self, request: pb.FragmentStoreHealthRequest
+    ) -> pb.FragmentStoreHealthResponse:
+        """Whether a fragment store can be written, read and (asked for)
+        deleted from, by a probe object, as Gazette's brokers check theirs.
+
+        This server keeps fragments on its own disk, so it reaches only
+        `file://` stores, under `file_root`; any other store answers
+        FRAGMENT_STORE_UNHEALTHY saying so.
+        """
+        try:
+            R.validate_fragment_store_health_request(request)
+        except ValidationError as exc:
+            raise _invalid(exc) from None
+        error = await trio.to_thread.run_sync(
+            functools.partial(
+                probe_file_store,
+                self.file_root,
+                request.fragment_store,
+                request.check_delete_prefix if request.check_delete else None,
+            )
+        )
+        return pb.FragmentStoreHealthResponse(
+            status=pb.Status.FRAGMENT_STORE_UNHEALTHY if error else pb.Status.OK,
+            header=self.header(),
+            store_health_error=error,
+        )
+
     async def remove_fragments(self, journal: str, before: int) -> builtins.list[pb.Fragment]:
         """Delete rolled fragments of `journal` that end at or before offset
         `before` (never the spool); readers then jump over the hole. Returns
@@ -444,10 +542,15 @@ class JournalServerCore:
             R.validate_read_request(request)
         except ValidationError as exc:
             raise _invalid(exc) from None
+        await self._read_through(request.min_etcd_revision)
         name, _ = split_meta(request.journal)
         record = self._specs.get(name)
         if record is None:
             await send(pb.ReadResponse(status=pb.Status.JOURNAL_NOT_FOUND, header=self.header()))
+            return
+        if _suspend_level(record.spec) == pb.JournalSpecSuspendLevel.FULL:
+            # A fully suspended journal has no replica to read from.
+            await send(pb.ReadResponse(status=pb.Status.SUSPENDED, header=self.header()))
             return
         if not may_read(record.spec.flags):
             await send(pb.ReadResponse(status=pb.Status.NOT_ALLOWED, header=self.header()))
@@ -478,6 +581,10 @@ class JournalServerCore:
                     return
                 continue
             span, offset = located
+            if request.begin_mod_time and span.mod_time and span.mod_time < request.begin_mod_time:
+                # Persisted before the requested bound: skip past it.
+                offset = span.end
+                continue
             await send(
                 pb.ReadResponse(
                     status=pb.Status.OK,
@@ -518,6 +625,7 @@ class JournalServerCore:
             R.validate_append_header(request)
         except ValidationError as exc:
             raise _invalid(exc) from None
+        await self._read_through(request.min_etcd_revision)
         name, _ = split_meta(request.journal)
         if name not in self._specs:
             return pb.AppendResponse(status=pb.Status.JOURNAL_NOT_FOUND, header=self.header())
@@ -541,10 +649,44 @@ class JournalServerCore:
                     header=self.header(),
                     registers=pb.LabelSet.parse(bytes(j.registers)),
                 )
+            level = _suspend_level(spec)
+            mode = request.suspend
+            if level == pb.JournalSpecSuspendLevel.FULL and mode != AppendSuspend.RESUME:
+                return pb.AppendResponse(status=pb.Status.SUSPENDED, header=self.header())
+            resume_at = spec.suspend.offset if spec.suspend is not None else 0
+            if j.write_head < resume_at and not await self._skip_to(j, resume_at):
+                return pb.AppendResponse(
+                    status=pb.Status.INDEX_HAS_GREATER_OFFSET, header=self.header()
+                )
             if request.offset != 0 and request.offset != j.write_head:
                 return pb.AppendResponse(status=pb.Status.WRONG_APPEND_OFFSET, header=self.header())
             if size and not may_write(spec.flags):
                 return pb.AppendResponse(status=pb.Status.NOT_ALLOWED, header=self.header())
+            if size and mode != AppendSuspend.RESUME and mode != AppendSuspend.NO_RESUME:
+                # Suspension requests, and SUSPEND_KEEP's head resets, carry no content.
+                return pb.AppendResponse(status=pb.Status.NOT_ALLOWED, header=self.header())
+            status = pb.Status.OK
+            if mode == AppendSuspend.RESUME:
+                if level != pb.JournalSpecSuspendLevel.NONE:
+                    await self._set_suspend(name, pb.JournalSpecSuspendLevel.NONE, j.write_head)
+            elif mode == AppendSuspend.NO_RESUME:
+                if level != pb.JournalSpecSuspendLevel.NONE:
+                    return pb.AppendResponse(status=pb.Status.SUSPENDED, header=self.header())
+            elif mode in (AppendSuspend.IF_FLUSHED, AppendSuspend.NOW):
+                # A journal holding no content suspends fully. One with
+                # content suspends partially, on SUSPEND_NOW only: its
+                # fragments live on this node and are never "flushed" to a
+                # remote store, which SUSPEND_IF_FLUSHED waits for.
+                if not j.fragments and j.write_head == j.spool_begin:
+                    await self._set_suspend(name, pb.JournalSpecSuspendLevel.FULL, j.write_head)
+                    return pb.AppendResponse(status=pb.Status.SUSPENDED, header=self.header())
+                if level == pb.JournalSpecSuspendLevel.NONE and mode == AppendSuspend.NOW:
+                    await self._set_suspend(name, pb.JournalSpecSuspendLevel.PARTIAL, j.write_head)
+                    level = pb.JournalSpecSuspendLevel.PARTIAL
+                if level == pb.JournalSpecSuspendLevel.PARTIAL:
+                    status = pb.Status.SUSPENDED
+            record = self._specs[name]
+            spec = record.spec
             updates = request.union_registers is not None or request.subtract_registers is not None
             if not size and updates:
                 raise aio.InvalidArgument(
@@ -574,7 +716,7 @@ class JournalServerCore:
             if self.faults is not None:
                 await self.faults.after_append(name, commit)
             return pb.AppendResponse(
-                status=pb.Status.OK,
+                status=status,
                 header=self.header(),
                 commit=commit,
                 registers=pb.LabelSet.parse(bytes(j.registers)),
@@ -628,6 +770,31 @@ class JournalServerCore:
             j.registers = registers
         j.wake()
         return digest
+
+    async def _skip_to(self, j: _Journal, offset: int) -> bool:
+        """Move `j`'s write head forward to `offset` (a suspended journal's
+        resume offset), leaving no content between; False if it can't be
+        moved because an empty spool is open at the old head."""
+        if j.spool_open and j.write_head == j.spool_begin:
+            log.warning(
+                "journal %s: an empty spool at %d keeps the write head from its resume offset %d",
+                j.name,
+                j.write_head,
+                offset,
+            )
+            return False
+        if j.spool_open:
+            with trio.CancelScope(shield=True):
+                rolled = await self.storage.roll(
+                    j.name, FragmentFile(j.spool_begin, j.write_head, self._spool_sum(j))
+                )
+            j.fragments.append(rolled)
+            j.begins.append(rolled.begin)
+            j.spool_open = False
+        j.write_head = j.spool_begin = j.hashed_to = offset
+        j.hasher = hashlib.sha1()
+        j.wake()
+        return True
 
     def _hash_content(
         self, j: _Journal, hasher: Any, hashed_to: int, chunks: Sequence[bytes]

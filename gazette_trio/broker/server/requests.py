@@ -16,7 +16,7 @@ from __future__ import annotations
 from ...protocol import labels as L
 from ...protocol import protocol as pb
 from ...protocol.validation import ValidationError, validate_journal_name
-from ..journal_spec import validate_journal_spec
+from ..journal_spec import validate_fragment_store, validate_journal_spec
 
 
 def _journal(journal: str) -> None:
@@ -151,3 +151,19 @@ def validate_fragments_request(request: pb.FragmentsRequest) -> None:
     ttl = request.signature_ttl
     if ttl is not None and ttl.total_seconds() <= 0:
         raise ValidationError(f"invalid SignatureTTL ({ttl}; must be > 0s)")
+
+
+def validate_fragment_store_health_request(request: pb.FragmentStoreHealthRequest) -> None:
+    try:
+        validate_fragment_store(request.fragment_store)
+    except ValidationError as exc:
+        raise exc.extend("FragmentStore") from None
+    prefix = request.check_delete_prefix
+    if prefix and not request.check_delete:
+        raise ValidationError("CheckDeletePrefix: cannot be set when CheckDelete is false")
+    if prefix:
+        if not prefix.endswith("/"):
+            raise ValidationError(f"CheckDeletePrefix: must end in '/' ({prefix})")
+        trimmed = prefix[:-1]
+        if trimmed == ".." or trimmed.startswith("../") or "/../" in f"/{trimmed}/":
+            raise ValidationError(f"CheckDeletePrefix: cannot traverse outside the store ({prefix})")

@@ -40,6 +40,11 @@ def journal_service(core: JournalServerCore) -> aio.Service:
     async def list_fragments(request: pb.FragmentsRequest) -> pb.FragmentsResponse:
         return await core.list_fragments(request)
 
+    async def fragment_store_health(
+        request: pb.FragmentStoreHealthRequest,
+    ) -> pb.FragmentStoreHealthResponse:
+        return await core.fragment_store_health(request)
+
     async def read(
         request: pb.ReadRequest, send: Callable[[pb.ReadResponse], Awaitable[None]]
     ) -> None:
@@ -105,6 +110,13 @@ def journal_service(core: JournalServerCore) -> aio.Service:
                 pb.FragmentsRequest,
                 pb.FragmentsResponse,
                 list_fragments,
+            ),
+            method(
+                "FragmentStoreHealth",
+                Cardinality.UNARY_UNARY,
+                pb.FragmentStoreHealthRequest,
+                pb.FragmentStoreHealthResponse,
+                fragment_store_health,
             ),
         ]
     )
