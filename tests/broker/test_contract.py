@@ -121,6 +121,10 @@ async def test_list_selects_by_labels_and_by_name_and_prefix_meta_labels(broker:
     assert await names("prefix=clicks/") == ["clicks/part-0", "clicks/part-1"]
     assert await names("name=views/part-0") == ["views/part-0"]
     assert await names("prefix!=clicks/") == ["views/part-0"]
+    # Upstream's prefix selectors: any label, any value prefix (no slash needed).
+    assert await names("name:prefix=clicks/part-") == ["clicks/part-0", "clicks/part-1"]
+    assert await names("topic:prefix=vi") == ["views/part-0"]
+    assert await names("name:prefix!=clicks") == ["views/part-0"]
 
     # A prefix must be a directory: Gazette rejects one without its slash.
     with pytest.raises(aio.InvalidArgument, match=r"expected trailing '/' \(clicks\)"):

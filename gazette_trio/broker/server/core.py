@@ -301,7 +301,7 @@ class JournalServerCore:
             matched = [
                 (name, record)
                 for name, record in sorted(self._specs.items())
-                if L.matches(request.selector, record.spec.labels, L.journal_meta_labels(name))
+                if L.matches_journal(request.selector, name, record.spec.labels)
             ]
             shape = (len(matched), max((r.mod_revision for _, r in matched), default=-1))
             if shape != last:
