@@ -58,7 +58,7 @@ def _validate(changes: Sequence[pc.ApplyRequestChange]) -> None:
                     try:
                         validate_hints(change.primary_hints)
                     except HintsError as exc:
-                        raise ValidationError(f"PrimaryHints: {exc}") from None
+                        raise ValidationError(str(exc)).within("PrimaryHints") from None
             elif change.delete:
                 try:
                     validate_shard_id(change.delete)

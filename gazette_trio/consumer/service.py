@@ -164,10 +164,14 @@ class Resolver:
         return route
 
     def header(self, state: State, route: pb.Route | None = None) -> pb.Header:
-        """A header authored by this member: its process id, `route` (none:
-        unrouted, primary -1), and etcd's header as of `state`."""
+        """A header authored by this member: its process id (empty once its
+        member key is gone, as Gazette's), `route` (none: unrouted, primary
+        -1), and etcd's header as of `state`."""
+        member = state.local_member
         return pb.Header(
-            process_id=self.local_process_id(state),
+            process_id=pb.ProcessSpecId(
+                zone=member.zone if member else "", suffix=member.suffix if member else ""
+            ),
             route=route or pb.Route(members=[], primary=-1, endpoints=[]),
             etcd=etcd_header(state.etcd),
         )

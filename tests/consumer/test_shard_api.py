@@ -285,3 +285,310 @@ def _append_request(journal: str) -> Any:
     from gazette_trio.protocol import protocol as pb
 
     return pb.AppendRequest(journal=journal)
+
+
+# ---------------------------------------------------------------------------
+# Against a real etcd: headers Gazette's clients accept, primary hints, and
+# etcd's transaction limit.
+
+
+def header_problems(header: Any) -> list[str]:
+    """Gazette's `Header.Validate`, applied to a header decoded by the
+    official protobuf classes: what a Go client would refuse (empty: none)."""
+    from urllib.parse import urlsplit
+
+    from gazette_trio.protocol.validation import ValidationError, validate_token
+
+    problems: list[str] = []
+
+    def process_id(pid: Any, where: str) -> None:
+        for field, low, high in (("zone", 1, 32), ("suffix", 4, 128)):
+            try:
+                validate_token(getattr(pid, field), "-_+/.", low, high)
+            except ValidationError as exc:
+                problems.append(f"{where}.{field}: {exc}")
+
+    pid = header.process_id
+    if pid.zone or pid.suffix:
+        process_id(pid, "ProcessId")
+    route = header.route
+    members = [(m.zone, m.suffix) for m in route.members]
+    for i, m in enumerate(route.members):
+        process_id(m, f"Route.Members[{i}]")
+    if members != sorted(set(members)):
+        problems.append("Route.Members not in unique, sorted order")
+    if not -1 <= route.primary < len(members):
+        problems.append(f"Route: invalid Primary ({route.primary})")
+    if route.endpoints and len(route.endpoints) != len(members):
+        problems.append("Route: len(Endpoints) != 0, and != len(Members)")
+    for i, endpoint in enumerate(route.endpoints):
+        if endpoint:
+            parts = urlsplit(endpoint)
+            if not parts.scheme or not parts.netloc:
+                problems.append(f"Route.Endpoints[{i}]: not absolute, or missing host")
+    etcd = header.etcd
+    if etcd.cluster_id == 0:
+        problems.append("Etcd: invalid ClusterId (expected != 0)")
+    if etcd.member_id == 0:
+        problems.append("Etcd: invalid MemberId (expected != 0)")
+    if etcd.revision <= 0:
+        problems.append(f"Etcd: invalid Revision ({etcd.revision}; expected 0 < revision)")
+    if etcd.raft_term == 0:
+        problems.append("Etcd: invalid RaftTerm (expected != 0)")
+    return problems
+
+
+async def test_headers_of_the_in_process_etcd_name_one_stable_cluster(
+    served: tuple[Cluster, Peer],
+) -> None:
+    """MemoryEtcd answers as a one-member cluster with the embedded journal
+    server's cluster id, so one process presents one cluster."""
+    _, peer = served
+    o = peer.pb
+    listed = await peer.call("List", o.consumer.ListRequest(), o.consumer.ListResponse)
+    assert header_problems(listed.header) == []
+    etcd = listed.header.etcd
+    assert (etcd.cluster_id, etcd.member_id, etcd.raft_term) == (0x67617A6574746521, 1, 1)
+    assert (listed.header.process_id.zone, listed.header.process_id.suffix) == ("local", "alpha")
+    assert listed.header.route.primary == -1 and not listed.header.route.members
+
+
+@pytest.fixture
+async def on_etcd(
+    island: None, tmp_path: Path, etcd_endpoint: str
+) -> AsyncIterator[tuple[Cluster, Peer, Any]]:
+    """One member over the session's real etcd (a root of its own), serving
+    the Shard API on loopback; also etcd's own response header, read with
+    the official classes."""
+    import uuid
+
+    from gazette_trio.broker.server import JournalServerCore, MemoryStorage
+    from gazette_trio.etcd import GrpcEtcd
+
+    db = MemoryDatabase()
+    core = JournalServerCore(MemoryStorage())
+    root = f"/test-{uuid.uuid4().hex[:12]}/consumers/wc"
+    async with GrpcEtcd.open(etcd_endpoint) as etcd, trio.open_nursery() as nursery:
+        cluster = Cluster(
+            nursery,
+            lambda: WordCount(db),  # type: ignore[arg-type,return-value]
+            core,
+            etcd,  # type: ignore[arg-type]
+            tmp_path,
+            root,
+        )
+        await cluster.apply_journals(
+            [
+                new_journal_spec(LINES, content_type=NDJSON),
+                new_journal_spec(COUNTS, content_type=NDJSON),
+                new_journal_spec(
+                    "recovery/wc/count-009", content_type="application/x-gazette-recoverylog"
+                ),
+            ]
+        )
+        await cluster.apply_shards([spec("count-000", LINES)])
+        member = await cluster.add_member("alpha")
+        await cluster.wait_for_primary("count-000")
+        assert member.consumer is not None
+        port = await nursery.start(aio.serve, [member.consumer.api.grpc_service()], "127.0.0.1", 0)
+        peer = Peer(port)
+        host, etcd_port = etcd_endpoint.rsplit(":", 1)
+
+        async def etcd_header() -> Any:
+            async def run() -> Any:
+                channel = grpclib.client.Channel(
+                    host.split("//")[-1], int(etcd_port), codec=ProtoCodec()
+                )
+                try:
+                    async with channel.request(
+                        "/etcdserverpb.KV/Range",
+                        grpclib.const.Cardinality.UNARY_UNARY,
+                        peer.pb.rpc.RangeRequest,
+                        peer.pb.rpc.RangeResponse,
+                        timeout=10,
+                    ) as stream:
+                        await stream.send_message(peer.pb.rpc.RangeRequest(key=b"/"), end=True)
+                        return (await stream.recv_message()).header
+                finally:
+                    channel.close()
+
+            return await trio_asyncio.aio_as_trio(run)()
+
+        yield cluster, peer, await etcd_header()
+        nursery.cancel_scope.cancel()
+
+
+async def test_every_shard_api_header_carries_etcds_own_cluster_member_and_term(
+    on_etcd: tuple[Cluster, Peer, Any],
+) -> None:
+    """List, Stat, Apply and GetHints answer with headers Gazette's
+    `Header.Validate` accepts, naming the cluster, member and raft term the
+    etcd itself reports, at a revision at least as new as what they show."""
+    _, peer, etcd = on_etcd
+    o = peer.pb
+    assert etcd.cluster_id and etcd.member_id and etcd.raft_term
+
+    listed = await peer.call("List", o.consumer.ListRequest(), o.consumer.ListResponse)
+    stat = await peer.call(
+        "Stat", o.consumer.StatRequest(shard="count-000"), o.consumer.StatResponse
+    )
+    hints = await peer.call(
+        "GetHints", o.consumer.GetHintsRequest(shard="count-000"), o.consumer.GetHintsResponse
+    )
+    shard = listed.shards[0]
+    shard.spec.hot_standbys = 0
+    applied = await peer.call(
+        "Apply",
+        o.consumer.ApplyRequest(
+            changes=[
+                o.consumer.ApplyRequest.Change(
+                    expect_mod_revision=shard.mod_revision, upsert=shard.spec
+                )
+            ]
+        ),
+        o.consumer.ApplyResponse,
+    )
+    for name, reply in (("List", listed), ("Stat", stat), ("GetHints", hints), ("Apply", applied)):
+        assert reply.status == o.consumer.OK, name
+        assert header_problems(reply.header) == [], name
+        got = reply.header.etcd
+        assert (got.cluster_id, got.member_id, got.raft_term) == (
+            etcd.cluster_id,
+            etcd.member_id,
+            etcd.raft_term,
+        ), name
+    assert listed.header.etcd.revision >= shard.mod_revision
+    assert applied.header.etcd.revision > shard.mod_revision
+    assert shard.create_revision > 0 and shard.create_revision <= shard.mod_revision
+    # Stat is routed: the primary, which is this member.
+    assert list(stat.header.route.endpoints) == ["http://alpha.in-process.invalid:8080"]
+    assert stat.header.route.primary == 0
+
+
+def _hints(o: Any, log: str) -> Any:
+    segment = o.recoverylog.Segment(
+        author=0x1234,
+        first_seq_no=1,
+        first_offset=0,
+        first_checksum=0x2A,
+        last_seq_no=3,
+        last_offset=300,
+    )
+    return o.recoverylog.FSMHints(
+        log=log,
+        live_nodes=[o.recoverylog.FnodeSegments(fnode=1, segments=[segment])],
+        properties=[o.recoverylog.Property(path="/IDENTITY", content="abc\n")],
+    )
+
+
+async def test_apply_writes_primary_hints_with_the_spec_in_one_transaction(
+    on_etcd: tuple[Cluster, Peer, Any],
+) -> None:
+    """An upsert with `primary_hints` writes Gazette's JSON of them at
+    `{hint_prefix}/{id}.primary`, at the revision of the spec itself."""
+    from gazette_trio.protocol.recoverylog import FsmHints
+    from gazette_trio.recoverylog.hints import decode_hints, hints_to_json
+
+    cluster, peer, _ = on_etcd
+    o = peer.pb
+    new = o.consumer.ShardSpec(
+        id="count-009",
+        sources=[o.consumer.ShardSpec.Source(journal=LINES)],
+        recovery_log_prefix="recovery/wc",
+        hint_prefix=f"{cluster.root}/hints",
+        disable=True,  # not run: only its spec and hints are looked at
+    )
+    new.max_txn_duration.seconds = 1
+    given = _hints(o, "recovery/wc/count-009")
+    reply = await peer.call(
+        "Apply",
+        o.consumer.ApplyRequest(
+            changes=[o.consumer.ApplyRequest.Change(upsert=new, primary_hints=given)]
+        ),
+        o.consumer.ApplyResponse,
+    )
+    assert reply.status == o.consumer.OK
+
+    kv = await cluster.etcd.get(f"{cluster.root}/hints/count-009.primary")
+    item = await cluster.etcd.get(f"{cluster.root}/items/count-009")
+    assert kv is not None and item is not None
+    assert kv.mod_revision == item.mod_revision == reply.header.etcd.revision
+    ours = FsmHints.parse(given.SerializeToString())
+    assert kv.value == hints_to_json(ours)
+    assert bytes(decode_hints(kv.value)) == bytes(ours)
+
+    fetched = await peer.call(
+        "GetHints", o.consumer.GetHintsRequest(shard="count-009"), o.consumer.GetHintsResponse
+    )
+    assert fetched.primary_hints.hints == given
+
+
+async def test_apply_refuses_hints_that_are_invalid_or_come_with_a_delete(
+    on_etcd: tuple[Cluster, Peer, Any],
+) -> None:
+    cluster, peer, _ = on_etcd
+    o = peer.pb
+    new = o.consumer.ShardSpec(
+        id="count-009",
+        sources=[o.consumer.ShardSpec.Source(journal=LINES)],
+        recovery_log_prefix="recovery/wc",
+        hint_prefix=f"{cluster.root}/hints",
+        disable=True,
+    )
+    new.max_txn_duration.seconds = 1
+    bad = _hints(o, "recovery/wc/count-009")
+    bad.live_nodes[0].segments[0].log = "recovery/wc/count-009"  # repeats hints.log
+    with pytest.raises(grpclib.exceptions.GRPCError) as info:
+        await peer.call(
+            "Apply",
+            o.consumer.ApplyRequest(
+                changes=[o.consumer.ApplyRequest.Change(upsert=new, primary_hints=bad)]
+            ),
+            o.consumer.ApplyResponse,
+        )
+    assert info.value.status == grpclib.const.Status.INVALID_ARGUMENT
+    assert "Changes[0].PrimaryHints: contained segment.Log duplicates FSMHints.Log" in str(
+        info.value.message
+    )
+    with pytest.raises(grpclib.exceptions.GRPCError) as info:
+        await peer.call(
+            "Apply",
+            o.consumer.ApplyRequest(
+                changes=[
+                    o.consumer.ApplyRequest.Change(
+                        delete="count-000",
+                        expect_mod_revision=-1,
+                        primary_hints=_hints(o, "recovery/wc/count-000"),
+                    )
+                ]
+            ),
+            o.consumer.ApplyResponse,
+        )
+    assert "hints may be set only with an upsert, not a delete" in str(info.value.message)
+    assert await cluster.etcd.get(f"{cluster.root}/items/count-009") is None
+
+
+async def test_an_apply_larger_than_an_etcd_transaction_fails_as_etcd_says(
+    on_etcd: tuple[Cluster, Peer, Any],
+) -> None:
+    """129 changes are one more than etcd takes in a transaction: the Apply
+    fails with etcd's error (as Gazette's), and nothing is written."""
+    cluster, peer, _ = on_etcd
+    o = peer.pb
+    changes = []
+    for i in range(129):
+        new = o.consumer.ShardSpec(
+            id=f"many-{i:03d}", sources=[o.consumer.ShardSpec.Source(journal=LINES)], disable=True
+        )
+        new.max_txn_duration.seconds = 1
+        changes.append(o.consumer.ApplyRequest.Change(upsert=new))
+    with pytest.raises(grpclib.exceptions.GRPCError) as info:
+        await peer.call("Apply", o.consumer.ApplyRequest(changes=changes), o.consumer.ApplyResponse)
+    assert info.value.status == grpclib.const.Status.UNKNOWN
+    assert info.value.message == "etcdserver: too many operations in txn request"
+    assert await cluster.etcd.get(f"{cluster.root}/items/many-000") is None
+    # Within the limit, the same changes go through.
+    reply = await peer.call(
+        "Apply", o.consumer.ApplyRequest(changes=changes[:128]), o.consumer.ApplyResponse
+    )
+    assert reply.status == o.consumer.OK
