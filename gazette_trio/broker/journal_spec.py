@@ -2,12 +2,14 @@
 
 A `JournalSpec` names a journal and says how it is stored and who may use
 it: replication, labels (including `content-type`), the target length of its
-fragments, and flags (read-only, write-only, read-write). This module owns
-the checks Gazette applies before a spec is stored (`validate_journal_spec`,
-with Gazette's wording), what the flags permit (`may_read`, `may_write`), a
-builder with sensible defaults for a single machine (`new_journal_spec`), and
-the field-wise union/intersection/subtraction that journalspace YAML trees
-use to push shared fields down to children or hoist them up to parents.
+fragments, flags (read-only, write-only, read-write) and its suspension.
+This module owns the checks Gazette applies before a spec is stored
+(`validate_journal_spec`, with Gazette's wording), what the flags permit
+(`may_read`, `may_write`), how many replicas a spec wants given its
+suspension (`desired_replication`), a builder with sensible defaults for a
+single machine (`new_journal_spec`), and the field-wise
+union/intersection/subtraction that journalspace YAML trees use to push
+shared fields down to children or hoist them up to parents.
 
 It does not store specs or decide anything about revisions; the journal
 server and the list/apply helpers do.
@@ -36,6 +38,30 @@ DEFAULT_FRAGMENT_LENGTH = 1 << 26
 
 Flag = pb.JournalSpecFlag
 _VALID_FLAGS = {int(f) for f in (Flag.NOT_SPECIFIED, Flag.O_RDONLY, Flag.O_WRONLY, Flag.O_RDWR)}
+
+
+Level = pb.JournalSpecSuspendLevel
+_VALID_LEVELS = {int(v) for v in (Level.NONE, Level.PARTIAL, Level.FULL)}
+
+
+def suspend_level(spec: pb.JournalSpec) -> Level:
+    """The spec's suspension level (NONE when it has no `suspend`)."""
+    return Level(spec.suspend.level) if spec.suspend is not None else Level.NONE
+
+
+def desired_replication(spec: pb.JournalSpec, max_replication: int | None = None) -> int:
+    """Replicas the journal wants: its replication, but one read-only replica
+    while partially suspended and none while fully suspended, bounded by
+    `max_replication` (Gazette's `JournalSpec.DesiredReplication`)."""
+    level = suspend_level(spec)
+    wanted = spec.replication
+    if level == Level.PARTIAL:
+        wanted = 1
+    elif level == Level.FULL:
+        wanted = 0
+    if max_replication is not None:
+        wanted = min(wanted, max_replication)
+    return wanted
 
 
 def may_read(flags: int) -> bool:
@@ -189,11 +215,22 @@ def validate_fragment_spec(fragment: pb.JournalSpecFragment | None) -> None:
         raise ValidationError(
             f"invalid FlushInterval ({_go_duration(flush)}; expected >= {_go_duration(MIN_FLUSH_INTERVAL)})"
         )
-    template = f.path_postfix_template
-    if template.count("{{") != template.count("}}"):
-        raise ValidationError(f"unbalanced template actions ({template})").extend(
-            "PathPostfixTemplate"
-        )
+    _check_template(f.path_postfix_template)
+
+
+def _check_template(template: str) -> None:
+    """Every `{{` action of a Go text/template is closed, worded as Go's
+    parser (`template: postfix:LINE: unclosed action`). Only action
+    balance is checked: Go's full parse and trial execution are not."""
+    at = 0
+    while (start := template.find("{{", at)) != -1:
+        end = template.find("}}", start + 2)
+        if end == -1:
+            line = template.count("\n", 0, start) + 1
+            raise ValidationError(f"template: postfix:{line}: unclosed action").extend(
+                "PathPostfixTemplate"
+            )
+        at = end + 2
 
 
 def validate_journal_spec(spec: pb.JournalSpec) -> None:
@@ -232,6 +269,16 @@ def validate_journal_spec(spec: pb.JournalSpec) -> None:
         raise ValidationError(f"invalid combination ({int(spec.flags)})").extend("Flags")
     if spec.max_append_rate < 0:
         raise ValidationError(f"invalid MaxAppendRate ({spec.max_append_rate}; expected >= 0)")
+    suspend = spec.suspend
+    if suspend is not None:
+        if int(suspend.level) not in _VALID_LEVELS:
+            raise ValidationError(f"invalid Level variant ({int(suspend.level)})").within(
+                "Suspend", "Level"
+            )
+        if suspend.offset < 0:
+            raise ValidationError(f"invalid Offset ({suspend.offset}; expected >= 0)").within(
+                "Suspend", "Offset"
+            )
 
 
 # --------------------------------------------------------------------------
@@ -266,7 +313,10 @@ def _zero(field: str) -> object:
 
 
 def _rebuild(
-    spec: pb.JournalSpec, scalars: dict[str, object], frag: dict[str, object]
+    spec: pb.JournalSpec,
+    scalars: dict[str, object],
+    frag: dict[str, object],
+    suspend: pb.JournalSpecSuspend | None,
 ) -> pb.JournalSpec:
     fragment = pb.JournalSpecFragment(**frag)  # type: ignore[arg-type]
     labels = scalars.pop("labels")
@@ -275,13 +325,19 @@ def _rebuild(
         name=spec.name,
         labels=labels if labels.labels else None,
         fragment=fragment if fragment != pb.JournalSpecFragment() else None,
+        suspend=(
+            pb.JournalSpecSuspend(level=suspend.level, offset=suspend.offset)
+            if suspend is not None
+            else None
+        ),
         **scalars,  # type: ignore[arg-type]
     )
     return out
 
 
 def union_specs(a: pb.JournalSpec, b: pb.JournalSpec) -> pb.JournalSpec:
-    """`a` with each zero-valued field taken from `b` (labels: union, `a` wins)."""
+    """`a` with each zero-valued field taken from `b` (labels: union, `a`
+    wins). `a`'s suspension is kept as it is."""
     scalars: dict[str, object] = {
         f: getattr(a, f) if not _is_zero(getattr(a, f)) else getattr(b, f) for f in _SCALARS
     }
@@ -291,11 +347,12 @@ def union_specs(a: pb.JournalSpec, b: pb.JournalSpec) -> pb.JournalSpec:
         f: getattr(fa, f) if not _is_zero(getattr(fa, f)) else getattr(fb, f)
         for f in _FRAGMENT_FIELDS
     }
-    return _rebuild(a, scalars, frag)
+    return _rebuild(a, scalars, frag, a.suspend)
 
 
 def intersect_specs(a: pb.JournalSpec, b: pb.JournalSpec) -> pb.JournalSpec:
-    """`a` keeping only the fields whose value `b` shares (name is kept)."""
+    """`a` keeping only the fields whose value `b` shares (name is kept,
+    suspension dropped: it is per journal, never shared)."""
     scalars: dict[str, object] = {
         f: getattr(a, f) if getattr(a, f) == getattr(b, f) else type(getattr(a, f))(0)
         for f in _SCALARS
@@ -306,11 +363,11 @@ def intersect_specs(a: pb.JournalSpec, b: pb.JournalSpec) -> pb.JournalSpec:
         f: getattr(fa, f) if getattr(fa, f) == getattr(fb, f) else _zero(f)
         for f in _FRAGMENT_FIELDS
     }
-    return _rebuild(a, scalars, frag)
+    return _rebuild(a, scalars, frag, None)
 
 
 def subtract_specs(a: pb.JournalSpec, b: pb.JournalSpec) -> pb.JournalSpec:
-    """`a` with each field that `b` matches zeroed (name is kept)."""
+    """`a` with each field that `b` matches zeroed (name and suspension are kept)."""
     scalars: dict[str, object] = {
         f: type(getattr(a, f))(0) if getattr(a, f) == getattr(b, f) else getattr(a, f)
         for f in _SCALARS
@@ -321,4 +378,4 @@ def subtract_specs(a: pb.JournalSpec, b: pb.JournalSpec) -> pb.JournalSpec:
         f: _zero(f) if getattr(fa, f) == getattr(fb, f) else getattr(fa, f)
         for f in _FRAGMENT_FIELDS
     }
-    return _rebuild(a, scalars, frag)
+    return _rebuild(a, scalars, frag, a.suspend)
