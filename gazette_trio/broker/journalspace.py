@@ -43,7 +43,7 @@ import yaml
 
 from ..protocol import labels as L
 from ..protocol import protocol as pb
-from ..protocol.validation import ValidationError
+from ..protocol.validation import ValidationError, go_quote
 from .durations import format_duration, parse_duration
 from .journal_spec import intersect_specs, subtract_specs, union_specs
 
@@ -91,10 +91,9 @@ def spec_to_dict(spec: pb.JournalSpec) -> dict[str, Any]:
         if f:
             out["fragment"] = f
     if spec.flags:
-        try:
-            out["flags"] = pb.JournalSpecFlag(spec.flags).name
-        except ValueError:
-            out["flags"] = int(spec.flags)
+        # A combination without a name (e.g. 35) is written as its number, as gazctl does.
+        name = pb.JournalSpecFlag(spec.flags).name
+        out["flags"] = name if name else int(spec.flags)
     if spec.max_append_rate:
         out["max_append_rate"] = spec.max_append_rate
     return out
@@ -115,7 +114,9 @@ def _enum(enum: Any, value: Any, what: str) -> int:
         return int(enum[str(value)])
     except KeyError:
         names = ", ".join(e.name for e in enum)
-        raise ValidationError(f"{value!r} is not a valid {what} (options are {names})") from None
+        raise ValidationError(
+            f"{go_quote(str(value))} is not a valid {what} (options are {names})"
+        ) from None
 
 
 def spec_from_dict(data: dict[str, Any], where: str = "") -> pb.JournalSpec:
