@@ -15,13 +15,14 @@ import apsw
 import pytest
 import trio
 
+from gazette_trio.consumer.stores import sqlite as sqlite_store
 from gazette_trio.consumer.stores.errors import (
     CommitDependencyError,
     FencedError,
     StoreError,
     StoreStateError,
 )
-from gazette_trio.consumer.stores.sqlite import SQLiteStore
+from gazette_trio.consumer.stores.sqlite import JOURNAL_MODES, SQLiteStore
 from gazette_trio.opfuture import OpFuture
 from gazette_trio.protocol import consumer as pc
 
@@ -66,13 +67,17 @@ def put(store: SQLiteStore, key: str, value: bytes) -> None:
     store.db.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value))
 
 
+@pytest.mark.parametrize("journal_mode", JOURNAL_MODES)
 async def test_committed_transactions_are_rebuilt_exactly_on_another_member(
-    tmp_path: Path,
+    tmp_path: Path, journal_mode: str
 ) -> None:
     """Rows and checkpoint of the last commit come back; the transaction that
-    was still open when the first member stopped does not."""
+    was still open when the first member stopped does not. In every journal
+    mode."""
     async with log_service() as logs, trio.open_nursery() as nursery:
-        store = await SQLiteStore.open(await logs.become_primary(tmp_path / "a"), bootstrap=SCHEMA)
+        store = await SQLiteStore.open(
+            await logs.become_primary(tmp_path / "a"), bootstrap=SCHEMA, journal_mode=journal_mode
+        )
         shard = TestShard(nursery, FQN)
         assert await store.restore_checkpoint(shard) == pc.Checkpoint()
         expected: dict[str, bytes] = {}
@@ -86,7 +91,9 @@ async def test_committed_transactions_are_rebuilt_exactly_on_another_member(
             await store.start_commit(shard, checkpoint({"journal/a": 100 * (i + 1)}), set())
         put(store, "uncommitted", b"lost with the member")
 
-        other, restored, recovered = await recover(logs, tmp_path / "b", nursery)
+        other, restored, recovered = await recover(
+            logs, tmp_path / "b", nursery, journal_mode=journal_mode
+        )
         assert restored == checkpoint({"journal/a": 2000})
         assert recovered == expected
         assert other.db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
@@ -182,13 +189,18 @@ async def test_a_failed_wait_for_future_fails_the_commit_and_records_none_of_it(
         nursery.cancel_scope.cancel()
 
 
-async def test_the_next_transaction_runs_while_the_previous_commit_waits(tmp_path: Path) -> None:
+@pytest.mark.parametrize("journal_mode", JOURNAL_MODES)
+async def test_the_next_transaction_runs_while_the_previous_commit_waits(
+    tmp_path: Path, journal_mode: str
+) -> None:
     """Pipelining: after `start_commit` the application goes on writing the
     next transaction locally at once; the log gets the first commit only
     when its futures resolve, and the second transaction only with its own
-    commit."""
+    commit. In every journal mode."""
     async with log_service() as logs, trio.open_nursery() as nursery:
-        store = await SQLiteStore.open(await logs.become_primary(tmp_path / "a"), bootstrap=SCHEMA)
+        store = await SQLiteStore.open(
+            await logs.become_primary(tmp_path / "a"), bootstrap=SCHEMA, journal_mode=journal_mode
+        )
         shard = TestShard(nursery, FQN)
         await store.restore_checkpoint(shard)
         put(store, "zero", b"0")
@@ -218,11 +230,18 @@ async def test_the_next_transaction_runs_while_the_previous_commit_waits(tmp_pat
         nursery.cancel_scope.cancel()
 
 
-async def test_compaction_keeps_playback_proportional_to_the_database(tmp_path: Path) -> None:
+@pytest.mark.parametrize("journal_mode", ["WAL", "TRUNCATE"])
+async def test_compaction_keeps_playback_proportional_to_the_database(
+    tmp_path: Path, journal_mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Rewriting the same rows over and over grows the log without bound but
     not the database: compaction re-records the database file so that what
-    a player must read stays within a small multiple of its size."""
-    options = {
+    a player must read stays within a small multiple of its size. Copies
+    run in small chunks here, so commits (which write the database file
+    itself in rollback-journal modes) land in the middle of every copy."""
+    monkeypatch.setattr(sqlite_store, "COMPACT_CHUNK", 4096)
+    options: dict[str, Any] = {
+        "journal_mode": journal_mode,
         "wal_checkpoint_bytes": 64 << 10,
         "compact_factor": 3.0,
         "compact_min_bytes": 64 << 10,
@@ -244,14 +263,16 @@ async def test_compaction_keeps_playback_proportional_to_the_database(tmp_path: 
         log_bytes = logs.write_head
         history = store.history_bytes()
         assert store.compactions >= 2
-        assert store.wal_checkpoints >= 2
+        assert store.wal_checkpoints >= (2 if journal_mode == "WAL" else 0)
         assert log_bytes > 20 * store.database_bytes
         assert history <= store.compaction_budget + options["wal_checkpoint_bytes"] + (64 << 10)
 
         hints = await recorder.build_hints()
         first = min(s.first_offset for node in hints.live_nodes for s in node.segments)
         assert log_bytes - first == pytest.approx(history, abs=64 << 10)
-        other, restored, recovered = await recover(logs, tmp_path / "b", nursery, hints=hints)
+        other, restored, recovered = await recover(
+            logs, tmp_path / "b", nursery, hints=hints, journal_mode=journal_mode
+        )
         assert restored == checkpoint({"j": 299})
         assert recovered == {f"k{j}": bytes([299 % 256]) * 2000 for j in range(4)}
         assert other.db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
@@ -371,4 +392,170 @@ async def test_a_commit_still_waiting_when_the_store_is_destroyed_fails(tmp_path
         append.resolve()
         with pytest.raises(StoreStateError, match="never recorded: the store was destroyed"):
             await commit
+        nursery.cancel_scope.cancel()
+
+
+HOT_JOURNAL_MAGIC = bytes.fromhex("d9d505f920a163d7")  # a rollback journal's header
+
+
+@pytest.mark.parametrize("journal_mode", ["DELETE", "TRUNCATE", "PERSIST"])
+async def test_a_member_dying_mid_transaction_leaves_a_hot_journal_that_is_rolled_back(
+    tmp_path: Path, journal_mode: str
+) -> None:
+    """In a rollback-journal mode a transaction too big for the page cache
+    writes the database file before it commits, after saving the original
+    pages in the journal. Both are recorded, so a member dying then leaves a
+    hot journal in the log, and SQLite rolls the rebuilt database back to the
+    last commit when the next member opens it."""
+    options: dict[str, Any] = {"journal_mode": journal_mode, "pragmas": {"cache_size": 5}}
+    async with log_service() as logs, trio.open_nursery() as nursery:
+        recorder = await logs.become_primary(tmp_path / "a")
+        store = await SQLiteStore.open(recorder, bootstrap=SCHEMA, **options)
+        shard = TestShard(nursery, FQN)
+        await store.restore_checkpoint(shard)
+        committed = {f"k{i}": bytes([i]) * 2000 for i in range(50)}
+        for key, value in committed.items():
+            put(store, key, value)
+        await store.start_commit(shard, checkpoint({"j": 1}), set())
+        for i in range(300):
+            put(store, f"k{i % 70}", bytes([255 - i % 256]) * 4000)
+        await recorder.barrier()  # the member dies once what it recorded is in the log
+
+        await logs.replay(tmp_path / "rebuilt")
+        journal = (tmp_path / "rebuilt" / "main.db-journal").read_bytes()
+        assert journal[:8] == HOT_JOURNAL_MAGIC
+
+        other, restored, recovered = await recover(logs, tmp_path / "b", nursery, **options)
+        assert (restored, recovered) == (checkpoint({"j": 1}), committed)
+        assert other.db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        other.destroy()
+        store.destroy()
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("journal_mode", JOURNAL_MODES)
+async def test_vacuum_runs_between_consumer_transactions_and_is_recovered(
+    tmp_path: Path, journal_mode: str
+) -> None:
+    """VACUUM (and VACUUM INTO a file in the directory) run before the
+    current transaction writes; the shrunk database and the copy are
+    recorded and rebuilt by the next member."""
+    options: dict[str, Any] = {"journal_mode": journal_mode, "wal_checkpoint_bytes": 0}
+    async with log_service() as logs, trio.open_nursery() as nursery:
+        store = await SQLiteStore.open(
+            await logs.become_primary(tmp_path / "a"), bootstrap=SCHEMA, **options
+        )
+        shard = TestShard(nursery, FQN)
+        await store.restore_checkpoint(shard)
+        for i in range(300):
+            put(store, f"k{i}", bytes([i % 256]) * 2000)
+        await store.start_commit(shard, checkpoint({"j": 1}), set())
+        store.db.execute("DELETE FROM kv WHERE k NOT IN ('k1', 'k2')")
+        await store.start_commit(shard, checkpoint({"j": 2}), set())
+        grown = store.path.stat().st_size
+
+        put(store, "k3", b"written first")
+        with pytest.raises(StoreStateError, match="the current one has already written"):
+            await store.vacuum()
+        await store.start_commit(shard, checkpoint({"j": 3}), set())
+
+        assert store.db.execute("SELECT count(*) FROM kv").fetchone() == (3,)  # reads are fine
+        await store.vacuum()
+        await store.vacuum(into="copy.db")
+        put(store, "k4", b"after the vacuum")
+        await store.start_commit(shard, checkpoint({"j": 4}), set())
+        assert store.path.stat().st_size < grown / 10
+
+        expected = {
+            "k1": bytes([1]) * 2000,
+            "k2": bytes([2]) * 2000,
+            "k3": b"written first",
+            "k4": b"after the vacuum",
+        }
+        other, restored, recovered = await recover(logs, tmp_path / "b", nursery, **options)
+        assert (restored, recovered) == (checkpoint({"j": 4}), expected)
+        assert other.path.stat().st_size == store.path.stat().st_size
+        copy = apsw.Connection(str(tmp_path / "b" / "copy.db"), flags=apsw.SQLITE_OPEN_READONLY)
+        assert dict(copy.execute("SELECT k, v FROM kv")) == {
+            k: v for k, v in expected.items() if k != "k4"
+        }
+        copy.close()
+        other.destroy()
+        store.destroy()
+        nursery.cancel_scope.cancel()
+
+
+async def test_attached_databases_are_named_in_the_directory_and_recovered(
+    tmp_path: Path,
+) -> None:
+    """`ATTACH 'side.db'` opens side.db in the recorder's directory and
+    records it; a transaction over both databases commits atomically (a
+    super-journal in rollback modes) and both come back. Names outside the
+    directory are refused."""
+    options: dict[str, Any] = {"journal_mode": "TRUNCATE"}
+    attach = "ATTACH 'side.db' AS side"
+    async with log_service() as logs, trio.open_nursery() as nursery:
+        store = await SQLiteStore.open(
+            await logs.become_primary(tmp_path / "a"), bootstrap=SCHEMA, **options
+        )
+        shard = TestShard(nursery, FQN)
+        await store.restore_checkpoint(shard)
+        await store.outside_transaction(lambda db: db.execute(attach))
+        store.db.execute("CREATE TABLE side.notes (n TEXT)")
+        store.db.execute("INSERT INTO side.notes VALUES ('beside the main database')")
+        put(store, "a", b"1")
+        await store.start_commit(shard, checkpoint({"j": 1}), set())
+        assert (tmp_path / "a" / "side.db").exists()
+        with pytest.raises(ValueError, match=r"elsewhere\.db is outside the recorder's directory"):
+            await store.outside_transaction(
+                lambda db: db.execute(f"ATTACH '{tmp_path / 'elsewhere.db'}' AS elsewhere")
+            )
+
+        other, restored, recovered = await recover(logs, tmp_path / "b", nursery, **options)
+        assert (restored, recovered) == (checkpoint({"j": 1}), {"a": b"1"})
+        await other.outside_transaction(lambda db: db.execute(attach))
+        assert other.db.execute("SELECT n FROM side.notes").fetchall() == [
+            ("beside the main database",)
+        ]
+        other.destroy()
+        assert not (tmp_path / "b" / "side.db").exists()
+        store.destroy()
+        nursery.cancel_scope.cancel()
+
+
+async def test_journal_modes_without_crash_safety_and_store_settings_are_refused(
+    tmp_path: Path,
+) -> None:
+    """MEMORY and OFF would leave nothing to roll a half-written database
+    back with; the store refuses them when opened and when a statement
+    asks for them later, and refuses changes to the settings it owns.
+    Switching between the modes it supports is fine."""
+    with pytest.raises(ValueError, match="journal_mode OFF is not crash-safe"):
+        await SQLiteStore.open(object(), journal_mode="OFF")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="'wal2' is not one of WAL, DELETE, TRUNCATE, PERSIST"):
+        await SQLiteStore.open(object(), journal_mode="wal2")  # type: ignore[arg-type]
+    async with log_service() as logs, trio.open_nursery() as nursery:
+        store = await SQLiteStore.open(await logs.become_primary(tmp_path / "a"), bootstrap=SCHEMA)
+        shard = TestShard(nursery, FQN)
+        await store.restore_checkpoint(shard)
+        with pytest.raises(ValueError, match="journal_mode memory is not crash-safe"):
+            store.db.execute("PRAGMA journal_mode=memory")
+        with pytest.raises(ValueError, match="PRAGMA locking_mode is set by SQLiteStore"):
+            store.db.execute("PRAGMA locking_mode=NORMAL")
+        with pytest.raises(ValueError, match="PRAGMA synchronous is set by SQLiteStore"):
+            store.db.execute("PRAGMA main.synchronous=OFF")
+        assert store.db.execute("PRAGMA journal_mode").fetchall() == [("wal",)]
+
+        mode = await store.outside_transaction(
+            lambda db: db.execute("PRAGMA journal_mode=PERSIST").fetchall()
+        )
+        assert mode == [("persist",)]
+        put(store, "a", b"1")
+        await store.start_commit(shard, checkpoint({"j": 1}), set())
+        other, restored, recovered = await recover(
+            logs, tmp_path / "b", nursery, journal_mode="PERSIST"
+        )
+        assert (restored, recovered) == (checkpoint({"j": 1}), {"a": b"1"})
+        other.destroy()
+        store.destroy()
         nursery.cancel_scope.cancel()

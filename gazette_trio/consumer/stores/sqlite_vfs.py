@@ -164,8 +164,9 @@ class RecordingVFS(apsw.VFS):
         directory (`filename` is relative to it, or absolute inside it)."""
         full = os.path.normpath(os.path.join(self.directory, filename))
         if not full.startswith(self.directory + os.sep):
-            raise VFSRecordingError(
-                f"SQLite file {filename} is outside the recorder's directory {self.directory}"
+            raise ValueError(
+                f"SQLite file {filename} is outside the recorder's directory {self.directory}: "
+                "every file of a recorded database (ATTACHed ones, VACUUM INTO copies) is in it"
             )
         return os.path.relpath(full, self.directory)
 
