@@ -156,12 +156,20 @@ class BeginFinisher(Protocol):
     """Optional: told when each transaction begins and finishes."""
 
     async def begin_txn(self, shard: Shard, store: Store) -> None:
-        """A transaction begins; its first `consume_message` follows."""
+        """A transaction begins; its first `consume_message` follows. It may
+        block (to take a semaphore, say): the transaction's min and max
+        durations count from when it returns. If it raises, the shard fails
+        and `finished_txn` is not called."""
         ...
 
     def finished_txn(self, shard: Shard, store: Store, future: OpFuture[None]) -> None:
-        """The transaction started to commit (or failed); `future` resolves
-        with its commit."""
+        """Called once for every transaction whose `begin_txn` returned.
+
+        When the transaction started to commit, `future` resolves (or fails)
+        with its store commit. When it failed before that (a callback raised,
+        a source could not be read, the previous commit failed), `future` has
+        already failed with that error, and the shard fails with it; if the
+        shard was stopped, with `driver.TransactionAborted`."""
         ...
 
 

@@ -17,6 +17,18 @@ Committing orders the transaction's effects with barriers, as Gazette does:
 Transactions are pipelined: once a commit has started, the next transaction
 consumes messages while it completes in the background.
 
+A BeginFinisher application hears of every transaction that began (its
+`begin_txn` returned): `finished_txn` gets the commit's future once the
+commit started, or a failed future if the transaction failed first (the
+shard then fails with that error; a stopping shard gives
+`TransactionAborted`). A `begin_txn` that raised is not finished.
+
+Progress (`Progress.read_through`) is what completed transactions read
+through, and also what the shard read while no transaction was open:
+duplicates and messages of still-open producer transactions begin none, yet
+a `Stat` waiting on their offsets must return. Such reads are reported at
+once when idle, or with the predecessor when it completes.
+
 What a message is, how read-uncommitted messages become committed ones, and
 which offsets and producer states go in the checkpoint belong to the
 `MessageIntake` the shard provides; the driver only counts and orders. It
@@ -27,7 +39,7 @@ caller's nursery.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -39,6 +51,7 @@ from ..protocol import consumer as pc
 from ..protocol import protocol as pb
 from .contracts import Application, BatchConsumer, BeginFinisher, Shard, Store
 from .transaction import (
+    ReadProgress,
     Step,
     Timings,
     Transaction,
@@ -46,6 +59,7 @@ from .transaction import (
     on_commit,
     on_consumed,
     on_prev_done,
+    on_read_nothing,
     on_time,
 )
 
@@ -78,6 +92,11 @@ class MessageIntake(Protocol):
 
     def has_pending(self) -> bool:
         """Uncommitted messages are held, awaiting their ACK."""
+        ...
+
+    @property
+    def read_through(self) -> Mapping[str, int]:
+        """Each source's offset through which batches were queued."""
         ...
 
     def checkpoint_sources(self) -> dict[str, pc.CheckpointSource]:
@@ -167,43 +186,105 @@ async def run_transactions(
     readers, or `ReadFailed`; `events_in` is a send side of the same channel
     the driver uses to wake itself when a predecessor completes.
     """
-    hooks = hooks or Hooks()
-    spec = shard.spec
-    begin_finisher = app if isinstance(app, BeginFinisher) else None
-    batch_consumer = app if isinstance(app, BatchConsumer) else None
-
-    # Re-acknowledge what the recovered checkpoint's transaction published:
-    # if the last member died after its commit and before its ACKs, they are
-    # written now, so downstream readers eventually see them.
-    prev = Completion(
-        commit=OpFuture.resolved(None),
-        acks={j: appender.append(j, ack) for j, ack in sorted(checkpoint.ack_intents.items())},
-        read_through={j: s.read_through for j, s in checkpoint.sources.items()},
+    driver = _Driver(
+        shard=shard,
+        app=app,
+        store=store,
+        publisher=publisher,
+        appender=appender,
+        intake=intake,
+        events=events,
+        events_in=events_in,
+        progress=progress,
+        progress_changed=progress_changed,
+        hooks=hooks or Hooks(),
+        task_nursery=task_nursery,
     )
+    await driver.run(checkpoint)
 
-    def duration(value: Any, default: float) -> float:
-        return value.total_seconds() if value is not None else default
 
-    # A batch taken off the channel but not yet consumed. It outlives the
-    # transaction: one received just as max_duration passes belongs to the
-    # next transaction, and dropping it would lose its messages.
-    batch: Sequence[Any] | None = None
-    while True:
-        txn = Transaction(
-            min_duration=duration(spec.min_txn_duration, 0.0),
-            max_duration=duration(spec.max_txn_duration, 1.0),
-            wait_for_ack=not spec.disable_wait_for_ack,
-            prev_done=False,
+@dataclass
+class _Driver:
+    """What stays the same across a shard's transactions."""
+
+    shard: Shard
+    app: Application
+    store: Store
+    publisher: Publisher
+    appender: Appender
+    intake: MessageIntake
+    events: trio.MemoryReceiveChannel[Any]
+    events_in: trio.MemorySendChannel[Any]
+    progress: Progress
+    progress_changed: Callable[[], None]
+    hooks: Hooks
+    task_nursery: trio.Nursery
+
+    async def run(self, checkpoint: pc.Checkpoint) -> None:
+        shard, store, appender = self.shard, self.store, self.appender
+        spec = shard.spec
+        begin_finisher = self.app if isinstance(self.app, BeginFinisher) else None
+
+        # Re-acknowledge what the recovered checkpoint's transaction published:
+        # if the last member died after its commit and before its ACKs, they are
+        # written now, so downstream readers eventually see them.
+        prev = Completion(
+            commit=OpFuture.resolved(None),
+            acks={j: appender.append(j, ack) for j, ack in sorted(checkpoint.ack_intents.items())},
+            read_through={j: s.read_through for j, s in checkpoint.sources.items()},
         )
-        watching = False
 
+        def duration(value: Any, default: float) -> float:
+            return value.total_seconds() if value is not None else default
+
+        # A batch taken off the channel but not yet consumed. It outlives the
+        # transaction: one received just as max_duration passes belongs to the
+        # next transaction, and dropping it would lose its messages.
+        batch: Sequence[Any] | None = None
+        while True:
+            txn = Transaction(
+                min_duration=duration(spec.min_txn_duration, 0.0),
+                max_duration=duration(spec.max_txn_duration, 1.0),
+                wait_for_ack=not spec.disable_wait_for_ack,
+                prev_done=False,
+            )
+            try:
+                batch = await self._consume_until_commit(txn, prev, batch)
+                prev = await self._start_commit(txn)
+            except BaseException as exc:
+                # Once a transaction began, the application hears how it
+                # ended, however it ended (Gazette calls FinishedTxn on any
+                # error after BeginTxn), so that what `begin_txn` took (a
+                # semaphore, say) is given back.
+                if begin_finisher is not None and txn.began:
+                    _finish_failed(begin_finisher, shard, store, exc)
+                raise
+            if begin_finisher is not None:
+                begin_finisher.finished_txn(shard, store, prev.commit)
+
+    async def _consume_until_commit(
+        self, txn: Transaction, prev: Completion, batch: Sequence[Any] | None
+    ) -> Sequence[Any] | None:
+        """Run `txn` until it decides to commit. Returns the batch held over
+        for the next transaction, if one was taken but not consumed."""
+        shard, store, publisher, intake, events = (
+            self.shard,
+            self.store,
+            self.publisher,
+            self.intake,
+            self.events,
+        )
+        app = self.app
+        begin_finisher = app if isinstance(app, BeginFinisher) else None
+        batch_consumer = app if isinstance(app, BatchConsumer) else None
+        watching = False
         while True:
             now = trio.current_time()
             on_time(txn, now)
             if not txn.prev_done and prev.done():
                 await prev.wait()  # raises if it failed
-                _complete(prev, progress, hooks)
-                progress_changed()
+                _complete(prev, self.progress, self.hooks)
+                self.progress_changed()
                 on_prev_done(txn)
             if batch is None and txn.reading:
                 batch = _poll(events)
@@ -213,13 +294,22 @@ async def run_transactions(
                 assert batch is not None
                 committed = await intake.committed(batch)
                 batch = None
+                count = len(committed)
+                if not count:
+                    # Duplicates, or messages of producer transactions still
+                    # open: nothing to consume, but the shard read further.
+                    where = on_read_nothing(txn)
+                    if where is ReadProgress.NOW:
+                        self.progress.read_through.update(intake.read_through)
+                        self.progress_changed()
+                    elif where is ReadProgress.WITH_PREDECESSOR:
+                        prev.read_through.update(intake.read_through)
+                    continue
+                if begin_finisher is not None and not txn.began:
+                    await begin_finisher.begin_txn(shard, store)
                 # Bookkeeping is per batch: reading the clock once per
                 # message cost ~10% of a small message's whole path.
-                if (
-                    on_consumed(txn, trio.current_time(), len(committed))
-                    and begin_finisher is not None
-                ):
-                    await begin_finisher.begin_txn(shard, store)
+                on_consumed(txn, trio.current_time(), count)
                 # An ACK commits what came before it; it carries nothing for
                 # the application (Gazette hands it over; we don't).
                 if batch_consumer is not None:
@@ -244,7 +334,7 @@ async def run_transactions(
                 continue
 
             if step is Step.COMMIT:
-                break
+                return batch
 
             # WAIT: for the predecessor only, once this transaction stopped reading.
             if not txn.reading:
@@ -252,33 +342,34 @@ async def run_transactions(
                 continue
             if not txn.prev_done and not watching:
                 watching = True
-                task_nursery.start_soon(_watch, prev, events_in.clone())
+                self.task_nursery.start_soon(_watch, prev, self.events_in.clone())
             with trio.move_on_at(txn.deadline):
                 item = await events.receive()
                 batch = _accept(item)
 
-        # Commit.
+    async def _start_commit(self, txn: Transaction) -> Completion:
+        """Finalize `txn`, start its store commit, and queue its ACKs behind
+        that commit. Returns what completes the transaction."""
+        shard, store, publisher, appender = self.shard, self.store, self.publisher, self.appender
         on_commit(txn, trio.current_time())
-        try:
-            await app.finalize_txn(shard, store, publisher)
-            checkpoint = pc.Checkpoint(
-                sources=intake.checkpoint_sources(),
-                ack_intents=publisher.build_ack_intents(),
-            )
-            # Barrier 2: the commit waits on every append this transaction made.
-            wait_for = appender.pending()
-            commit = store.start_commit(shard, checkpoint, wait_for)
-        except BaseException as exc:
-            if begin_finisher is not None and txn.consumed:
-                begin_finisher.finished_txn(shard, store, OpFuture.failed(exc))
-            raise
-        if begin_finisher is not None:
-            begin_finisher.finished_txn(shard, store, commit)
-        if hooks.on_started_commit is not None:
-            hooks.on_started_commit(txn, Timings.of(txn), checkpoint)
+        await self.app.finalize_txn(shard, store, publisher)
+        checkpoint = pc.Checkpoint(
+            sources=self.intake.checkpoint_sources(),
+            ack_intents=publisher.build_ack_intents(),
+        )
+        # Barrier 2: the commit waits on every append this transaction made.
+        wait_for = appender.pending()
+        commit = store.start_commit(shard, checkpoint, wait_for)
+        error = commit.error() if commit.done() else None
+        if error is not None:
+            # Refused at once (a fenced store, say): fail now, before the next
+            # transaction hands the application more messages.
+            raise CommitFailed(f"store commit failed: {error}") from error
+        if self.hooks.on_started_commit is not None:
+            self.hooks.on_started_commit(txn, Timings.of(txn), checkpoint)
         # Barrier 3: ACKs are written only once the checkpoint that records
         # them has committed.
-        prev = Completion(
+        return Completion(
             commit=commit,
             acks={
                 journal: appender.append(journal, ack, depends_on=commit)
@@ -286,6 +377,28 @@ async def run_transactions(
             },
             read_through={j: s.read_through for j, s in checkpoint.sources.items()},
         )
+
+
+class TransactionAborted(Exception):
+    """The shard stopped (was cancelled) before the transaction started to
+    commit: what a BeginFinisher's `finished_txn` future fails with then."""
+
+
+def _finish_failed(
+    begin_finisher: BeginFinisher, shard: Shard, store: Store, error: BaseException
+) -> None:
+    """Tell the application its transaction failed with `error`."""
+    if not isinstance(error, Exception):
+        # Cancellation (or an interpreter exit) must not be re-raised from a
+        # future some task of the application awaits.
+        aborted = TransactionAborted("the shard stopped before the transaction committed")
+        aborted.__cause__ = error
+        error = aborted
+    try:
+        begin_finisher.finished_txn(shard, store, OpFuture.failed(error))
+    except Exception:
+        # The shard fails with the transaction's own error, not this one.
+        log.exception("shard %s: finished_txn raised on a failed transaction", shard.id)
 
 
 def _poll(events: trio.MemoryReceiveChannel[Any]) -> Sequence[Any] | None:

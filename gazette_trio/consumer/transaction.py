@@ -18,6 +18,14 @@ still in flight. Gazette's rules for closing a transaction, all encoded here:
   their ACK arrives soon, which trades a little local latency for much less
   end-to-end latency.
 
+A transaction begins with the first committed message handed to the
+application, after the application's `begin_txn` returned (which may block,
+say on a semaphore): its timer starts then. Reads that commit nothing
+(duplicates, messages of still-open producer transactions, rollbacks) begin
+no transaction, yet they move the shard's read-through; `on_read_nothing`
+says where that progress is reported, so that a `Stat` waiting on it
+returns even when no further message ever arrives.
+
 This module is pure: the machine is data plus functions of (state, event),
 with time passed in as a number, in the style of h11. It performs no I/O and
 reads no clock; `gazette_trio.consumer.driver` feeds it events on Trio and
@@ -66,6 +74,14 @@ class Transaction:
     commit_at: float = math.nan
 
     @property
+    def began(self) -> bool:
+        """Whether the transaction has begun: a committed message was consumed.
+
+        Once it has, a BeginFinisher's `finished_txn` is owed, whatever
+        happens next."""
+        return self.consumed > 0
+
+    @property
     def reading(self) -> bool:
         """Whether the transaction may consume more messages."""
         return not self.max_elapsed
@@ -95,8 +111,9 @@ class Transaction:
 
 def on_consumed(txn: Transaction, now: float, count: int = 1) -> bool:
     """`count` committed messages (a batch, read at `now`) are handed to the
-    application. Returns True if they are the transaction's first (so the
-    application's `begin_txn` runs and the timer starts)."""
+    application. Returns True if they are the transaction's first: the timer
+    starts at `now`, which for a first batch is when `begin_txn` returned
+    (the driver calls it while `txn.began` is still False)."""
     first = txn.consumed == 0
     txn.consumed += count
     if first and count:
@@ -135,6 +152,28 @@ def decide(txn: Transaction, *, message_ready: bool, has_pending: bool) -> Step:
     if txn.blocks(has_pending):
         return Step.WAIT
     return Step.COMMIT
+
+
+class ReadProgress(enum.Enum):
+    """Where the read-through of a batch that committed nothing is reported."""
+
+    WITH_COMMIT = "with_commit"
+    """The open transaction's checkpoint carries it when it completes."""
+    WITH_PREDECESSOR = "with_predecessor"
+    """No transaction is open but the predecessor is still completing: its
+    progress, reported when it completes, is extended to include the read
+    (the checkpoint it committed is not changed)."""
+    NOW = "now"
+    """The shard is idle: report the read as progress at once."""
+
+
+def on_read_nothing(txn: Transaction) -> ReadProgress:
+    """A batch was read that gave the application nothing to consume."""
+    if txn.began:
+        return ReadProgress.WITH_COMMIT
+    if not txn.prev_done:
+        return ReadProgress.WITH_PREDECESSOR
+    return ReadProgress.NOW
 
 
 def on_commit(txn: Transaction, now: float) -> None:

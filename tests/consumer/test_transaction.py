@@ -11,6 +11,7 @@ import math
 import pytest
 
 from gazette_trio.consumer.transaction import (
+    ReadProgress,
     Step,
     Timings,
     Transaction,
@@ -18,6 +19,7 @@ from gazette_trio.consumer.transaction import (
     on_commit,
     on_consumed,
     on_prev_done,
+    on_read_nothing,
     on_time,
 )
 
@@ -84,7 +86,9 @@ def test_an_incomplete_predecessor_blocks_the_commit_and_stalls_at_max_duration(
     on_prev_done(t)
     assert decide(t, message_ready=True, has_pending=False) is Step.COMMIT
     on_commit(t, 1.7)
-    assert Timings.of(t) == Timings(consuming=1.0, stalled=pytest.approx(0.7), total=1.7)
+    timings = Timings.of(t)
+    assert (timings.consuming, timings.total) == (1.0, 1.7)
+    assert timings.stalled == pytest.approx(0.7)
 
 
 def test_pending_uncommitted_messages_hold_the_transaction_open_until_max_duration() -> None:
@@ -112,3 +116,20 @@ def test_a_transaction_that_never_stalled_spent_no_time_stalled() -> None:
     on_consumed(t, now=1.0)
     on_commit(t, 1.25)
     assert Timings.of(t) == Timings(consuming=0.25, stalled=0.0, total=0.25)
+
+
+def test_a_read_that_commits_nothing_is_reported_with_the_predecessor_while_it_completes() -> None:
+    t = txn(prev_done=False)
+    assert on_read_nothing(t) is ReadProgress.WITH_PREDECESSOR
+    on_prev_done(t)
+    assert on_read_nothing(t) is ReadProgress.NOW
+    # Such a read begins nothing: the timer is not armed.
+    assert not t.began and t.deadline == math.inf
+
+
+def test_a_read_that_commits_nothing_inside_a_transaction_is_reported_by_its_commit() -> None:
+    for prev_done in (False, True):
+        t = txn(prev_done=prev_done)
+        on_consumed(t, now=0.0)
+        assert t.began
+        assert on_read_nothing(t) is ReadProgress.WITH_COMMIT
