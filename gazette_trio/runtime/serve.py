@@ -53,11 +53,12 @@ import trio
 from .. import aio
 from ..allocator import ApplyConflict, item_key
 from ..allocator.apply import MAX_TXN_OPS, apply_in_batches
-from ..broker import GrpcJournalClient, LocalJournalClient
+from ..broker import LocalJournalClient
 from ..broker.client import JournalClient
 from ..broker.errors import JournalError
 from ..broker.journal_spec import new_journal_spec
 from ..broker.list_apply import apply_journals, list_journals, upsert
+from ..broker.routed import open_routed_client
 from ..broker.server import FileStorage, JournalServerCore, journal_service
 from ..consumer import shard_spec
 from ..consumer.contracts import Application
@@ -190,8 +191,12 @@ async def run_member(
             grpc_services.append(journal_service(core))
         else:
             assert cfg.broker is not None
-            channel = await stack.enter_async_context(aio.Channel(cfg.broker.endpoint))
-            journals = GrpcJournalClient(channel)
+            # Reads and appends go straight to each journal's broker, as
+            # Gazette's clients dispatch them; the configured one proxies
+            # until a route is known.
+            journals = await stack.enter_async_context(
+                open_routed_client(cfg.broker.endpoint, zone=cfg.member.zone)
+            )
 
         await create_declared(cfg, etcd, journals, embedded=core is not None)
 
