@@ -1,4 +1,4 @@
-"""ShardSpec rules: validation, derived names, and spec algebra.
+"""ShardSpec rules: validation, derived names, spec algebra, and replica status.
 
 A ShardSpec names the journals a shard reads, its recovery log and hints,
 and its transaction timing. This module gathers for the consumer the rules
@@ -6,8 +6,13 @@ Gazette applies to one (`validate`, the allocator's validator, with errors
 naming the field as Gazette does, e.g. `Sources[1].Journal: not a valid
 token (...)`), the names derived from it
 (the recovery-log journal and the hint keys in etcd), its selector
-meta-labels, and union/intersect/subtract of two specs, which shardspace
-files use to factor out common defaults.
+meta-labels, its desired replication, and union/intersect/subtract of two
+specs, which shardspace files use to factor out common defaults.
+
+It also owns the ReplicaStatus a replica advertises in etcd: folding the
+statuses of a shard's replicas into one (`reduce_status`), and the FAILED
+status of a failed primary, whose error is cut to `MAX_ETCD_ERR_LEN`
+characters as Gazette cuts it (`failed_status`).
 
 Label and token rules themselves live in `gazette_trio.protocol.validation`
 and `gazette_trio.protocol.labels`.
@@ -19,18 +24,71 @@ import dataclasses
 import datetime
 from typing import Any
 
-from ..allocator.specs import validate_shard_spec
+from ..allocator.specs import desired_replication as _desired_replication
+from ..allocator.specs import validate_shard_id, validate_shard_spec
 from ..protocol import consumer as pc
 from ..protocol import labels as lbl
 from ..protocol import protocol as pb
 
 CONTENT_TYPE_RECOVERY_LOG = "application/x-gazette-recoverylog"
 
+MAX_ETCD_ERR_LEN = 2048
+"""Characters of a failure's error a ReplicaStatus keeps: etcd values stay small."""
+
+TRUNCATED = " ...[truncated]"
+
+__all__ = [
+    "MAX_ETCD_ERR_LEN",
+    "desired_replication",
+    "failed_status",
+    "hint_backup_keys",
+    "hint_primary_key",
+    "intersect",
+    "meta_labels",
+    "recovery_log",
+    "reduce_status",
+    "subtract",
+    "truncate_error",
+    "union",
+    "validate",
+    "validate_shard_id",
+]
+
 
 def validate(spec: pc.ShardSpec) -> None:
     """Raise `ValidationError` naming the first field that breaks Gazette's
     rules. One validator serves the allocator, the Apply RPC and configs."""
     validate_shard_spec(spec)
+
+
+def desired_replication(spec: pc.ShardSpec, max_hot_standbys: int | None = None) -> int:
+    """Replicas the shard wants: none when disabled, else a primary and its
+    hot standbys, at most `max_hot_standbys` of them if given (Gazette's
+    `MaxHotStandbys` bound)."""
+    if spec.disable or max_hot_standbys is None:
+        return _desired_replication(spec)
+    return 1 + min(spec.hot_standbys, max_hot_standbys)
+
+
+def reduce_status(into: pc.ReplicaStatus, other: pc.ReplicaStatus) -> pc.ReplicaStatus:
+    """Fold `other` into `into` (in place, returned): the larger code wins
+    and errors accumulate, as Gazette's `ReplicaStatus.Reduce`."""
+    if int(other.code) > int(into.code):
+        into.code = other.code
+    into.errors = [*into.errors, *other.errors]
+    return into
+
+
+def truncate_error(message: str) -> str:
+    """`message` cut to `MAX_ETCD_ERR_LEN` characters, marked as cut."""
+    if len(message) > MAX_ETCD_ERR_LEN:
+        return message[:MAX_ETCD_ERR_LEN] + TRUNCATED
+    return message
+
+
+def failed_status(message: str) -> pc.ReplicaStatus:
+    """The FAILED status a primary advertises when it fails with `message`."""
+    return pc.ReplicaStatus(code=pc.ReplicaStatusCode.FAILED, errors=[truncate_error(message)])
 
 
 def recovery_log(spec: pc.ShardSpec) -> str:
