@@ -16,12 +16,12 @@ It does not decode etcd keys (see `model`).
 
 from __future__ import annotations
 
+import datetime
 from urllib.parse import urlsplit
 
 from ..protocol import consumer as pc
 from ..protocol import labels as lbl
 from ..protocol.validation import (
-    PATH_SYMBOLS,
     TOKEN_SYMBOLS,
     ValidationError,
     clean_path,
@@ -45,7 +45,9 @@ __all__ = [
 
 
 def validate_shard_id(shard_id: str) -> None:
-    validate_token(shard_id, PATH_SYMBOLS, MIN_SHARD_ID, MAX_SHARD_ID)
+    # Tokens only: Gazette allowed '=' and '%' in shard ids for a while, then
+    # reverted that (consumer/protocol ShardID.Validate).
+    validate_token(shard_id, TOKEN_SYMBOLS, MIN_SHARD_ID, MAX_SHARD_ID)
 
 
 def _seconds(d: object) -> float:
@@ -76,7 +78,9 @@ def validate_shard_spec(spec: pc.ShardSpec) -> None:
     if spec.hint_backups < 0:
         raise ValidationError(f"invalid HintBackups ({spec.hint_backups}; expected >= 0)")
     if _seconds(spec.min_txn_duration) < 0:
-        raise ValidationError(f"invalid MinTxnDuration ({spec.min_txn_duration}; expected >= 0)")
+        raise ValidationError(
+            f"invalid MinTxnDuration ({_duration(spec.min_txn_duration)}; expected >= 0)"
+        )
     if _seconds(spec.max_txn_duration) <= 0:
         raise ValidationError(
             f"invalid MaxTxnDuration ({_duration(spec.max_txn_duration)}; expected > 0)"
@@ -105,7 +109,11 @@ def validate_shard_spec(spec: pc.ShardSpec) -> None:
 
 
 def _duration(value: object) -> str:
-    return "unset" if value is None else str(value)
+    # Gazette prints a time.Duration with %d: whole nanoseconds.
+    if value is None:
+        return "0"
+    assert isinstance(value, datetime.timedelta)
+    return str(value // datetime.timedelta(microseconds=1) * 1000)
 
 
 def validate_process_id(zone: str, suffix: str) -> None:
@@ -144,10 +152,9 @@ def validate_consumer_spec(spec: pc.ConsumerSpec) -> None:
 
 def validate_replica_status(status: pc.ReplicaStatus) -> None:
     """Raise `ValidationError` if `status` is not a well-formed ReplicaStatus."""
-    try:
-        pc.ReplicaStatusCode(int(status.code))
-    except ValueError:
-        raise ValidationError(f"invalid code ({int(status.code)})").within("Code") from None
+    # betterproto2 enums take unknown values (as ~UNKNOWN): check membership.
+    if int(status.code) not in {int(c) for c in pc.ReplicaStatusCode}:
+        raise ValidationError(f"invalid code ({int(status.code)})").within("Code")
     if not status.errors and status.code == pc.ReplicaStatusCode.FAILED:
         raise ValidationError("expected non-empty Errors with Code FAILED")
     if status.errors and status.code != pc.ReplicaStatusCode.FAILED:
