@@ -14,8 +14,10 @@ Gazette's own use of the clock-sequence field:
 
 The *clock* is one 64-bit integer: the 60-bit timestamp (100 ns units since
 15 October 1582) shifted left by four, plus the 4-bit counter. `Clock.tick`
-adds one, so a producer can mint sixteen ordered UUIDs per 100 ns before it
-runs ahead of wall time. The flags carry transaction semantics:
+steps the timestamp by one microsecond (`TICK` = 10 units of 100 ns,
+shifted past the counter: 160), as Gazette's `Clock.Tick` does, so a
+producer minting more than one UUID per microsecond runs ahead of wall
+time, and an `update` to the wall time catches up without going back. The flags carry transaction semantics:
 `OUTSIDE_TXN` (committed on its own), `CONTINUE_TXN` (part of a transaction
 that a later ACK commits), `ACK_TXN` (commits the producer's CONTINUE_TXN
 messages with smaller clocks; an ACK with a clock no larger than the last
@@ -45,6 +47,7 @@ __all__ = [
     "ACK_TXN",
     "CONTINUE_TXN",
     "OUTSIDE_TXN",
+    "TICK",
     "UUID",
     "Clock",
     "ProducerID",
@@ -78,6 +81,9 @@ FLAGS_MASK = 0x3FF
 # 100 ns intervals between the RFC 4122 epoch (15 October 1582) and the Unix epoch.
 _G1582_NS100 = 122192928000000000
 _U64 = (1 << 64) - 1
+
+TICK = 10 << 4
+"""What `Clock.tick` adds: one microsecond of timestamp, counter bits untouched."""
 
 _NAMES = {OUTSIDE_TXN: "OUTSIDE_TXN", CONTINUE_TXN: "CONTINUE_TXN", ACK_TXN: "ACK_TXN"}
 
@@ -116,7 +122,8 @@ class Clock:
     """A producer's monotonic clock: wall time plus a tick counter.
 
     `update` moves it forward to a wall time (never backward); `tick` steps
-    it by one and returns the new value, the clock of the next UUID.
+    it by one microsecond and returns the new value, the clock of the next
+    UUID.
     """
 
     __slots__ = ("value",)
@@ -142,7 +149,7 @@ class Clock:
         self.update(time.time_ns())
 
     def tick(self) -> int:
-        self.value = (self.value + 1) & _U64
+        self.value = (self.value + TICK) & _U64
         return self.value
 
     def unix_ns(self) -> int:
