@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import apsw
-import orjson
 import trio
 
 from gazette_trio.broker.append_service import open_append_service
@@ -42,7 +41,7 @@ from gazette_trio.broker.reader import read_journal
 from gazette_trio.broker.server import JournalServerCore, MemoryStorage
 from gazette_trio.consumer.member import open_consumer
 from gazette_trio.consumer.shard import LocalShard, ShardObserver
-from gazette_trio.consumer.stores.json_file import JSONFileStore
+from gazette_trio.consumer.stores.json_file import JSONFileStore, decode_document
 from gazette_trio.consumer.stores.sqlite import SQLiteStore
 from gazette_trio.etcd import LeaseLost, LeaseNotFound, MemoryEtcd
 from gazette_trio.protocol import consumer as pc
@@ -429,7 +428,8 @@ class RecoveryCluster:
             player.finish_at_write_head()
             await player.play(hints or FsmHints(log=LOG), directory, self.cluster.journals, appends)
         if self.store_kind == "json":
-            counts: dict[str, int] = orjson.loads((directory / "state.json").read_bytes())["state"]
+            path = directory / "state.json"
+            counts: dict[str, int] = decode_document(path.read_bytes(), path)[0]
             return counts
         return await trio.to_thread.run_sync(_sqlite_counts, directory / "main.db")
 

@@ -157,8 +157,20 @@ async def test_state_json_would_change_is_refused_with_where_it_is(
     ("content", "problem"),
     [
         (b"{not json", "is not valid JSON"),
-        (b"[1, 2]", "must hold an object with keys 'checkpoint' and 'state', not list"),
-        (b'{"state": {}}', "must hold an object with keys 'checkpoint' and 'state', not ['state']"),
+        (b"{}\n{}\n{} {", "is not valid JSON"),
+        (b"[1, 2]", "holds 1 JSON documents; Gazette's layout has three"),
+        (b'{"state": {}}', "holds 1 JSON documents; Gazette's layout has three"),
+        (b"{}\n{}\n{}\n{}\n", "holds 4 JSON documents"),
+        (b'{"j": 1.5}\n{}\n{}\n', "offsets['j'] is 1.5, not an integer"),
+        (
+            b'{}\n{}\n{"sources": {"j": {"read_through": "12"}}}\n',
+            "checkpoint.sources['j'].read_through is '12', not an integer",
+        ),
+        (
+            b'{}\n{}\n{"sources": {"j": {"producers": [{"id": "not base64!"}]}}}\n',
+            "checkpoint.sources['j'].producers[0].id is not standard base64",
+        ),
+        (b'{}\n{}\n{"sources": []}\n', "checkpoint.sources is list, not an object"),
     ],
 )
 async def test_a_state_file_that_does_not_decode_is_an_error_naming_it(
@@ -171,18 +183,40 @@ async def test_a_state_file_that_does_not_decode_is_an_error_naming_it(
     assert problem in str(info.value)
 
 
-async def test_the_file_holds_the_checkpoint_in_protobuf_json_beside_the_state(
+async def test_the_file_is_laid_out_as_gazettes_json_file_store_lays_it_out(
     tmp_path: Path,
 ) -> None:
-    """The format is documented and readable by other tools."""
+    """Offsets, state and checkpoint, one JSON document a line (the byte-level
+    cases against upstream's format are tests/conformance/test_store_json_file.py)."""
     store = await JSONFileStore.open(tmp_path)
     store.state = {"n": 1}
     async with trio.open_nursery() as nursery:
         await store.start_commit(TestShard(nursery, FQN), checkpoint({"j": 12}), set())
-    assert orjson.loads(store.path.read_bytes()) == {
-        "checkpoint": {"sources": {"j": {"readThrough": "12"}}},
-        "state": {"n": 1},
-    }
+    assert [orjson.loads(line) for line in store.path.read_bytes().splitlines()] == [
+        {"j": 12},
+        {"n": 1},
+        {"sources": {"j": {"read_through": 12, "producers": None}}},
+    ]
+
+
+async def test_a_file_in_the_earlier_single_object_layout_loads_and_is_rewritten(
+    tmp_path: Path,
+) -> None:
+    """State files this project wrote before it followed Gazette's layout
+    still open; the next commit writes Gazette's layout."""
+    (tmp_path / "state.json").write_bytes(
+        b'{"checkpoint":{"sources":{"j":{"readThrough":"12"}}},"state":{"n":1}}\n'
+    )
+    store = await JSONFileStore.open(tmp_path)
+    assert store.state == {"n": 1}
+    async with trio.open_nursery() as nursery:
+        shard = TestShard(nursery, FQN)
+        assert await store.restore_checkpoint(shard) == checkpoint({"j": 12})
+        store.state["n"] = 2
+        await store.start_commit(shard, checkpoint({"j": 20}), set())
+    assert store.path.read_bytes() == (
+        b'{"j":20}\n{"n":2}\n{"sources":{"j":{"read_through":20,"producers":null}}}\n'
+    )
 
 
 async def test_a_directory_is_required_without_a_recorder() -> None:

@@ -4,12 +4,11 @@ The application keeps its state in `store.state`, any value JSON represents
 exactly (dicts with string keys, lists, strings, numbers, booleans, None) and
 mutates it freely while consuming. Each commit writes the whole state and the
 transaction's `Checkpoint` into one file, `state.json`, in the store's
-directory:
-
-    {"checkpoint": <the Checkpoint in protobuf's JSON mapping>, "state": ...}
-
-so state and checkpoint can never disagree. It is Gazette's
-`consumer.JSONFileStore`, for small states: every commit costs O(state).
+directory, laid out as Gazette's `consumer.JSONFileStore` lays it out (three
+JSON documents: read-through offsets, state, checkpoint; see
+`json_file_format.py`), so state and checkpoint can never disagree and a Go
+member can take the shard over from its recovery log, and the reverse. It
+is for small states: every commit costs O(state).
 
 Commit. `start_commit` encodes the state right away, so the application may
 go on mutating `store.state` for the next transaction while the commit runs
@@ -34,17 +33,19 @@ Where the file goes depends on the shard:
   rename it over `state.json`, fsync the directory. There is no fencing: only
   one instance may use a directory at a time.
 
-On open, the store reads `state.json` if present (a file that is not valid
-JSON of that shape is an error naming the file), else starts from the
-application's initial state and an empty checkpoint.
+On open, the store reads `state.json` if present (a file that does not
+decode is an error naming the file; one in this project's earlier
+single-object layout loads and is rewritten in Gazette's at the next
+commit), else starts from the application's initial state and an empty
+checkpoint.
 
-Values are checked before they are written: the encoded document must decode
+Values are checked before they are written: the encoded state must decode
 back to exactly the state (`NaN`, tuples, sets, non-string keys and other
 values JSON would silently change are refused with the path of the first
 one), so what a later instance restores is exactly what was committed.
 
-This module owns the store and its file format. File recording is the
-recovery log's (`gazette_trio.recoverylog`).
+This module owns the store. The file's bytes are `json_file_format.py`'s;
+file recording is the recovery log's (`gazette_trio.recoverylog`).
 """
 
 from __future__ import annotations
@@ -56,7 +57,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
 import trio
 
 from ...opfuture import OpFuture, OpFutures, wait_all
@@ -64,6 +64,9 @@ from ...protocol import consumer as pc
 from ...recoverylog.recorder import Recorder
 from ..contracts import Shard
 from .errors import CommitDependencyError, StoreError, StoreStateError, fenced_or_same
+from .json_file_format import decode_document, encode_document
+
+__all__ = ["NEXT_FILE", "STATE_FILE", "JSONFileStore", "decode_document", "encode_document"]
 
 STATE_FILE = "state.json"
 NEXT_FILE = "next.json"
@@ -201,39 +204,6 @@ class JSONFileStore:
             ) from self._failed
 
 
-def encode_document(state: Any, checkpoint: pc.Checkpoint, fqn: str) -> bytes:
-    """The state file's bytes; StoreError if JSON cannot represent `state` exactly."""
-    try:
-        data = orjson.dumps({"checkpoint": checkpoint.to_dict(), "state": state})
-    except TypeError as exc:
-        raise StoreError(f"state of shard {fqn} is not JSON-serializable: {exc}") from exc
-    difference = _first_difference(orjson.loads(data)["state"], state, "state")
-    if difference is not None:
-        raise StoreError(
-            f"state of shard {fqn} would not survive JSON unchanged: {difference}; "
-            "use dicts with string keys, lists, strings, finite numbers, booleans and None"
-        )
-    return data + b"\n"
-
-
-def decode_document(data: bytes, path: Path) -> tuple[Any, pc.Checkpoint]:
-    """(state, checkpoint) from a state file's bytes; StoreError naming `path`."""
-    try:
-        document = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise StoreError(f"state file {path} is not valid JSON: {exc}") from exc
-    if not isinstance(document, dict) or set(document) != {"checkpoint", "state"}:
-        keys = sorted(document) if isinstance(document, dict) else type(document).__name__
-        raise StoreError(
-            f"state file {path} must hold an object with keys 'checkpoint' and 'state', not {keys}"
-        )
-    try:
-        checkpoint = pc.Checkpoint.from_dict(document["checkpoint"])
-    except Exception as exc:
-        raise StoreError(f"checkpoint in state file {path} does not decode: {exc}") from exc
-    return document["state"], checkpoint
-
-
 async def _write_recorded(recorder: Recorder, fqn: str, document: bytes) -> None:
     try:
         # A small file: written inline, through the recorder, which
@@ -278,38 +248,3 @@ def _replace_durably(directory: Path, document: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-
-
-def _first_difference(decoded: Any, original: Any, path: str) -> str | None:
-    """Where `original` and its JSON round trip `decoded` first differ."""
-    if type(decoded) is not type(original):
-        if isinstance(original, float) and original != original:
-            return f"{path} is NaN"
-        if isinstance(original, bool) or isinstance(decoded, bool):
-            return f"{path} is {type(original).__name__}, reads back as {type(decoded).__name__}"
-        if (
-            isinstance(original, int | float)
-            and isinstance(decoded, int | float)
-            and decoded == original
-        ):
-            return None  # e.g. an int subclass such as an IntEnum
-        return f"{path} is {type(original).__name__}, reads back as {type(decoded).__name__}"
-    if isinstance(original, dict):
-        for key, value in original.items():
-            if key not in decoded:
-                return f"{path}[{key!r}] is lost"
-            found = _first_difference(decoded[key], value, f"{path}[{key!r}]")
-            if found is not None:
-                return found
-        return None
-    if isinstance(original, list):
-        if len(decoded) != len(original):
-            return f"{path} changes length"
-        for i, (d, o) in enumerate(zip(decoded, original, strict=True)):
-            found = _first_difference(d, o, f"{path}[{i}]")
-            if found is not None:
-                return found
-        return None
-    if decoded != original:
-        return f"{path} is {original!r}, reads back as {decoded!r}"
-    return None
