@@ -213,9 +213,7 @@ class FSM:
     def _apply_property(self, prop: Property) -> Outcome:
         if prop.path in self.links:
             return Outcome.LINK_EXISTS
-        current = self.properties.get(prop.path)
-        if current is not None and current != prop.content:
-            return Outcome.PROPERTY_EXISTS
+        # An existing property is updated, as Gazette's FSM does.
         self.properties[prop.path] = prop.content
         return Outcome.APPLIED
 

@@ -28,7 +28,13 @@ fail with `JournalError(REGISTER_MISMATCH)`, and further recording raises
 `RecorderFencedError`. A deposed primary can no longer write.
 
 Paths are recorded relative to the directory, as `/a/b`, so a log plays
-back into any directory. This module owns recording; playback is
+back into any directory.
+
+Some well-known paths are properties rather than files (`PROPERTY_FILES`,
+as Gazette's: RocksDB's `/IDENTITY`): a rename onto one records its content
+as a property op, which may be recorded again to update it, and a player
+writes it out when playback completes. Opening, linking or removing a
+property path is refused. This module owns recording; playback is
 `player.py`, sequencing rules are the FSM's.
 """
 
@@ -47,6 +53,7 @@ from ..opfuture import OpFuture, wait_all
 from ..protocol import protocol as pb
 from ..protocol.recoverylog import (
     FsmHints,
+    Property,
     RecordedOp,
     RecordedOpCreate,
     RecordedOpLink,
@@ -57,6 +64,9 @@ from .codec import frame_op
 from .fsm import FSM, Outcome
 
 _TRUNCATE_PIECE = 1 << 20
+
+PROPERTY_FILES = frozenset({"/IDENTITY"})
+"""Paths recorded as properties (content in the op), not as Fnodes."""
 
 DEFAULT_FLUSH_BYTES = 1 << 20
 """Buffered recorded bytes that trigger an append without waiting for a barrier."""
@@ -269,8 +279,6 @@ class Recorder:
         target = self._normalize(dst)
         local = self._dir / target[1:]
         local.parent.mkdir(parents=True, exist_ok=True)
-        if target in self._fsm.properties:
-            raise RecorderError(f"rename of {source} to {target}, which is a property file")
         os.replace(self._dir / source[1:], local)
         self._record_rename(source, target)
 
@@ -319,11 +327,10 @@ class Recorder:
 
     def record_rename(self, src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
         """Record `src` renamed to `dst` (replacing `dst` if it exists): an
-        unlink of the old target, a link at `dst`, an unlink of `src`."""
+        unlink of the old target, a link at `dst` (or, at a property path,
+        the content now on disk at `dst` as a property), an unlink of `src`."""
         source = self._known(src, "rename")
         target = self._normalize(dst)
-        if target in self._fsm.properties:
-            raise RecorderError(f"rename of {source} to {target}, which is a property file")
         self._record_rename(source, target)
 
     def _record_open(self, name: str, *, truncate: bool) -> int:
@@ -350,13 +357,27 @@ class Recorder:
             return
         fnode = self._fsm.links[source]
         previous = self._fsm.links.get(target)
+        content: str | None = None
+        if target in PROPERTY_FILES:
+            # The rename happened on disk already: the target holds the content.
+            try:
+                content = (self._dir / target[1:]).read_text()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise RecorderError(f"rename of {source} to property {target}: {exc}") from exc
+        elif target in self._fsm.properties:
+            raise RecorderError(f"rename of {source} to {target}, which is a property file")
         with self._atomic():
             if previous is not None:
                 self._record(RecordedOp(unlink=RecordedOpLink(fnode=previous, path=target)))
-            self._record(RecordedOp(link=RecordedOpLink(fnode=fnode, path=target)))
+            if content is not None:
+                self._record(RecordedOp(property=Property(path=target, content=content)))
+            else:
+                self._record(RecordedOp(link=RecordedOpLink(fnode=fnode, path=target)))
             self._record(RecordedOp(unlink=RecordedOpLink(fnode=fnode, path=source)))
 
     def _check_new(self, source: str, target: str) -> None:
+        if target in PROPERTY_FILES:
+            raise RecorderError(f"link of {source} to {target}, which is a property path")
         if target in self._fsm.links or target in self._fsm.properties:
             raise RecorderError(f"link of {source} to {target}, which already exists")
 
@@ -409,13 +430,13 @@ class Recorder:
         return name
 
     def _check_open(self, name: str, *, create: bool, exclusive: bool) -> None:
+        if name in self._fsm.properties or name in PROPERTY_FILES:
+            raise RecorderError(f"open of {name}, which is a property file")
         exists = name in self._fsm.links
         if not exists and not create:
             raise RecorderError(f"open of {name}, which is not a recorded file (and not create)")
         if exists and exclusive:
             raise RecorderError(f"exclusive open of {name}, which already exists")
-        if name in self._fsm.properties:
-            raise RecorderError(f"open of {name}, which is a property file")
 
     @contextlib.contextmanager
     def _atomic(self) -> Iterator[None]:

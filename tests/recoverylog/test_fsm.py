@@ -378,7 +378,8 @@ def test_unlinks_remove_paths_and_the_last_one_kills_the_fnode() -> None:
     assert d.fsm.build_hints(LOG) == FsmHints(log=LOG)
 
 
-def test_properties_are_created_once_and_never_over_a_file() -> None:
+def test_properties_are_updated_but_never_over_a_file() -> None:
+    """Gazette's TestPropertyUpdates: an existing property may be updated."""
     d = start_at(
         FsmHints(log=LOG, properties=[Property(path="/a/property", content="content")]),
         42,
@@ -387,8 +388,8 @@ def test_properties_are_created_once_and_never_over_a_file() -> None:
     assert d.create(42, 0xFEEDBEEF, 100, "/a/path") is Outcome.APPLIED
     assert d.property(43, 0x2D28E063, 100, "/another/property", "other-content") is Outcome.APPLIED
     assert d.property(44, 0xF11E2261, 100, "/a/path", "bad") is Outcome.LINK_EXISTS
-    assert d.property(44, 0xF11E2261, 100, "/a/property", "update") is Outcome.PROPERTY_EXISTS
-    assert d.fsm.properties == {"/a/property": "content", "/another/property": "other-content"}
+    assert d.property(44, 0xF11E2261, 100, "/a/property", "update") is Outcome.APPLIED
+    assert d.fsm.properties == {"/a/property": "update", "/another/property": "other-content"}
 
 
 def test_writes_extend_their_fnode_segment() -> None:

@@ -303,3 +303,34 @@ async def test_a_log_cut_after_any_append_never_holds_half_a_truncation(
         files = await play_cut(journals, content, cut, tmp_path / f"cut-{cut}")
         outcomes.add(files.get("db"))
     assert outcomes == {b"", whole, whole[:5000]}  # created, written, truncated
+
+
+async def test_a_rename_onto_identity_records_a_property_that_later_renames_update(
+    journals: Journals, tmp_path: Path
+) -> None:
+    """RocksDB writes `/IDENTITY` by renaming a temporary file over it.
+    As Gazette's recorder, that is recorded as a property (its content in
+    the log, no Fnode), a second such rename updates it, and playback
+    writes the last content; the path cannot be opened or linked."""
+    rec = await recorder(journals, tmp_path / "a")
+    for content in (b"first-identity\n", b"second-identity\n"):
+        with rec.create("tmp-identity") as f:
+            f.write(content)
+        rec.rename("tmp-identity", "IDENTITY")
+    assert (tmp_path / "a" / "IDENTITY").read_bytes() == b"second-identity\n"
+    hints = await rec.build_hints()
+    assert [(p.path, p.content) for p in hints.properties] == [("/IDENTITY", "second-identity\n")]
+    assert hints.live_nodes == []  # both temporary files were unlinked
+    with pytest.raises(RecorderError, match="property file"):
+        rec.open("IDENTITY")
+    with rec.create("other"):
+        pass
+    with pytest.raises(RecorderError, match="property path"):
+        rec.link("other", "IDENTITY")
+
+    # From the log alone (no hints), a player applies both property ops.
+    await rec.barrier()
+    player = Player()
+    player.finish_at_write_head()
+    await player.play(FsmHints(log=LOG), tmp_path / "replica", journals.client, journals.appender)
+    assert tree(tmp_path / "replica") == {"IDENTITY": b"second-identity\n", "other": b""}
