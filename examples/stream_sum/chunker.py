@@ -5,9 +5,10 @@
 It writes `--streams` streams, `--concurrency` of them open at once and
 interleaved: each stream is `--chunks` chunks of 32 random bytes, then a
 final empty chunk. Chunks go out in transactions of 1 to `--txn-size`
-chunks (published uncommitted, then acknowledged), mapped onto the `Chunk`
-partitions by stream. Meanwhile it reads the sums journal read-committed,
-from where it stood when the run began, and checks every sum:
+chunks (published uncommitted, then acknowledged), mapped onto the
+`stream_sum.Chunk` partitions by stream ID as upstream's Go chunker maps
+them. Meanwhile it reads the sums journal read-committed, from where it
+stood when the run began, and checks every sum:
 
 - a stream the chunker finished gets exactly one sum, equal to the CRC-64
   the chunker computed, within `--delay` seconds of its final chunk;
@@ -21,7 +22,9 @@ SIGINT or SIGTERM stop starting streams: the open ones are finished and
 verified, then the run ends as usual (a second signal aborts). An error that
 is not a violation (the broker unreachable, no partitions) exits 3.
 
-Sums of other runs (their streams carry another run id) are ignored.
+A stream's 16-byte ID is the run's 4 random bytes, then the stream's number
+in the run (12 bytes, big-endian); messages name it `<run>-<number>`. Sums
+of other runs (other chunkers', upstream's Go chunker's) are ignored.
 
 This module owns generation and verification; the summer is in
 `stream_sum.py`.
@@ -43,7 +46,7 @@ from typing import Any
 
 import click
 import trio
-from stream_sum import CHUNKS_SELECTOR, SUMS_JOURNAL, chunk_message, crc64
+from stream_sum import CHUNKS_SELECTOR, SUMS_JOURNAL, Sum, chunk_message, crc64, parse_id
 
 from gazette_trio import aio
 from gazette_trio.broker import GrpcJournalClient, JournalClient, append, open_append_service
@@ -60,6 +63,18 @@ CHUNK_BYTES = 32
 IN_FLIGHT = 16  # transactions whose ACKs may be unacknowledged at once
 EXIT_VIOLATION = 1
 EXIT_ERROR = 3
+RUN_BYTES = 4
+U64 = (1 << 64) - 1
+
+
+def stream_id(run: str, n: int) -> bytes:
+    """The ID of stream `n` of run `run` (8 hex digits)."""
+    return bytes.fromhex(run) + n.to_bytes(16 - RUN_BYTES, "big")
+
+
+def stream_label(stream: bytes) -> str:
+    """`<run>-<n>` for a stream of a chunker.py run."""
+    return f"{stream[:RUN_BYTES].hex()}-{int.from_bytes(stream[RUN_BYTES:], 'big')}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,23 +115,24 @@ class Expected:
 class Verifier:
     """The expected and observed sums of one run; bookkeeping only, no I/O.
 
-    Streams of the run are named `<run>-<n>`; sums of other names are
-    counted and ignored.
+    Streams of the run have IDs beginning with the run's bytes
+    (`stream_id`); sums of other streams are counted and ignored.
     """
 
     def __init__(self, run: str) -> None:
         self.run = run
-        self.expected: dict[str, Expected] = {}
+        self._prefix = bytes.fromhex(run)
+        self.expected: dict[bytes, Expected] = {}
         """Finished streams whose sum has not arrived yet, oldest first."""
-        self.verified: dict[str, float] = {}
+        self.verified: dict[bytes, float] = {}
         """Streams whose sum arrived (and was right), and when."""
         self.latencies: list[float] = []
         self.other_runs = 0
 
-    def ours(self, stream: str) -> bool:
-        return stream.startswith(self.run + "-")
+    def ours(self, stream: bytes) -> bool:
+        return stream.startswith(self._prefix)
 
-    def expect(self, stream: str, seq: int, value: int, now: float) -> None:
+    def expect(self, stream: bytes, seq: int, value: int, now: float) -> None:
         """The final chunk of `stream` (number `seq`) is written; its sum is `value`."""
         self.expected[stream] = Expected(seq, value, now)
 
@@ -128,19 +144,19 @@ class Verifier:
             return
         if stream in self.verified:
             raise Violation(
-                f"stream {stream}: a second sum (seq {seq}, sum {value:016x}) at sums offset "
+                f"stream {stream_label(stream)}: a second sum (seq {seq}, sum {value:016x}) at sums offset "
                 f"{offset}, {now - self.verified[stream]:.3f} s after the first: "
                 "its final chunk was processed more than once"
             )
         expected = self.expected.pop(stream, None)
         if expected is None:
             raise Violation(
-                f"stream {stream}: a sum (seq {seq}, sum {value:016x}) at sums offset {offset} "
+                f"stream {stream_label(stream)}: a sum (seq {seq}, sum {value:016x}) at sums offset {offset} "
                 "before the chunker wrote the stream's final chunk"
             )
         if (seq, value) != (expected.seq, expected.value):
             raise Violation(
-                f"stream {stream}: wrong sum at sums offset {offset}: expected seq "
+                f"stream {stream_label(stream)}: wrong sum at sums offset {offset}: expected seq "
                 f"{expected.seq} sum {expected.value:016x}, got seq {seq} sum {value:016x}"
             )
         self.verified[stream] = now
@@ -152,7 +168,7 @@ class Verifier:
             waited = now - expected.finished_at
             if waited > delay:
                 raise Violation(
-                    f"stream {stream}: no sum {waited:.1f} s after its final chunk "
+                    f"stream {stream_label(stream)}: no sum {waited:.1f} s after its final chunk "
                     f"(seq {expected.seq}, expected sum {expected.value:016x}); "
                     f"{len(self.expected)} finished streams are waiting for theirs"
                 )
@@ -161,34 +177,36 @@ class Verifier:
     def audit(self, sums: list[tuple[int, Any]]) -> None:
         """Check a second reading of every sum committed during the run:
         each verified stream's sum exactly once, and no other of the run's."""
-        seen: collections.Counter[str] = collections.Counter()
+        seen: collections.Counter[bytes] = collections.Counter()
         for offset, message in sums:
             stream, _, _ = _parse_sum(message, offset)
             if self.ours(stream):
                 seen[stream] += 1
         problems = [
-            f"stream {stream}: {seen[stream]} sums on re-reading, not 1"
+            f"stream {stream_label(stream)}: {seen[stream]} sums on re-reading, not 1"
             for stream in self.verified
             if seen[stream] != 1
         ]
         problems += [
-            f"stream {stream}: {seen[stream]} sums on re-reading, none verified"
+            f"stream {stream_label(stream)}: {seen[stream]} sums on re-reading, none verified"
             for stream in seen.keys() - self.verified.keys()
         ]
         if problems:
             raise Violation("; ".join(sorted(problems)))
 
 
-def _parse_sum(message: Any, offset: int) -> tuple[str, int, int]:
-    stream, seq, value = message.get("stream"), message.get("seq"), message.get("sum")
+def _parse_sum(message: Any, offset: int) -> tuple[bytes, int, int]:
+    seq, value = message.get("SeqNo"), message.get("Value")
     try:
-        if not isinstance(stream, str) or not isinstance(seq, int) or not isinstance(value, str):
+        stream = parse_id(message.get("ID"))
+        if type(seq) is not int or type(value) is not int or not 0 <= value <= U64:
             raise ValueError("wrong field types")
-        return stream, seq, int(value, 16)
+        return stream, seq, value
     except ValueError:
         raise Violation(
             f"sums offset {offset}: expected "
-            f'{{"stream": <string>, "seq": <integer>, "sum": <hex>}}, got {message!r}'
+            f'{{"ID": <16 numbers 0-255>, "SeqNo": <integer>, "Value": <uint64>}}, '
+            f"got {dict(message)!r}"
         ) from None
 
 
@@ -221,7 +239,7 @@ class Report:
 
 @dataclasses.dataclass
 class _Stream:
-    name: str
+    id: bytes
     seq: int = 0
     value: int = 0
 
@@ -248,13 +266,14 @@ async def generate_and_verify(
 
     partitions = Partitions(client, options.chunks_selector)
     await partitions.refresh()
-    mapping = modulo_mapping(partitions, key=lambda chunk: chunk["stream"])
+    # Upstream's mapping: FNV-1a of the 16 ID bytes, modulo the partitions.
+    mapping = modulo_mapping(partitions, key=lambda chunk: bytes(chunk["ID"]))
     # Sums of this run are all after the write head as the run begins.
     begin = await _write_head(client, options.sums_journal)
 
     async def read_sums() -> None:
         async with open_committed(
-            client, options.sums_journal, dict, offset=begin, block=True
+            client, options.sums_journal, Sum, offset=begin, block=True
         ) as reader:
             async for envelope in reader:
                 if not envelope.is_ack:
@@ -292,7 +311,7 @@ async def generate_and_verify(
                     and (options.streams == 0 or report.streams < options.streams)
                     and not stop.is_set()
                 ):
-                    open_streams.append(_Stream(f"{run}-{report.streams}"))
+                    open_streams.append(_Stream(stream_id(run, report.streams)))
                     report.streams += 1
                 if not open_streams:
                     break
@@ -305,11 +324,11 @@ async def generate_and_verify(
                     stream.seq += 1
                     stream.value = crc64(stream.value, data)
                     if not data:
-                        verifier.expect(stream.name, stream.seq, stream.value, trio.current_time())
+                        verifier.expect(stream.id, stream.seq, stream.value, trio.current_time())
                         open_streams[i] = open_streams[-1]
                         open_streams.pop()
                     publisher.publish_uncommitted(
-                        mapping, chunk_message(stream.name, stream.seq, data)
+                        mapping, chunk_message(stream.id, stream.seq, data)
                     )
                     report.chunks += 1
                 acks = [appends.append(j, ack) for j, ack in publisher.build_ack_intents().items()]
@@ -342,7 +361,7 @@ async def generate_and_verify(
     end = await _write_head(client, options.sums_journal)
     sums: list[tuple[int, Any]] = []
     async with open_committed(
-        client, options.sums_journal, dict, offset=begin, end_offset=end, block=False
+        client, options.sums_journal, Sum, offset=begin, end_offset=end, block=False
     ) as reader:
         async for envelope in reader:
             if not envelope.is_ack:

@@ -1,31 +1,48 @@
 """Stream sum: Gazette's self-verifying example, on gazette-trio.
 
-Three parts, as in Gazette's `examples/stream-sum`:
+Three parts, as in Gazette's `examples/stream-sum`, and wire-compatible with
+it: upstream's Go `chunker` verifies this summer's sums, and this example's
+`chunker.py` verifies upstream's Go `summer`.
 
 1. the **chunker** (`chunker.py`, a separate command) writes many streams at
    once, interleaved: each stream is a run of chunks of random data, numbered
-   from 1, then a final, empty chunk. Chunks are published in transactions
-   (uncommitted, then acknowledged), spread over the `Chunk` partitions by
-   stream;
+   from 1, then a final, empty chunk. Chunks go to the journals labelled
+   `app.gazette.dev/message-type=stream_sum.Chunk`, spread over them by
+   upstream's mapping: FNV-1a of the stream's 16-byte ID, modulo the
+   partitions in name order;
 2. the **summer** (`Summer`, this module's Application) keeps a running
-   CRC-64 of each stream in its `SQLiteStore` and, on a stream's final chunk,
-   publishes the stream's sum to the sums journal, uncommitted: the sum is
-   acknowledged with the transaction that read the final chunk;
+   CRC-64 of each stream in its `SQLiteStore` (upstream's table `sums`) and,
+   on a stream's final chunk, publishes the stream's sum to
+   `examples/stream-sum/sums`, uncommitted: the sum is acknowledged with the
+   transaction that read the final chunk;
 3. the chunker reads the sums journal read-committed and checks that every
    stream it finished gets exactly one sum, and the right one, within a
    delay. Anything else is a violation, reported with the stream it concerns.
 
+Messages are JSON lines shaped as Go's encoding/json writes upstream's
+structs (upstream has no custom marshalling for them):
+
+    Chunk: {"UUID": "<uuid>", "ID": [16 numbers 0-255], "SeqNo": 3, "Data": "<base64>"}
+    Sum:   {"UUID": "<uuid>", "ID": [16 numbers 0-255], "SeqNo": 21, "Value": <uint64>}
+
+A stream's ID is a Go `[16]byte`, hence the array; `Data` is a `[]byte`,
+base64, and `null` in a stream's final chunk (upstream's chunker leaves it
+nil; "" is read the same way). `Value` is the CRC-64 as a JSON number, up to
+2^64 - 1. ACKs are `{"UUID": ...}` and read as messages of the same type.
+
 The summer fails a shard loudly on anything a correct pipeline never shows:
-a chunk out of sequence, a chunk after a stream's final chunk, a malformed
-chunk (each error names the journal and offset). Under exactly-once
-processing none of this happens, whatever crashes and hand-offs occur.
+a chunk of a stream that is out of sequence, a malformed chunk (each error
+names the journal and offset). Under exactly-once processing this does not
+happen, whatever crashes and hand-offs occur. (Upstream's summer exits on
+them; here the shard fails and the member goes on.)
 
 The summer also measures its own hand-offs. Each transaction records the
-wall time and the process that wrote it in the store, so a member that takes
-a shard over reads, with the shard's state, when the previous owner last
-committed; when its own first transaction commits it logs the gap
-(`shard summer-001: first commit here 2.817 s after the last commit of pid
-4711 on host-a`, with `failover_s` and the two timestamps as fields).
+wall time and the process that wrote it in the store (table `last_commit`,
+beside upstream's `sums`), so a member that takes a shard over reads, with
+the shard's state, when the previous owner last committed; when its own
+first transaction commits it logs the gap (`shard chunks-part-001: first
+commit here 2.817 s after the last commit of pid 4711 on host-a`, with
+`failover_s` and the two timestamps as fields).
 
 This module owns the messages, the checksum and the summer; generation and
 verification are `chunker.py`'s.
@@ -39,21 +56,23 @@ import dataclasses
 import logging
 import os
 import socket
+import struct
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from gazette_trio.consumer.stores import SQLiteStore
-from gazette_trio.message import Envelope, fixed_mapping
+from gazette_trio.message import Envelope, JSONMessage, fixed_mapping
 from gazette_trio.opfuture import OpFuture
 from gazette_trio.protocol import labels
 from gazette_trio.protocol import protocol as pb
 
 log = logging.getLogger("stream_sum")
 
-CHUNK = "Chunk"
-SUM = "Sum"
-CHUNKS_SELECTOR = f"{labels.MESSAGE_TYPE}={CHUNK}"
+CHUNK_TYPE = "stream_sum.Chunk"
+SUM_TYPE = "stream_sum.Sum"
+CHUNKS_SELECTOR = f"{labels.MESSAGE_TYPE}={CHUNK_TYPE}"
 SUMS_JOURNAL = "examples/stream-sum/sums"
+ID_BYTES = 16
 
 # ----------------------------------------------------------------------------
 # CRC-64 with the ECMA-182 polynomial, as Go's hash/crc64 with crc64.ECMA
@@ -87,56 +106,96 @@ def crc64(crc: int, data: bytes) -> int:
 
 
 # ----------------------------------------------------------------------------
-# Messages, as JSON lines:
-#   chunk: {"stream": "5f0c9e21-17", "seq": 3, "data": "<base64>"}   ("" ends the stream)
-#   sum:   {"stream": "5f0c9e21-17", "seq": 21, "sum": "<16 hex digits>"}
+# Messages
 
 
-def chunk_message(stream: str, seq: int, data: bytes) -> dict[str, Any]:
-    return {"stream": stream, "seq": seq, "data": base64.b64encode(data).decode()}
+class Chunk(JSONMessage):
+    """A chunk of a stream, as upstream's `stream_sum.Chunk` encodes to JSON."""
+
+    uuid_path: ClassVar[tuple[str, ...]] = ("UUID",)
 
 
-def sum_message(stream: str, seq: int, value: int) -> dict[str, Any]:
-    return {"stream": stream, "seq": seq, "sum": f"{value:016x}"}
+class Sum(JSONMessage):
+    """A stream's final sum, as upstream's `stream_sum.Sum` encodes to JSON."""
+
+    uuid_path: ClassVar[tuple[str, ...]] = ("UUID",)
+
+
+def chunk_message(stream: bytes, seq: int, data: bytes) -> Chunk:
+    """Chunk `seq` of `stream` (16 bytes); empty `data` ends the stream."""
+    return Chunk(
+        ID=list(_check_id(stream)),
+        SeqNo=seq,
+        Data=base64.b64encode(data).decode() if data else None,
+    )
+
+
+def sum_message(stream: bytes, seq: int, value: int) -> Sum:
+    return Sum(ID=list(_check_id(stream)), SeqNo=seq, Value=value)
+
+
+def _check_id(stream: bytes) -> bytes:
+    if len(stream) != ID_BYTES:
+        raise ValueError(f"a stream ID is {ID_BYTES} bytes, not {len(stream)}: {stream!r}")
+    return stream
+
+
+def parse_id(value: Any) -> bytes:
+    """The 16 bytes of a JSON stream ID (Go's `[16]byte`: 16 numbers 0-255)."""
+    if (
+        not isinstance(value, list)
+        or len(value) != ID_BYTES
+        or not all(type(b) is int and 0 <= b <= 255 for b in value)
+    ):
+        raise ValueError(f"ID is not an array of {ID_BYTES} numbers 0-255: {value!r}")
+    return bytes(value)
 
 
 class BadChunk(ValueError):
     """A chunk a correct chunker never writes, or out of its stream's order."""
 
 
-def parse_chunk(envelope: Envelope) -> tuple[str, int, bytes]:
-    """(stream, seq, data) of a chunk message; `BadChunk` naming where it is."""
+def parse_chunk(envelope: Envelope) -> tuple[bytes, int, bytes]:
+    """(stream ID, seq, data) of a chunk message; `BadChunk` naming where it is."""
     message = envelope.message
     where = f"journal {envelope.journal.name} offset {envelope.begin}"
-    stream, seq, data = message.get("stream"), message.get("seq"), message.get("data")
+    seq, data = message.get("SeqNo"), message.get("Data")
+    try:
+        stream = parse_id(message.get("ID"))
+    except ValueError:
+        stream = b""
     if (
-        not isinstance(stream, str)
-        or not stream
+        not stream
         or not isinstance(seq, int)
         or isinstance(seq, bool)
         or seq < 1
-        or not isinstance(data, str)
+        or not (data is None or isinstance(data, str))
     ):
         raise BadChunk(
-            f"{where}: expected a chunk "
-            f'{{"stream": <string>, "seq": <integer ≥ 1>, "data": <base64>}}, got {message!r}'
+            f'{where}: expected a chunk {{"ID": <16 numbers 0-255>, '
+            f'"SeqNo": <integer ≥ 1>, "Data": <base64 or null>}}, got {dict(message)!r}'
         )
+    if not data:
+        return stream, seq, b""
     try:
         raw = base64.b64decode(data, validate=True)
     except binascii.Error as exc:
-        raise BadChunk(f"{where}: stream {stream} chunk {seq}: data is not base64: {exc}") from None
+        raise BadChunk(
+            f"{where}: stream {stream.hex()} chunk {seq}: Data is not base64: {exc}"
+        ) from None
     return stream, seq, raw
 
 
 # ----------------------------------------------------------------------------
 # The summer
 
+# `sums` is upstream's summer's table, column for column: the 16-byte ID, the
+# last chunk summed, and the CRC-64 through it as 8 little-endian bytes.
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS streams (
-    stream TEXT PRIMARY KEY,
-    seq    INTEGER NOT NULL,     -- last chunk summed
-    sum    TEXT    NOT NULL,     -- CRC-64 through it, 16 hex digits
-    done   INTEGER NOT NULL      -- 1 once the final chunk was read
+CREATE TABLE IF NOT EXISTS sums (
+    id     BLOB PRIMARY KEY NOT NULL,
+    seq_no INTEGER,
+    val    BLOB
 );
 CREATE TABLE IF NOT EXISTS last_commit (
     id      INTEGER PRIMARY KEY CHECK (id = 0),
@@ -144,28 +203,32 @@ CREATE TABLE IF NOT EXISTS last_commit (
     wall_ns INTEGER NOT NULL     -- and when (unix ns, as it closed)
 );
 """
-_UPSERT_STREAM = (
-    "INSERT INTO streams (stream, seq, sum, done) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (stream) DO UPDATE SET seq = excluded.seq, sum = excluded.sum, done = excluded.done"
+_SELECT_SUM = "SELECT seq_no, val FROM sums WHERE id = ?"
+_UPSERT_SUM = (
+    "INSERT INTO sums (id, seq_no, val) VALUES (?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET seq_no = excluded.seq_no, val = excluded.val"
 )
 _UPSERT_COMMIT = (
     "INSERT INTO last_commit (id, process, wall_ns) VALUES (0, ?, ?) "
     "ON CONFLICT (id) DO UPDATE SET process = excluded.process, wall_ns = excluded.wall_ns"
 )
+_VALUE = struct.Struct("<Q")
+
+STORE_LABEL = "store"
+"""The ShardSpec label upstream's summer picks its store by."""
 
 
 @dataclasses.dataclass
 class StreamState:
     seq: int = 0
     value: int = 0
-    done: bool = False
 
 
 @dataclasses.dataclass
 class ShardState:
     """The summer's state of one shard beside its database."""
 
-    touched: dict[str, StreamState] = dataclasses.field(default_factory=dict)
+    touched: dict[bytes, StreamState] = dataclasses.field(default_factory=dict)
     """Streams the current transaction changed (written at its end)."""
     previous: tuple[str, int] | None = None
     """(process, wall ns) of the last committed transaction when the store opened."""
@@ -181,6 +244,8 @@ class Summer:
     """The Application; see the module docstring.
 
     Settings (`[application.settings]`): `sums`, the journal sums go to.
+    Shards may carry upstream's `store` label; this summer keeps its sums in
+    SQLite only, so the label must be `sqlite` when present.
     """
 
     def __init__(self, *, sums: str = SUMS_JOURNAL) -> None:
@@ -188,13 +253,19 @@ class Summer:
         self.process = this_process()
 
     async def new_store(self, shard: Any, recorder: Any) -> SQLiteStore:
+        store_label = labels.value_of(shard.spec.labels, STORE_LABEL)
+        if store_label.lower() not in ("", "sqlite"):
+            raise ValueError(
+                f"shard {shard.spec.id}: label {STORE_LABEL}={store_label!r}: "
+                "gazette-trio's summer keeps its sums in SQLite only (label store=sqlite)"
+            )
         store = await SQLiteStore.open(recorder, bootstrap=SCHEMA)
         row = store.db.execute("SELECT process, wall_ns FROM last_commit").fetchone()
         store.cache = ShardState(previous=(row[0], row[1]) if row else None)
         return store
 
     def new_message(self, spec: pb.JournalSpec) -> type:
-        return dict
+        return Chunk
 
     async def begin_txn(self, shard: Any, store: SQLiteStore) -> None:
         pass
@@ -206,30 +277,25 @@ class Summer:
         state: ShardState = store.cache
         current = state.touched.get(stream)
         if current is None:
-            row = store.db.execute(
-                "SELECT seq, sum, done FROM streams WHERE stream = ?", (stream,)
-            ).fetchone()
-            current = StreamState(row[0], int(row[1], 16), bool(row[2])) if row else StreamState()
+            row = store.db.execute(_SELECT_SUM, (stream,)).fetchone()
+            current = StreamState(row[0], _VALUE.unpack(row[1])[0]) if row else StreamState()
             state.touched[stream] = current
-        where = f"journal {envelope.journal.name} offset {envelope.begin}"
-        if current.done:
-            raise BadChunk(
-                f"{where}: stream {stream}: chunk {seq} after its final chunk {current.seq}"
-            )
         if seq != current.seq + 1:
-            raise BadChunk(f"{where}: stream {stream}: chunk {seq} follows chunk {current.seq}")
+            raise BadChunk(
+                f"journal {envelope.journal.name} offset {envelope.begin}: stream "
+                f"{stream.hex()}: chunk {seq} follows chunk {current.seq}"
+            )
         current.seq = seq
         current.value = crc64(current.value, data)
         if not data:
-            current.done = True
             publisher.publish_uncommitted(self.sums, sum_message(stream, seq, current.value))
 
     async def finalize_txn(self, shard: Any, store: SQLiteStore, publisher: Any) -> None:
         state: ShardState = store.cache
         db = store.db
         db.executemany(
-            _UPSERT_STREAM,
-            [(s, c.seq, f"{c.value:016x}", int(c.done)) for s, c in state.touched.items()],
+            _UPSERT_SUM,
+            [(s, c.seq, _VALUE.pack(c.value)) for s, c in state.touched.items()],
         )
         db.execute(_UPSERT_COMMIT, (self.process, time.time_ns()))
         state.touched.clear()

@@ -65,7 +65,7 @@ CYCLES = int(os.environ.get("CHAOS_CYCLES", "8"))
 SEED = int(os.environ.get("CHAOS_SEED", str(random.randrange(1 << 30))))
 LEASE_TTL = "2s"
 PAUSE = (1.5, 3.5)  # Seconds between a restarted member joining and the next kill.
-SHARDS = [f"summer-00{i}" for i in range(4)]
+SHARDS = [f"chunks-part-00{i}" for i in range(4)]
 ARTIFACTS = REPO / "test-artifacts"
 
 

@@ -3,6 +3,10 @@
 What the example promises (examples/stream_sum/README.md):
 
 - the summer's CRC-64 is Go's `crc64.ECMA`, chained as `crc64.Update`;
+- chunks and sums are JSON lines as Go's encoding/json writes upstream's
+  `stream_sum.Chunk` and `stream_sum.Sum` (UUID string, ID as an array of 16
+  numbers, base64 Data, null in the final chunk, Value a uint64 number), and
+  the summer reads chunks written so;
 - the chunker's verifier names the stream and the discrepancy of every kind
   of violation: a second sum, a wrong sum, a sum before the stream's end, a
   sum that does not come, a re-reading that disagrees;
@@ -13,7 +17,9 @@ What the example promises (examples/stream_sum/README.md):
   crash makes a member redo a transaction, while the real summer passes the
   very same scenario;
 - a chunk out of its stream's order fails the summer's shard, naming the
-  stream, the journal and the offset.
+  stream, the journal and the offset; the summer keeps its sums in
+  upstream's table `sums(id, seq_no, val)`, and refuses a shard whose
+  `store` label asks for RocksDB.
 
 Real processes (`gazette-trio serve` and `chunker.py`) are in
 test_stream_sum_serve.py; many kill cycles in tests/chaos.
@@ -22,6 +28,7 @@ test_stream_sum_serve.py; many kill cycles in tests/chaos.
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import random
 from collections.abc import AsyncIterator
@@ -30,10 +37,31 @@ from typing import Any
 
 import pytest
 import trio
-from chunker import ChunkerOptions, Report, Verifier, Violation, generate_and_verify
-from stream_sum import SUMS_JOURNAL, Summer, chunk_message, crc64, sum_message
+from chunker import (
+    ChunkerOptions,
+    Report,
+    Verifier,
+    Violation,
+    generate_and_verify,
+    stream_id,
+    stream_label,
+)
+from stream_sum import (
+    SUMS_JOURNAL,
+    Chunk,
+    Sum,
+    Summer,
+    chunk_message,
+    crc64,
+    parse_chunk,
+    sum_message,
+)
 
+from gazette_trio.message import Envelope
+from gazette_trio.message.json_framing import JSONFraming
+from gazette_trio.message.uuids import UUID
 from gazette_trio.protocol import consumer as pc
+from gazette_trio.protocol import protocol as pb
 from gazette_trio.testing.cluster import Cluster
 
 from .inprocess import open_example_cluster, wait_until
@@ -46,64 +74,146 @@ def test_crc64_is_gos_ecma_table_chained_like_update() -> None:
     assert crc64(0, b"123456789") == 0x995DC9BBDF1939FA
     assert crc64(crc64(0, b"1234"), b"56789") == crc64(0, b"123456789")
     assert crc64(0x1234, b"") == 0x1234  # The final, empty chunk leaves the sum as it is.
+    # Upstream's TestUpdateSumCases: one chunk or two, the same sum.
+    assert crc64(0, b"battery horse") == 0xAE763109C1192ED6
+    assert crc64(0, b"battery") == 0x2BE55FC66A381C84
+    assert crc64(0x2BE55FC66A381C84, b" horse") == 0xAE763109C1192ED6
+
+
+ID = bytes(range(16))
+GO_ID = "[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]"
+A_UUID = "9f2952f3-c6a3-11ea-8802-080607050309"
+
+
+class TestUpstreamJSON:
+    """The lines upstream's Go chunker and summer write and read."""
+
+    def test_a_chunk_is_the_json_of_upstreams_chunk_struct(self) -> None:
+        chunk = chunk_message(ID, 3, b"battery")
+        chunk.set_uuid(UUID(A_UUID))
+        line = JSONFraming().marshal(chunk)
+        assert json.loads(line) == json.loads(
+            f'{{"UUID":"{A_UUID}","ID":{GO_ID},"SeqNo":3,"Data":"YmF0dGVyeQ=="}}'
+        )
+        # A stream's final chunk: Go's nil []byte is null.
+        assert chunk_message(ID, 4, b"")["Data"] is None
+
+    def test_a_sum_is_the_json_of_upstreams_sum_struct_value_a_uint64(self) -> None:
+        total = sum_message(ID, 21, 0xFFFFFFFFFFFFFFFF)
+        total.set_uuid(UUID(A_UUID))
+        assert (
+            JSONFraming().marshal(total)
+            == (
+                f'{{"ID":{GO_ID},"SeqNo":21,"Value":18446744073709551615,"UUID":"{A_UUID}"}}\n'
+            ).encode()
+        )
+
+    @pytest.mark.parametrize("data", ["null", '""'])
+    def test_the_summer_reads_chunks_as_gos_encoder_writes_them(self, data: str) -> None:
+        spec = pb.JournalSpec(name="examples/stream-sum/chunks/part-000")
+        lines = (
+            f'{{"UUID":"{A_UUID}","ID":{GO_ID},"SeqNo":1,"Data":"YmF0dGVyeQ=="}}\n'
+            f'{{"UUID":"{A_UUID}","ID":{GO_ID},"SeqNo":2,"Data":{data}}}\n'
+        ).encode()
+        decoder = JSONFraming().decoder(spec, Chunk, 0)
+        decoder.feed(0, lines)
+        decoded = decoder.decode()
+        assert decoded.error is None
+        frames = decoded.envelopes
+        assert [parse_chunk(e) for e in frames] == [(ID, 1, b"battery"), (ID, 2, b"")]
+        assert all(
+            isinstance(e.message, Chunk) and str(e.message.get_uuid()) == A_UUID for e in frames
+        )
+
+    @pytest.mark.parametrize(
+        ("doc", "problem"),
+        [
+            ({"ID": "00010203", "SeqNo": 1, "Data": None}, "expected a chunk"),
+            ({"ID": list(range(15)), "SeqNo": 1, "Data": None}, "expected a chunk"),
+            ({"ID": list(ID), "SeqNo": 0, "Data": None}, "expected a chunk"),
+            ({"ID": list(ID), "SeqNo": 1, "Data": "*"}, "Data is not base64"),
+        ],
+    )
+    def test_a_malformed_chunk_is_named_with_its_offset(self, doc: Any, problem: str) -> None:
+        spec = pb.JournalSpec(name="chunks")
+        envelope = Envelope.of(spec, 40, 90, Chunk(doc))
+        with pytest.raises(ValueError, match=f"journal chunks offset 40: .*{problem}"):
+            parse_chunk(envelope)
+
+
+RUN = "5eed0001"
+S0, S1 = stream_id(RUN, 0), stream_id(RUN, 1)
+
+
+def test_stream_ids_carry_the_run_and_the_stream_number() -> None:
+    assert stream_id(RUN, 258) == bytes.fromhex("5eed0001" + "00" * 10 + "0102")
+    assert stream_label(stream_id(RUN, 258)) == "5eed0001-258"
+    with pytest.raises(ValueError, match="a stream ID is 16 bytes, not 3"):
+        chunk_message(b"abc", 1, b"")
 
 
 class TestVerifier:
     """Each violation is reported with the stream and what was wrong."""
 
     def verifier(self) -> Verifier:
-        v = Verifier("run1")
-        v.expect("run1-0", 3, 0xABC, now=10.0)
+        v = Verifier(RUN)
+        v.expect(S0, 3, 0xABC, now=10.0)
         return v
 
     def test_the_right_sum_once_verifies_the_stream(self) -> None:
         v = self.verifier()
-        v.observe(sum_message("run1-0", 3, 0xABC), offset=0, now=10.5)
-        assert v.verified == {"run1-0": 10.5} and not v.expected and v.latencies == [0.5]
-        v.audit([(0, sum_message("run1-0", 3, 0xABC))])
+        v.observe(sum_message(S0, 3, 0xABC), offset=0, now=10.5)
+        assert v.verified == {S0: 10.5} and not v.expected and v.latencies == [0.5]
+        v.audit([(0, sum_message(S0, 3, 0xABC))])
 
     def test_a_second_sum_is_a_violation(self) -> None:
         v = self.verifier()
-        v.observe(sum_message("run1-0", 3, 0xABC), offset=0, now=10.5)
-        with pytest.raises(Violation, match=r"stream run1-0: a second sum .* at sums offset 99"):
-            v.observe(sum_message("run1-0", 3, 0xABC), offset=99, now=11.0)
+        v.observe(sum_message(S0, 3, 0xABC), offset=0, now=10.5)
+        with pytest.raises(
+            Violation, match=r"stream 5eed0001-0: a second sum .* at sums offset 99"
+        ):
+            v.observe(sum_message(S0, 3, 0xABC), offset=99, now=11.0)
 
     def test_a_wrong_sum_is_a_violation(self) -> None:
         v = self.verifier()
         with pytest.raises(
             Violation,
-            match="stream run1-0: wrong sum at sums offset 7: expected seq 3 sum 0000000000000abc, "
+            match="stream 5eed0001-0: wrong sum at sums offset 7: expected seq 3 sum 0000000000000abc, "
             "got seq 3 sum 0000000000000abd",
         ):
-            v.observe(sum_message("run1-0", 3, 0xABD), offset=7, now=10.5)
+            v.observe(sum_message(S0, 3, 0xABD), offset=7, now=10.5)
 
     def test_a_sum_before_the_stream_ended_is_a_violation(self) -> None:
         v = self.verifier()
-        with pytest.raises(Violation, match=r"stream run1-1: a sum .* before the chunker wrote"):
-            v.observe(sum_message("run1-1", 2, 1), offset=0, now=10.5)
+        with pytest.raises(
+            Violation, match=r"stream 5eed0001-1: a sum .* before the chunker wrote"
+        ):
+            v.observe(sum_message(S1, 2, 1), offset=0, now=10.5)
 
     def test_a_late_sum_is_a_violation(self) -> None:
         v = self.verifier()
         v.check_overdue(now=39.0, delay=30.0)
-        with pytest.raises(Violation, match=r"stream run1-0: no sum 30\.5 s after its final chunk"):
+        with pytest.raises(
+            Violation, match=r"stream 5eed0001-0: no sum 30\.5 s after its final chunk"
+        ):
             v.check_overdue(now=40.5, delay=30.0)
 
     def test_a_malformed_sum_is_a_violation(self) -> None:
         with pytest.raises(Violation, match="sums offset 5: expected"):
-            self.verifier().observe({"stream": "run1-0", "seq": "3"}, offset=5, now=1.0)
+            self.verifier().observe(Sum(ID=list(S0), SeqNo="3"), offset=5, now=1.0)
 
     def test_sums_of_other_runs_are_ignored(self) -> None:
         v = self.verifier()
-        v.observe(sum_message("run2-0", 3, 1), offset=0, now=10.5)
-        assert v.other_runs == 1 and "run1-0" in v.expected
+        v.observe(sum_message(stream_id("5eed0002", 0), 3, 1), offset=0, now=10.5)
+        assert v.other_runs == 1 and S0 in v.expected
 
     def test_a_re_reading_must_find_each_verified_sum_exactly_once(self) -> None:
         v = self.verifier()
-        v.observe(sum_message("run1-0", 3, 0xABC), offset=0, now=10.5)
-        twice = [(0, sum_message("run1-0", 3, 0xABC)), (50, sum_message("run1-0", 3, 0xABC))]
-        with pytest.raises(Violation, match="stream run1-0: 2 sums on re-reading, not 1"):
+        v.observe(sum_message(S0, 3, 0xABC), offset=0, now=10.5)
+        twice = [(0, sum_message(S0, 3, 0xABC)), (50, sum_message(S0, 3, 0xABC))]
+        with pytest.raises(Violation, match="stream 5eed0001-0: 2 sums on re-reading, not 1"):
             v.audit(twice)
-        with pytest.raises(Violation, match="stream run1-0: 0 sums on re-reading, not 1"):
+        with pytest.raises(Violation, match="stream 5eed0001-0: 0 sums on re-reading, not 1"):
             v.audit([])
 
 
@@ -212,7 +322,7 @@ async def test_a_crash_inside_a_transaction_is_exactly_once_and_a_planted_bug_is
                 # alpha's first transactions stay open for 3 s: crash it inside
                 # them, once it has read (and summed) many finished streams.
                 await trio.sleep(1.0)
-                assert c.primary_of("summer-000") is not None
+                assert c.primary_of("chunks-part-000") is not None
                 await c.crash("alpha")
                 await c.add_member("beta")
                 await trio.sleep(0.5)
@@ -227,22 +337,60 @@ async def test_a_crash_inside_a_transaction_is_exactly_once_and_a_planted_bug_is
         assert "a second sum" in str(result) and "more than once" in str(result)
 
 
-async def test_a_chunk_out_of_order_fails_the_summer_naming_stream_and_offset(
-    cluster: Cluster,
-) -> None:
-    member = await cluster.add_member("alpha")
-    await cluster.publish(
-        CHUNKS[0], [chunk_message("s-1", 1, b"ab"), chunk_message("s-1", 3, b"cd")]
-    )
-
+def failed_status(member: Any, shard: str) -> Any:
     async def failure() -> Any:
         assert member.consumer is not None
-        for a in member.consumer.session.state.assignments_by_item.get("summer-000", ()):
+        for a in member.consumer.session.state.assignments_by_item.get(shard, ()):
             if a.status.code == pc.ReplicaStatusCode.FAILED:
                 return a.status
         return None
 
-    status = await wait_until(failure)
+    return wait_until(failure)
+
+
+async def test_a_chunk_out_of_order_fails_the_summer_naming_stream_and_offset(
+    cluster: Cluster,
+) -> None:
+    member = await cluster.add_member("alpha")
+    await cluster.publish(CHUNKS[0], [chunk_message(ID, 1, b"ab"), chunk_message(ID, 3, b"cd")])
+
+    status = await failed_status(member, "chunks-part-000")
     assert f"journal {CHUNKS[0]} offset " in status.errors[0]
-    assert "stream s-1: chunk 3 follows chunk 1" in status.errors[0]
+    assert f"stream {ID.hex()}: chunk 3 follows chunk 1" in status.errors[0]
     assert not await cluster.read_committed(SUMS_JOURNAL)
+
+
+async def test_the_summer_keeps_sums_in_upstreams_table(cluster: Cluster) -> None:
+    member = await cluster.add_member("alpha")
+    await cluster.publish(CHUNKS[0], [chunk_message(ID, 1, b"battery"), chunk_message(ID, 2, b"")])
+
+    async def summed() -> Any:
+        return await cluster.read_committed(SUMS_JOURNAL, Sum)
+
+    (message,) = await wait_until(summed)
+    assert message == {
+        "ID": list(ID),
+        "SeqNo": 2,
+        "Value": 0x2BE55FC66A381C84,
+        "UUID": str(message.get_uuid()),
+    }
+    found = cluster.primary_of("chunks-part-000")
+    assert found is not None and found[0] == "alpha" and member.consumer is not None
+    store = found[1].store
+    rows = store.db.execute("SELECT id, seq_no, val FROM sums").fetchall()
+    # As upstream's summer writes it: the CRC-64 as 8 little-endian bytes.
+    assert rows == [(ID, 2, (0x2BE55FC66A381C84).to_bytes(8, "little"))]
+
+
+def rocksdb_store(spec: pc.ShardSpec) -> None:
+    spec.labels = pb.LabelSet(labels=[pb.Label(name="store", value="rocksdb")])
+
+
+async def test_a_shard_labelled_for_rocksdb_fails_naming_the_label(tmp_path: Path) -> None:
+    async with open_example_cluster(
+        "stream_sum", Summer, tmp_path, adjust_shard=rocksdb_store
+    ) as c:
+        member = await c.add_member("alpha")
+        status = await failed_status(member, "chunks-part-000")
+    assert "label store='rocksdb'" in status.errors[0]
+    assert "SQLite only" in status.errors[0]
