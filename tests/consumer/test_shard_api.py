@@ -592,3 +592,82 @@ async def test_an_apply_larger_than_an_etcd_transaction_fails_as_etcd_says(
         "Apply", o.consumer.ApplyRequest(changes=changes[:128]), o.consumer.ApplyResponse
     )
     assert reply.status == o.consumer.OK
+
+
+async def test_a_recovered_ack_intent_to_a_deleted_journal_is_discarded(
+    island: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The last committed checkpoint holds an ACK intent to the output
+    journal; the journal is deleted; the next primary recovers the shard,
+    warns, and serves it (Gazette discards such an intent rather than
+    failing the shard on every recovery)."""
+    from gazette_trio.broker.list_apply import apply_journals, delete
+
+    db = MemoryDatabase()
+    async with open_cluster(
+        lambda: WordCount(db),  # type: ignore[arg-type,return-value]
+        data_dir=tmp_path,
+        journals=[
+            new_journal_spec(LINES, content_type=NDJSON),
+            new_journal_spec(COUNTS, content_type=NDJSON),
+        ],
+        shards=[spec("count-000", LINES)],
+    ) as cluster:
+        await cluster.add_member("alpha")
+        await cluster.publish(LINES, [{"text": "one two"}])
+        shard = await cluster.wait_read_through(
+            "count-000", {LINES: cluster.core.write_head(LINES)}
+        )
+        checkpoint = db.committed_checkpoint(shard.fqn)
+        assert COUNTS in checkpoint.ack_intents
+        await cluster.crash("alpha")
+        await apply_journals(cluster.journals, [delete(COUNTS)])
+
+        await cluster.add_member("beta")
+        with trio.fail_after(20):
+            _, recovered = await cluster.wait_for_primary("count-000")
+        assert recovered.status.code == pc.ReplicaStatusCode.PRIMARY
+        warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert any("discarding recovered ACK intent" in m and COUNTS in m for m in warned)
+
+
+class HugeErrors(WordCount):
+    """Fails a transaction with an error far longer than a status keeps."""
+
+    async def consume_message(self, shard: Any, store: Any, envelope: Any, publisher: Any) -> None:
+        if "HUGE" in envelope.message["text"]:
+            raise ValueError("é" * 5000)
+        await super().consume_message(shard, store, envelope, publisher)
+
+
+async def test_a_failed_status_keeps_2048_characters_of_the_error(
+    island: None, tmp_path: Path
+) -> None:
+    """As Gazette's MAX_ETCD_ERR_LEN: the error in a FAILED ReplicaStatus is
+    cut to 2,048 characters (runes, not bytes) and marked as cut."""
+    db = MemoryDatabase()
+    async with open_cluster(
+        lambda: HugeErrors(db),  # type: ignore[arg-type,return-value]
+        data_dir=tmp_path,
+        journals=[
+            new_journal_spec(LINES, content_type=NDJSON),
+            new_journal_spec(COUNTS, content_type=NDJSON),
+        ],
+        shards=[spec("count-000", LINES)],
+    ) as cluster:
+        handle = await cluster.add_member("alpha")
+        await cluster.wait_for_primary("count-000")
+        await cluster.publish(LINES, [{"text": "HUGE"}])
+        assert handle.consumer is not None
+        session = handle.consumer.session
+        with trio.fail_after(20):
+            while True:
+                (a,) = session.state.assignments_by_item["count-000"]
+                if a.status.code == pc.ReplicaStatusCode.FAILED:
+                    break
+                await session.wait_for_change(session.state.revision)
+        (error,) = a.status.errors
+        assert error.endswith(" ...[truncated]")
+        kept = error.removesuffix(" ...[truncated]")
+        assert len(kept) == 2048
+        assert kept.startswith("ValueError: éé")
