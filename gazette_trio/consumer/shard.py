@@ -452,7 +452,9 @@ class LocalShard:
         )
 
     async def _report_failure(self, exc: BaseException) -> None:
-        message = truncate_error(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        message = shard_spec.truncate_error(
+            f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        )
         # Reporting must survive the shard's own scope having ended, but not
         # hang a stopping member forever.
         with trio.move_on_after(30):
@@ -460,19 +462,6 @@ class LocalShard:
                 await self._set_status(Code.FAILED, [message])
             except Exception as report_error:
                 log.error("shard %s: could not report its failure: %s", self.id, report_error)
-
-
-MAX_STATUS_ERROR_LEN = 2048
-"""Characters of an error kept in a FAILED ReplicaStatus (Gazette's
-MAX_ETCD_ERR_LEN): a status lives in etcd, and errors can be huge."""
-
-
-def truncate_error(message: str) -> str:
-    """`message` cut to MAX_STATUS_ERROR_LEN characters (code points, as
-    Gazette counts runes), marked as cut."""
-    if len(message) <= MAX_STATUS_ERROR_LEN:
-        return message
-    return message[:MAX_STATUS_ERROR_LEN] + " ...[truncated]"
 
 
 def _root_error(exc: BaseException) -> BaseException:
