@@ -16,8 +16,10 @@ group cases run members against etcd.
 
 from __future__ import annotations
 
+import datetime
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import trio
@@ -297,3 +299,52 @@ async def test_an_exiting_member_the_group_cannot_spare_keeps_its_shards(
         assert not leaving.exited.is_set()
         for m in members:
             m.stop.set()
+
+
+async def test_a_draining_consumer_announces_exiting_and_waits_for_its_shards_to_move(
+    tmp_path: Path,
+) -> None:
+    """`Consumer.drain` (what SIGTERM runs) sets `exiting` on the member's
+    own spec, keeps its limit, and returns once the other member holds every
+    shard; a member with nobody to take its shards returns at once."""
+    from gazette_trio.broker.journal_spec import new_journal_spec
+    from gazette_trio.consumer.stores.memory import MemoryDatabase
+    from gazette_trio.testing.cluster import open_cluster
+    from tests.consumer.test_e2e import COUNTS, LINES, NDJSON, WordCount
+
+    db = MemoryDatabase()
+    specs = [
+        pc.ShardSpec(
+            id=f"count-{i:03d}",
+            sources=[pc.ShardSpecSource(journal=LINES)],
+            max_txn_duration=datetime.timedelta(seconds=1),
+        )
+        for i in range(4)
+    ]
+    async with open_cluster(
+        lambda: WordCount(db),  # type: ignore[arg-type,return-value]
+        data_dir=tmp_path,
+        journals=[
+            new_journal_spec(LINES, content_type=NDJSON),
+            new_journal_spec(COUNTS, content_type=NDJSON),
+        ],
+        shards=specs,
+    ) as cluster:
+        alpha = await cluster.add_member("alpha", shard_limit=8)
+        for s in specs:
+            await cluster.wait_for_primary(s.id)
+        beta = await cluster.add_member("beta", shard_limit=8)
+        assert alpha.consumer is not None and beta.consumer is not None
+        with trio.fail_after(30):
+            await alpha.consumer.drain()
+        state = alpha.consumer.session.state
+        me = state.local_member
+        assert me is not None and me.exiting and me.limit == 8
+        assert state.local_items == ()
+        assert {a.suffix for a in state.assignments} == {"beta"}
+        assert not alpha.consumer.service.shards
+
+        # Beta is alone now: nothing can move, so its drain does not wait.
+        with trio.fail_after(30):
+            await beta.consumer.drain()
+        assert len(beta.consumer.session.state.local_items) == 4
