@@ -120,3 +120,37 @@ async def test_compaction_under_a_watch_reloads_cleanly(
         assert ks.get(prefix + "d").value == 5  # type: ignore[union-attr]
         nursery.cancel_scope.cancel()
     assert reloaded
+
+
+async def test_the_header_names_etcds_cluster_member_and_term_at_the_keyspace_revision(
+    etcd: Etcd, etcd_kind: str, prefix: str, clock: object
+) -> None:
+    """Gazette puts etcd's response header in its API headers: the KeySpace
+    keeps the last one read (load, then watch), at its own revision. A real
+    etcd's ids are its own; MemoryEtcd answers as one stable cluster."""
+    from gazette_trio.etcd import MEMORY_CLUSTER_ID, NO_HEADER
+
+    ks = KeySpace(prefix, decode_int)
+    assert ks.header == NO_HEADER
+    await etcd.put(prefix + "a", "1")
+    await ks.load(etcd)
+    loaded = ks.header
+    assert loaded.revision == ks.revision > 0
+    assert loaded.cluster_id and loaded.member_id and loaded.raft_term
+    if etcd_kind == "memory":
+        assert (loaded.cluster_id, loaded.member_id, loaded.raft_term) == (MEMORY_CLUSTER_ID, 1, 1)
+    else:
+        txn = await etcd.txn([], [])
+        assert txn.header is not None
+        assert (txn.header.cluster_id, txn.header.member_id) == (
+            loaded.cluster_id,
+            loaded.member_id,
+        )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(ks.watch, etcd)
+        written = await etcd.put(prefix + "b", "2")
+        with trio.fail_after(10):
+            await ks.wait_for_revision(written.revision)
+        assert ks.header == loaded.at(ks.revision)
+        assert ks.header.revision >= written.revision
+        nursery.cancel_scope.cancel()
