@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gazette_trio.etcd import EventType, KeyValue
+from gazette_trio.etcd import EventType, KeyValue, ResponseHeader
 from gazette_trio.etcd.wire import RangeReply, WatchReply
 from gazette_trio.protocol import etcdserverpb as rpc
 from gazette_trio.protocol import mvccpb
@@ -42,6 +42,9 @@ def test_range_reply_decodes_as_the_generated_class(
     )
     reply = RangeReply.parse(bytes(message))
     assert reply.revision == rev
+    # All four header fields: Gazette's API headers carry them, uint64 ids
+    # beyond int64 included.
+    assert reply.header == ResponseHeader(2**64 - 1, 7, rev, 3)
     assert reply.kvs == [ours(kv) for kv in kvs]
     assert (reply.more, reply.count) == (more, count)
 
@@ -74,7 +77,7 @@ def test_watch_reply_decodes_as_the_generated_class(
     reason: str,
 ) -> None:
     message = rpc.WatchResponse(
-        header=rpc.ResponseHeader(revision=rev),
+        header=rpc.ResponseHeader(cluster_id=11, member_id=2**63, revision=rev, raft_term=9),
         watch_id=watch_id,
         created=created,
         canceled=canceled,
@@ -90,6 +93,7 @@ def test_watch_reply_decodes_as_the_generated_class(
         canceled,
     )
     assert (reply.compact_revision, reply.cancel_reason) == (compact, reason)
+    assert reply.header == ResponseHeader(11, 2**63, rev, 9)
     assert len(reply.events) == len(evs)
     for got, want in zip(reply.events, evs, strict=True):
         kind = EventType.DELETE if want.type == mvccpb.EventEventType.DELETE else EventType.PUT
