@@ -112,15 +112,15 @@ class Replay:
         last = self.after
         producer = self.producer
         for env in replayed:
+            # Worded as Gazette's sequencer words them.
             if env.journal.name != self.journal:
                 raise ReplayError(
-                    f"replay of journal {self.journal!r} read an envelope of {env.journal.name!r}"
+                    f"replay of wrong journal ({env.journal.name}; expected {self.journal})"
                 )
-            if env.begin < self.begin or env.end > self.end:
-                raise ReplayError(
-                    f"replay of journal {self.journal!r} over [{self.begin}, {self.end}) read "
-                    f"an envelope at [{env.begin}, {env.end})"
-                )
+            if env.begin < self.begin:
+                raise ReplayError(f"replay has wrong Begin ({env.begin}; expected >= {self.begin})")
+            if env.end > self.end:
+                raise ReplayError(f"replay has wrong End ({env.end}; expected <= {self.end})")
             if env.producer == producer and last < env.clock <= self.through:
                 out.append(env)
                 last = env.clock
