@@ -32,8 +32,13 @@ once when idle, or with the predecessor when it completes.
 What a message is, how read-uncommitted messages become committed ones, and
 which offsets and producer states go in the checkpoint belong to the
 `MessageIntake` the shard provides; the driver only counts and orders. It
-owns no tasks beyond one short-lived watcher per transaction, started in the
-caller's nursery.
+owns no tasks beyond one short-lived watcher per transaction and, at start,
+one writer per recovered ACK intent, started in the caller's nursery.
+
+The recovered checkpoint's ACK intents are re-written first, straight to
+their journals (not through the append service): an intent naming a journal
+that no longer exists is discarded with a warning, as Gazette does, rather
+than failing the shard at every start.
 """
 
 from __future__ import annotations
@@ -45,6 +50,11 @@ from typing import Any, Protocol
 
 import trio
 
+from .. import aio
+from ..broker.appender import append
+from ..broker.client import JournalClient
+from ..broker.errors import JournalError
+from ..broker.reader import Backoff, is_retryable
 from ..message.frames import Committed
 from ..opfuture import OpFuture
 from ..protocol import consumer as pc
@@ -221,16 +231,22 @@ class _Driver:
     task_nursery: trio.Nursery
 
     async def run(self, checkpoint: pc.Checkpoint) -> None:
-        shard, store, appender = self.shard, self.store, self.appender
+        shard, store = self.shard, self.store
         spec = shard.spec
         begin_finisher = self.app if isinstance(self.app, BeginFinisher) else None
 
         # Re-acknowledge what the recovered checkpoint's transaction published:
         # if the last member died after its commit and before its ACKs, they are
         # written now, so downstream readers eventually see them.
+        acks: dict[str, OpFuture[pb.AppendResponse]] = {}
+        for journal, ack in sorted(checkpoint.ack_intents.items()):
+            acks[journal] = OpFuture()
+            self.task_nursery.start_soon(
+                _write_recovered_ack, shard.journal_client, journal, ack, acks[journal]
+            )
         prev = Completion(
             commit=OpFuture.resolved(None),
-            acks={j: appender.append(j, ack) for j, ack in sorted(checkpoint.ack_intents.items())},
+            acks=acks,
             read_through={j: s.read_through for j, s in checkpoint.sources.items()},
         )
 
@@ -377,6 +393,46 @@ class _Driver:
             },
             read_through={j: s.read_through for j, s in checkpoint.sources.items()},
         )
+
+
+async def _write_recovered_ack(
+    client: JournalClient, journal: str, ack: bytes, done: OpFuture[pb.AppendResponse]
+) -> None:
+    """Append a recovered ACK intent straight to its journal, retrying what
+    may pass, and resolve `done` with the outcome.
+
+    Not through the append service: a journal deleted since the checkpoint
+    was written answers JOURNAL_NOT_FOUND, and the service would fail that
+    journal for the rest of the shard's life and every commit with it, at
+    every start. Gazette discards such an intent with a warning; so does
+    this (with an empty response, which reports no publish progress).
+    """
+    backoff = Backoff()
+    attempt = 0
+    while True:
+        try:
+            response = await append(client, journal, ack)
+        except JournalError as exc:
+            if exc.status == pb.Status.JOURNAL_NOT_FOUND:
+                log.warning(
+                    "discarding recovered ACK intent of journal %s: it does not exist", journal
+                )
+                done.resolve(pb.AppendResponse())
+                return
+            error: Exception = exc
+        except aio.RpcError as exc:
+            error = exc
+        except Exception as exc:
+            done.fail(exc)
+            return
+        else:
+            done.resolve(response)
+            return
+        if not is_retryable(error):
+            done.fail(error)
+            return
+        attempt += 1
+        await trio.sleep(backoff.delay(attempt))
 
 
 class TransactionAborted(Exception):

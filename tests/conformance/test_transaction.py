@@ -13,7 +13,9 @@ reader does, without a broker), and the output appender keeps the append
 service's contract while letting a test hold a journal's appends, as the
 store lets it hold a commit. Holding them is how "the prior transaction
 commits" and "the prior transaction ACKs" happen when the test says so; the
-prior transaction is a real one, or the recovered checkpoint's ACK intents.
+prior transaction is a real one. Recovered ACK intents are written to an
+in-process journal server (`LocalJournalClient`), as the driver writes them
+straight to their journals.
 
 Where the Go test reads the fake timer's `Reset` and the transaction's
 timestamps (beganAt, stalledAt, prepareBeganAt), these read the commit hook's
@@ -58,6 +60,11 @@ import pytest
 import trio
 import trio.testing
 
+from gazette_trio.broker.journal_spec import new_journal_spec
+from gazette_trio.broker.list_apply import apply_journals, upsert
+from gazette_trio.broker.local import LocalJournalClient
+from gazette_trio.broker.reader import read_journal
+from gazette_trio.broker.server import JournalServerCore, MemoryStorage
 from gazette_trio.consumer.driver import (
     CommitFailed,
     Hooks,
@@ -263,7 +270,6 @@ class Fixture:
     completed_at: list[float] = field(default_factory=list)
     error: list[BaseException] = field(default_factory=list)
     stopped: trio.Event = field(default_factory=trio.Event)
-    held: OpFuture[None] | None = None
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
 
     @property
@@ -321,7 +327,17 @@ async def settle() -> None:
 
 
 @pytest.fixture
-async def start(mock_clock: trio.testing.MockClock) -> AsyncIterator[Any]:
+async def journals() -> LocalJournalClient:
+    """Where recovered ACK intents are written: ECHO exists."""
+    client = LocalJournalClient(JournalServerCore(MemoryStorage()))
+    await apply_journals(client, [upsert(new_journal_spec(ECHO, content_type=JSON))])
+    return client
+
+
+@pytest.fixture
+async def start(
+    mock_clock: trio.testing.MockClock, journals: LocalJournalClient
+) -> AsyncIterator[Any]:
     async with trio.open_nursery() as nursery:
 
         async def open_fixture(
@@ -329,13 +345,10 @@ async def start(mock_clock: trio.testing.MockClock) -> AsyncIterator[Any]:
             app: EchoApp | None = None,
             *,
             producer: bytes | None = None,
-            hold: str = "",
         ) -> Fixture:
-            """`producer`: of the source's publisher; `hold`: a journal whose
-            appends are held from the start (the recovered ACKs included)."""
+            """`producer`: of the source's publisher."""
             send, receive = trio.open_memory_channel[Any](64)
             output = OutputAppender(nursery)
-            held = output.hold_next(hold) if hold else None
             spec = pc.ShardSpec(
                 id="shard",
                 sources=[pc.ShardSpecSource(journal=SOURCE.name)],
@@ -343,6 +356,7 @@ async def start(mock_clock: trio.testing.MockClock) -> AsyncIterator[Any]:
                 max_txn_duration=datetime.timedelta(seconds=MAX),
             )
             shard = FakeShard(nursery, spec, output)  # type: ignore[arg-type]
+            shard.journal_client = journals
             db = MemoryDatabase()
             store = HeldStore(db)
             restored = await store.restore_checkpoint(shard)  # type: ignore[arg-type]
@@ -360,7 +374,6 @@ async def start(mock_clock: trio.testing.MockClock) -> AsyncIterator[Any]:
                 shard=shard,
                 send=send,
                 progress=Progress(),
-                held=held,
             )
             read_through = {SOURCE.name: cp.sources[SOURCE.name].read_through} if cp.sources else {}
             f.progress.read_through.update(read_through)
@@ -417,7 +430,7 @@ async def prior_committing(f: Fixture) -> tuple[OpFuture[None], OpFuture[None]]:
     """Run a prior transaction (one message, key "prior") up to its commit,
     with the commit and its ACK to ECHO held. Afterwards the clock reads 0
     again: the prior started to commit "at 0", as upstream's fixture."""
-    f.publish("prior")
+    Publisher(f.source).publish_committed(TO_SOURCE, {"key": "prior", "value": "v"})
     await settle()  # Consumed: its echo is written.
     commit, ack = f.store.hold_next_commit(), f.output.hold_next(ECHO)
     await f.at(MIN)
@@ -608,14 +621,14 @@ async def test_wait_for_ack_does_not_outlast_max_duration(
 # -- TestIdleTxnUpdatesProgressOnDuplicateACKs
 
 
-def all_duplicates(producer: bytes, ack_intents: dict[str, bytes]) -> pc.Checkpoint:
+def all_duplicates(producer: bytes) -> pc.Checkpoint:
     """A recovered checkpoint under which every message of `producer` in
     the source is a duplicate (its last ACK has the largest clock)."""
     state = pc.CheckpointProducerState(last_ack=(1 << 64) - 2, begin=-1)
     source = pc.CheckpointSource(
         read_through=0, producers=[pc.CheckpointSourceProducerEntry(id=producer, state=state)]
     )
-    return pc.Checkpoint(sources={SOURCE.name: source}, ack_intents=ack_intents)
+    return pc.Checkpoint(sources={SOURCE.name: source})
 
 
 def recovered_ack(producer: bytes = bytes.fromhex("0a0b0c0d0e0f")) -> bytes:
@@ -629,33 +642,35 @@ async def test_duplicates_read_while_idle_move_progress(
     start: Any, mock_clock: trio.testing.MockClock
 ) -> None:
     producer = bytes.fromhex("0a0b0c0d0e0f")
-    # The prior transaction is the recovered checkpoint's: its ACK is held.
-    f: Fixture = await start(
-        all_duplicates(producer, {ECHO: recovered_ack()}), producer=producer, hold=ECHO
-    )
-    assert not f.completed_at
+    f: Fixture = await start(all_duplicates(producer), producer=producer)
+    commit, ack = await prior_committing(f)
 
     # A duplicate is read: it begins no transaction, and its progress waits
     # for the prior's (whose committed checkpoint is left alone).
     head = f.publish("key", "1")
     await settle()
-    assert not f.app.calls
-    assert f.progress.read_through[SOURCE.name] == 0
+    assert [what for _, what in f.app.calls][-1] == "finished"  # The prior's.
+    prior_read_through = f.checkpoints[0].sources[SOURCE.name].read_through
+    assert prior_read_through < head
+    assert f.progress.read_through[SOURCE.name] < head
     signals = f.progress_signals
 
-    assert f.held is not None
-    release(f.held)
+    release(commit)
+    release(ack)
     await settle()
     assert f.completed_at == [0.0]
     assert f.progress.read_through[SOURCE.name] == head
     assert f.progress_signals == signals + 1
+    assert f.db.committed_checkpoint(f.shard.fqn).sources[SOURCE.name].read_through == (
+        prior_read_through
+    )
 
     # Another duplicate, with nothing completing: progress moves at once.
     head = f.publish("key", "1")
     await settle()
-    assert not f.app.calls and f.db.commits == 0
     assert f.progress.read_through[SOURCE.name] == head
     assert f.progress_signals == signals + 2
+    assert f.consumed() == ["prior"] and len(f.commits) == 1
 
 
 async def test_reappended_messages_read_while_idle_move_progress_to_the_new_head(
@@ -715,13 +730,23 @@ async def test_max_duration_passing_within_a_batch_closes_the_transaction_after_
 # -- TestRunTxnsACKsRecoveredCheckpoint
 
 
-async def test_recovered_ack_intents_are_written_at_start(
-    start: Any, mock_clock: trio.testing.MockClock
+async def test_recovered_ack_intents_are_written_and_those_of_missing_journals_discarded(
+    start: Any,
+    mock_clock: trio.testing.MockClock,
+    journals: LocalJournalClient,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     ack = recovered_ack()
-    f: Fixture = await start(pc.Checkpoint(ack_intents={ECHO: ack}))
-    assert bytes(f.output.content[ECHO]) == ack
-    assert f.completed_at == [0.0] and f.progress.publish_at[ECHO] == len(ack)
+    f: Fixture = await start(
+        pc.Checkpoint(ack_intents={ECHO: ack, "does/not/exist": recovered_ack()})
+    )
+    assert await read_journal(journals, ECHO) == ack
+    assert "discarding recovered ACK intent of journal does/not/exist" in caplog.text
+    assert f.completed_at == [0.0] and f.progress.publish_at == {ECHO: len(ack)}
+    # The shard goes on.
+    f.publish("key")
+    await f.at(MIN)
+    assert not f.error and f.committed_state() == {"key": "v"}
 
 
 # -- TestRunTxnsAppErrorCases, and BeginFinisher

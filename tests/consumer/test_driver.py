@@ -18,6 +18,11 @@ import pytest
 import trio
 import trio.testing
 
+from gazette_trio.broker.journal_spec import new_journal_spec
+from gazette_trio.broker.list_apply import apply_journals, upsert
+from gazette_trio.broker.local import LocalJournalClient
+from gazette_trio.broker.reader import read_journal
+from gazette_trio.broker.server import JournalServerCore, MemoryStorage
 from gazette_trio.consumer.driver import (
     CommitFailed,
     Hooks,
@@ -199,12 +204,15 @@ async def make(autojump_clock: trio.testing.MockClock) -> AsyncIterator[Any]:
             shard_spec: pc.ShardSpec,
             checkpoint: pc.Checkpoint | None = None,
             app_factory: Any = None,
+            journal_client: Any = None,
         ) -> Harness:
+            """`journal_client`: where recovered ACK intents are written."""
             appender = Appender(nursery)
             app = app_factory(appender) if app_factory else App(appender=appender)
             db = MemoryDatabase()
             store = MemoryStore(db)
             shard = FakeShard(nursery, shard_spec, appender)
+            shard.journal_client = journal_client
             restored = await store.restore_checkpoint(shard)  # type: ignore[arg-type]
             send, receive = trio.open_memory_channel[Any](64)
             h = Harness(shard, app, db, store, appender, Intake(), send, Progress(), [], [], [])
@@ -359,15 +367,48 @@ async def test_acks_are_written_only_after_the_store_commit(
 
 
 async def test_recovered_ack_intents_are_rewritten_at_start(
-    make: Any, autojump_clock: trio.testing.MockClock
+    make: Any, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
+    client = LocalJournalClient(JournalServerCore(MemoryStorage()))
+    await apply_journals(
+        client,
+        [upsert(new_journal_spec(name, content_type="text/plain")) for name in ("out-1", "out-2")],
+    )
     cp = pc.Checkpoint(
         sources={"in": pc.CheckpointSource(read_through=100)},
-        ack_intents={"out-1": b"A1", "out-2": b"A2"},
+        # A journal deleted since the checkpoint: its intent is discarded.
+        ack_intents={"out-1": b"A1\n", "out-2": b"A2\n", "deleted": b"A3\n"},
     )
-    h = await make(spec(), cp)
+    h = await make(spec(), cp, journal_client=client)
     await trio.sleep(0.1)
-    assert sorted(journal for _, journal, _ in h.appender.log) == ["out-1", "out-2"]
+    assert await read_journal(client, "out-1") == b"A1\n"
+    assert await read_journal(client, "out-2") == b"A2\n"
+    assert not h.error and h.progress.publish_at == {"out-1": 3, "out-2": 3}
+    assert "discarding recovered ACK intent of journal deleted" in caplog.text
+    # The first transaction runs as usual, through the append service.
+    await h.feed(1)
+    await trio.sleep(2)
+    assert h.db.committed_state(h.shard.fqn) == {"sum": 1} and not h.error
+
+
+async def test_a_recovered_ack_intent_that_cannot_be_written_fails_the_driver(
+    make: Any, autojump_clock: trio.testing.MockClock
+) -> None:
+    client = LocalJournalClient(JournalServerCore(MemoryStorage()))
+    await apply_journals(
+        client,
+        [
+            upsert(
+                new_journal_spec(
+                    "out-1", content_type="text/plain", flags=int(pb.JournalSpecFlag.O_RDONLY)
+                )
+            )
+        ],
+    )
+    h = await make(spec(), pc.Checkpoint(ack_intents={"out-1": b"A1\n"}), journal_client=client)
+    await trio.sleep(0.1)
+    assert isinstance(h.error[0], CommitFailed)
+    assert "writing ACK to journal out-1 failed" in str(h.error[0])
 
 
 async def test_a_failing_store_commit_fails_the_driver(
