@@ -5,6 +5,8 @@ replication, meta-labels, hint keys, the spec algebra and status
 reduction, against `gazette_trio.consumer.shard_spec` and
 `gazette_trio.allocator.specs`.
 
+TestT is not a case: it is gocheck's entry point, running the package's suites.
+
 Cases that apply in part:
 - TestShardSpecValidationCases, `MinTxnDuration = -1`: Gazette's durations
   are nanoseconds; ours are `datetime.timedelta`s (microseconds, as
@@ -38,7 +40,7 @@ from gazette_trio.protocol import protocol as pb
 from gazette_trio.protocol.validation import ValidationError
 
 UPSTREAM = "consumer/protocol/shard_spec_extensions_test.go"
-NOT_APPLICABLE: dict[str, str] = {}
+NOT_APPLICABLE = {"TestT": "gocheck's entry point that runs the package's suites, not a case"}
 
 Code = pc.ReplicaStatusCode
 
