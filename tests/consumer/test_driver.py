@@ -18,6 +18,7 @@ import pytest
 import trio
 import trio.testing
 
+from gazette_trio import aio
 from gazette_trio.broker.journal_spec import new_journal_spec
 from gazette_trio.broker.list_apply import apply_journals, upsert
 from gazette_trio.broker.local import LocalJournalClient
@@ -389,6 +390,33 @@ async def test_recovered_ack_intents_are_rewritten_at_start(
     await h.feed(1)
     await trio.sleep(2)
     assert h.db.committed_state(h.shard.fqn) == {"sum": 1} and not h.error
+
+
+class FlakyAppends:
+    """A journal client whose first `failures` appends fail in transport."""
+
+    def __init__(self, inner: LocalJournalClient, failures: int) -> None:
+        self.inner = inner
+        self.failures = failures
+
+    async def append(self, request: pb.AppendRequest, content: Any) -> pb.AppendResponse:
+        if self.failures:
+            self.failures -= 1
+            raise aio.Unavailable("connection reset")
+        return await self.inner.append(request, content)
+
+
+async def test_a_recovered_ack_intent_is_retried_through_transport_failures(
+    make: Any, autojump_clock: trio.testing.MockClock
+) -> None:
+    client = LocalJournalClient(JournalServerCore(MemoryStorage()))
+    await apply_journals(client, [upsert(new_journal_spec("out-1", content_type="text/plain"))])
+    flaky = FlakyAppends(client, failures=3)
+    h = await make(spec(), pc.Checkpoint(ack_intents={"out-1": b"A1\n"}), journal_client=flaky)
+    await trio.sleep(5)
+    assert flaky.failures == 0 and not h.error
+    assert await read_journal(client, "out-1") == b"A1\n"
+    assert h.completed  # The recovered "transaction" completed.
 
 
 async def test_a_recovered_ack_intent_that_cannot_be_written_fails_the_driver(
