@@ -159,7 +159,8 @@ class CommitFailed(Exception):
 
 @dataclass
 class Progress:
-    """What completed transactions have read and published through."""
+    """What completed transactions have read and published through, and
+    what the shard read while no transaction was open."""
 
     read_through: dict[str, int] = field(default_factory=dict)
     publish_at: dict[str, int] = field(default_factory=dict)
@@ -247,7 +248,9 @@ class _Driver:
         prev = Completion(
             commit=OpFuture.resolved(None),
             acks=acks,
-            read_through={j: s.read_through for j, s in checkpoint.sources.items()},
+            # Where reading starts (a source's min_offset may be past the
+            # checkpoint's offset): progress never moves back to below it.
+            read_through=dict(self.intake.read_through),
         )
 
         def duration(value: Any, default: float) -> float:
