@@ -21,8 +21,9 @@ Where the Go test reads the fake timer's `Reset` and the transaction's
 timestamps (beganAt, stalledAt, prepareBeganAt), these read the commit hook's
 `Transaction` (`began_at`, `stalled_at`, `commit_at`) and the times at which
 the application was called. Committing "on the stall" happens in the same
-scheduler pass as the event that made the stall possible, where Go needs one
-more step, so a few expected times are one tick earlier than upstream's.
+scheduler pass as the event that made the stall possible; upstream's test
+takes one more step for it, a nanosecond later on its fake clock, so where it
+expects `minDur+3` these expect the event's own time.
 
 Cases that cannot apply, and why:
 
@@ -33,16 +34,17 @@ Cases that cannot apply, and why:
   the driver runs until it fails or is cancelled.
 - `TestAppDeferWithinDequeueSequence` and the `ErrDeferToNextTransaction`
   case of `TestRunTxnsAppErrorCases`: the Application API has no way to
-  defer a message to the next transaction. The sequencer advances a source's
-  checkpoint per read batch, not per dequeued message, so a deferred message
-  would be lost if the shard crashed after the commit.
+  defer a message to the next transaction. The intake advances a source's
+  checkpoint offset per read batch, not per message handed out, so a
+  deferred message would be lost if the shard crashed after the commit.
 - `TestTxnMaxDurWithinDequeueSequence` is ported with the opposite outcome:
   `max_duration` is checked between read batches, so a batch (a committed
   sequence included) is consumed whole by one transaction and the
   checkpoint never splits it.
 - `TestRunTxnsUpdatesRecordedHints`: hints are stored by the shard's own
   periodic task (`LocalShard._store_hints_periodically`), not between
-  transactions by the driver.
+  transactions by the driver; tests/recovery/test_hot_standby.py checks
+  that they are stored.
 - The shard clock assertion of `TestTxnPriorSyncsThenMinDurElapses`
   (`PublishClockDelta`): there is no clock delta setting; the shard updates
   its publisher's clock from wall time as each transaction starts to commit.
