@@ -162,6 +162,14 @@ class LocalShard:
         return self._local.item.spec
 
     @property
+    def store_directory(self) -> Path:
+        """The durable local directory of this shard's store when it has no
+        recovery log, kept across assignments (see `stores.directories`)."""
+        from .stores.directories import shard_store_directory  # no store imports at load
+
+        return shard_store_directory(self._ctx.data_dir, self.id)
+
+    @property
     def assignment(self) -> LocalItem:
         """This member's assignment of the shard, with all its replicas."""
         return self._local

@@ -220,8 +220,12 @@ async def test_a_file_in_the_earlier_single_object_layout_loads_and_is_rewritten
 
 
 async def test_a_directory_is_required_without_a_recorder() -> None:
-    with pytest.raises(ValueError, match="needs a directory"):
+    with pytest.raises(ValueError, match="needs a directory when the shard has no recorder"):
         await JSONFileStore.open()
+    async with trio.open_nursery() as nursery:
+        # A Shard that does not offer a durable store_directory (the runtime's do).
+        with pytest.raises(ValueError, match=r"pass `shard` .* durable store_directory"):
+            await JSONFileStore.open(shard=TestShard(nursery, FQN))
 
 
 async def test_a_commit_still_waiting_when_the_store_is_destroyed_fails(tmp_path: Path) -> None:

@@ -28,10 +28,12 @@ Where the file goes depends on the shard:
   barrier (everything recorded so far) is durable in the log. Another member
   rebuilds the directory with a `Player` and opens the store there. The
   recorder's journal registers fence a deposed primary's commits.
-- without one, the directory is durable local storage the application
-  chooses, and the rewrite is the classic one: write `next.json`, fsync it,
-  rename it over `state.json`, fsync the directory. There is no fencing: only
-  one instance may use a directory at a time.
+- without one, the directory is durable local storage: the one the
+  application passes, or else the shard's `store_directory` (under the
+  member's data directory, see `directories.py`). The rewrite is the classic
+  one: write `next.json`, fsync it, rename it over `state.json`, fsync the
+  directory. There is no fencing: only one instance may use a directory at
+  a time.
 
 On open, the store reads `state.json` if present (a file that does not
 decode is an error naming the file; one in this project's earlier
@@ -93,13 +95,16 @@ class JSONFileStore:
         *,
         initial: Callable[[], Any] = dict,
         recorder: Recorder | None = None,
+        shard: Shard | None = None,
     ) -> JSONFileStore:
         """Open the store in `directory`, or in the recorder's directory.
 
         `initial()` builds the state of a shard that has never committed.
         Pass the shard's `recorder` (from `Application.new_store`) to record
         the file into its recovery log; `directory` is then the recorder's and
-        must be omitted.
+        must be omitted. Without a recorder or a `directory`, the `shard`'s
+        durable `store_directory` is used (`JSONFileStore.open(recorder=recorder,
+        shard=shard)` thus works for a shard with or without a recovery log).
         """
         if recorder is not None:
             if directory is not None:
@@ -108,10 +113,10 @@ class JSONFileStore:
                     f"store lives in the recorder's directory ({recorder.directory})"
                 )
             path = Path(recorder.directory)
-        elif directory is None:
-            raise ValueError("JSONFileStore needs a directory when the shard has no recorder")
-        else:
+        elif directory is not None:
             path = Path(directory)
+        else:
+            path = _shard_directory(shard)
         document = await trio.to_thread.run_sync(_read_document, path / STATE_FILE)
         if document is None:
             return cls(path, initial(), pc.Checkpoint(), recorder)
@@ -219,6 +224,19 @@ async def _write_recorded(recorder: Recorder, fqn: str, document: bytes) -> None
         if translated is exc:
             raise
         raise translated from exc
+
+
+def _shard_directory(shard: Shard | None) -> Path:
+    # The runtime's shards know their member's data directory; other Shard
+    # implementations (tests, embedders) may not.
+    found = getattr(shard, "store_directory", None)
+    if isinstance(found, Path):
+        return found
+    raise ValueError(
+        "JSONFileStore needs a directory when the shard has no recorder: pass `directory`, "
+        "pass `shard` (the runtime's shards have a durable store_directory), or give the "
+        "ShardSpec a recovery_log_prefix"
+    )
 
 
 def _read_document(path: Path) -> tuple[Any, pc.Checkpoint] | None:
