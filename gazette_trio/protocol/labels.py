@@ -28,7 +28,7 @@ Gazette's `LabelSet.AddValue` does.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from . import protocol as pb
 from .validation import (
@@ -295,17 +295,51 @@ def subtract(lhs: pb.LabelSet | None, rhs: pb.LabelSet | None) -> pb.LabelSet:
 
 def _group_matches(selected: list[pb.Label], have: list[str]) -> bool:
     """Whether any selector label of one name matches any of `have`, the
-    sorted values of that name in the set."""
+    values of that name in the set."""
     for label in selected:
         if label.value == "":
             if have:
                 return True
         elif label.prefix:
-            if any(v.startswith(label.value) for v in have):
-                return True
+            value = label.value
+            for v in have:
+                if v.startswith(value):
+                    return True
         elif label.value in have:
             return True
     return False
+
+
+def _values_by_name(labels: pb.LabelSet | None, meta: pb.LabelSet | None) -> dict[str, list[str]]:
+    """Values of `labels` by name, joined with `meta`, whose values win on a
+    name clash (as `union(meta, labels)`)."""
+    have: dict[str, list[str]] = {}
+    if labels is not None:
+        for label in labels.labels:
+            values = have.get(label.name)
+            if values is None:
+                have[label.name] = [label.value]
+            else:
+                values.append(label.value)
+    if meta is not None:
+        replaced: set[str] = set()
+        for label in meta.labels:
+            if label.name not in replaced:
+                replaced.add(label.name)
+                have[label.name] = []
+            have[label.name].append(label.value)
+    return have
+
+
+def _selected(
+    include: dict[str, list[pb.Label]],
+    exclude: dict[str, list[pb.Label]],
+    have: dict[str, list[str]],
+) -> bool:
+    for name, group in exclude.items():
+        if _group_matches(group, have.get(name, [])):
+            return False
+    return all(_group_matches(group, have.get(name, [])) for name, group in include.items())
 
 
 def matches(
@@ -318,17 +352,9 @@ def matches(
     does. A missing selector matches everything."""
     if selector is None:
         return True
-    have = {
-        name: _values(group)
-        for name, group in _groups(union(meta, labels) if meta is not None else labels).items()
-    }
-    for name, group in _groups(selector.exclude).items():
-        if _group_matches(group, have.get(name, [])):
-            return False
-    for name, group in _groups(selector.include).items():
-        if not _group_matches(group, have.get(name, [])):
-            return False
-    return True
+    return _selected(
+        _groups(selector.include), _groups(selector.exclude), _values_by_name(labels, meta)
+    )
 
 
 def journal_selector(selector: pb.LabelSelector | None) -> pb.LabelSelector | None:
@@ -370,9 +396,25 @@ def matches_journal(
 ) -> bool:
     """Whether the journal `name` with `labels` satisfies `selector`, as
     Gazette's List decides: `prefix` meta-labels become `name:prefix` labels,
-    and the journal's labels are joined with its `name`."""
-    meta = pb.LabelSet(labels=[pb.Label(name="name", value=name)])
-    return matches(journal_selector(selector), labels, meta)
+    and the journal's labels are joined with its `name`. To match many
+    journals against one selector, `journal_matcher` rewrites it once."""
+    return journal_matcher(selector)(name, labels)
+
+
+def journal_matcher(selector: pb.LabelSelector | None) -> Callable[[str, pb.LabelSet | None], bool]:
+    """`matches_journal` with `selector` prepared once: a function of a
+    journal's name and labels."""
+    rewritten = journal_selector(selector)
+    if rewritten is None:
+        return lambda name, labels: True
+    include, exclude = _groups(rewritten.include), _groups(rewritten.exclude)
+
+    def match(name: str, labels: pb.LabelSet | None) -> bool:
+        have = _values_by_name(labels, None)
+        have["name"] = [name]
+        return _selected(include, exclude, have)
+
+    return match
 
 
 # --------------------------------------------------------------------------

@@ -66,6 +66,9 @@ def test_journal_selectors_match_names_by_prefix_as_gazettes_list(
 ) -> None:
     parsed = L.parse_selector(selector)
     assert L.matches_journal(parsed, name, ls("topic", "a")) is expect
+    # The prepared form, for matching many journals, agrees.
+    assert L.journal_matcher(parsed)(name, ls("topic", "a")) is expect
+    assert L.journal_matcher(None)(name, None) is True
 
 
 def test_the_prefix_meta_label_is_rewritten_to_a_name_prefix_label() -> None:
