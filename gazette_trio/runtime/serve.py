@@ -325,11 +325,12 @@ async def create_declared(
         changes = []
         for journal in declared:
             current = existing.get(journal.name)
-            if current is not None and current.spec.suspend is not None:
+            suspend = current.spec.suspend if current is not None and current.spec else None
+            if suspend is not None:
                 # Suspension belongs to the broker, not the config: keep it,
                 # or its resume offset would be lost.
                 journal = pb.JournalSpec.parse(bytes(journal))
-                journal.suspend = current.spec.suspend
+                journal.suspend = suspend
             if current is None:
                 changes.append(upsert(journal, expect_mod_revision=0))
                 log.info("creating journal %s", journal.name)
