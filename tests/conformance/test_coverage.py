@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import importlib
 import re
+from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from tests import upstream
 from tests.upstream import upstream_file
 
 PORTED = [
@@ -69,3 +71,19 @@ def test_every_upstream_test_is_ported_or_explained(name: str) -> None:
         if go_name not in not_applicable and not callable(getattr(module, snake(go_name), None))
     ]
     assert missing == [], f"{module.UPSTREAM}: not ported: {missing}"
+
+
+def test_a_missing_module_source_skips_or_fails_under_ci(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without the pinned source the suite cannot run: it says how to get it,
+    and under CI it fails rather than passing vacuously."""
+    monkeypatch.setattr(upstream, "_candidates", lambda relative: [tmp_path / relative])
+    assert upstream.find_module_root() is None
+    command = "go mod download go.gazette.dev/core@v0.103.0"
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=re.escape(command)):
+        upstream.module_root()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=re.escape(command)):
+        upstream.module_root()
