@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from ..examples.processes import GAZETTE_TRIO, REPO, ProcessGroup, Proc, clean_env
+from ..examples.processes import GAZETTE_TRIO, REPO, Proc, ProcessGroup, clean_env
 from ..services import etcd_binary, etcd_version, free_port, running_etcd
 
 GAZETTE_VERSION = "v0.103.0"

@@ -9,16 +9,18 @@ asserted. Journals live in a fresh directory of each test's own.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ..examples.processes import ProcessGroup, broker_args, clean_env, wait_port
 from ..services import free_port
-from .conftest import GazetteCluster, Gazctl, _groups, wait_until
+from .conftest import Gazctl, GazetteCluster, _groups, wait_until
 from .gazctl_output import column, json_lines, leaves, rows, yaml_doc
 
 
@@ -125,9 +127,7 @@ def test_apply_creates_the_journals_and_list_shows_them_with_their_specs(
     wait_until("both journals have a primary", lambda: assigned(ctl, base), timeout=20)
 
 
-def test_apply_updates_labels_and_deletes_journals(
-    ctl: Gazctl, tmp_path: Path, base: str
-) -> None:
+def test_apply_updates_labels_and_deletes_journals(ctl: Gazctl, tmp_path: Path, base: str) -> None:
     created(ctl, tmp_path, base)
     listed = yaml_doc(ctl("journals", "list", "-l", f"name={base}one", "-o", "yaml").ok())
     revision = leaves(listed)[f"{base}one"]["revision"]
@@ -155,7 +155,9 @@ fragment: {{length: 1024, compression_codec: SNAPPY, stores: ["file:///"], refre
 
     current = leaves(yaml_doc(ctl("journals", "list", "-l", f"name={base}one", "-o", "yaml").ok()))
     fresh = tmp_path / "delete.yaml"
-    fresh.write_text(f"name: {base}one\nrevision: {current[f'{base}one']['revision']}\ndelete: true\n")
+    fresh.write_text(
+        f"name: {base}one\nrevision: {current[f'{base}one']['revision']}\ndelete: true\n"
+    )
     ctl("journals", "apply", f"--specs={fresh}").ok()
     names = [row[0] for row in rows(ctl("journals", "list", "-l", f"name:prefix={base}").ok())]
     assert names == [f"{base}two"]
@@ -176,7 +178,11 @@ def test_append_then_read_returns_the_bytes_in_order(
     # selected journals (chosen at random), in order within each journal.
     records = [f'{{"n": {n}}}\n' for n in range(20)]
     ctl(
-        "journals", "append", "-l", f"name:prefix={base}", "--framing=lines",
+        "journals",
+        "append",
+        "-l",
+        f"name:prefix={base}",
+        "--framing=lines",
         input="".join(records),
     ).ok()
     head = "first line\nsecond line\nthird line\n"
@@ -204,22 +210,22 @@ def test_fragments_cover_the_journal_and_persist_to_the_file_store(
     table = rows(ctl("journals", "fragments", "-l", f"name={journal}").ok())
     assert table and all(row[0] == journal for row in table)
 
-    def fragments() -> list[dict[str, object]]:
+    def fragments() -> list[dict[str, Any]]:
         out = ctl("journals", "fragments", "-l", f"name={journal}", "-o", "json").ok()
         return [line["spec"] for line in json_lines(out)]
 
     specs = fragments()
     # Contiguous, from 0 to the write head.
-    assert int(specs[0].get("begin", 0)) == 0  # type: ignore[call-overload]
-    for before, after in zip(specs, specs[1:], strict=False):
-        assert int(after.get("begin", 0)) == int(before["end"])  # type: ignore[call-overload]
-    assert int(specs[-1]["end"]) == total  # type: ignore[call-overload]
+    assert int(specs[0].get("begin", 0)) == 0
+    for before, after in itertools.pairwise(specs):
+        assert int(after.get("begin", 0)) == int(before["end"])
+    assert int(specs[-1]["end"]) == total
     assert all(spec["journal"] == journal for spec in specs)
 
     if server.file_root is not None:
         # The fragment that filled past `length` is rolled and persisted to
         # file:///: the listing names its store and the file is there.
-        def persisted() -> list[dict[str, object]]:
+        def persisted() -> list[dict[str, Any]]:
             return [spec for spec in fragments() if spec.get("backing_store") == "file:///"]
 
         wait_until("a fragment persisted to file:///", lambda: bool(persisted()), timeout=30)
