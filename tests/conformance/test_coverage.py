@@ -24,6 +24,8 @@ PORTED = [
     "test_label_extensions",
     "test_journal_spec_extensions",
     "test_header_extensions",
+    "test_route_extensions",
+    "test_broker_spec_extensions",
     "test_shard_spec_extensions",
     "test_checkpoint_extensions",
     "test_uuid",
@@ -32,6 +34,7 @@ PORTED = [
     "test_csv_framing",
     "test_sequencer",
     "test_fsm",
+    "test_store_sqlite",
 ]
 
 _GO_TEST = re.compile(r"^func (?:\([^)]*\) )?(Test\w+)\(", re.MULTILINE)
