@@ -1,4 +1,4 @@
-"""Gazette's well-formedness rules for response headers and routes.
+"""Gazette's well-formedness rules for processes, routes and response headers.
 
 Every Journal and Shard API response carries a `Header`: the process that
 answered (`process_id`), the route of the journal or shard it answered for,
@@ -8,10 +8,15 @@ a zero `cluster_id`: "Etcd: invalid ClusterId (expected != 0)"), and its
 brokers and members validate the headers of proxied requests. A header
 without a `process_id` is fine: clients leave it empty.
 
+A route names its members by process id (zone and suffix), the same ids
+brokers and consumer members announce in their `ProcessSpec`s.
+
 This module owns those checks (`validate_header`, `validate_route`,
-`validate_etcd`, `validate_process_id`, `validate_endpoint`), worded and
-ordered as Gazette's, raising `ValidationError`. It does not build headers;
-the servers that answer do.
+`validate_etcd`, `validate_process_id`, `validate_endpoint`,
+`validate_process_spec`, `validate_broker_spec`), worded and ordered as
+Gazette's, raising `ValidationError`, and `routes_equivalent`, Gazette's
+test of whether two routes name the same members and primary. It does not
+build headers; the servers that answer do.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from .validation import TOKEN_SYMBOLS, ValidationError, validate_token
 
 MIN_ZONE_LEN, MAX_ZONE_LEN = 1, 32
 MIN_SUFFIX_LEN, MAX_SUFFIX_LEN = 4, 128
+MAX_BROKER_JOURNAL_LIMIT = 1 << 17
 
 
 def _go_id(pid: pb.ProcessSpecId) -> str:
@@ -50,6 +56,40 @@ def validate_endpoint(endpoint: str) -> None:
         raise ValidationError(f"not absolute: {endpoint}")
     if not url.netloc:
         raise ValidationError(f"missing host: {endpoint}")
+
+
+def validate_process_spec(spec: pb.ProcessSpec | None) -> None:
+    """A valid id and an absolute endpoint URL."""
+    spec = spec if spec is not None else pb.ProcessSpec()
+    try:
+        validate_process_id(spec.id)
+    except ValidationError as exc:
+        raise exc.extend("Id") from None
+    try:
+        validate_endpoint(spec.endpoint)
+    except ValidationError as exc:
+        raise exc.extend("Endpoint") from None
+
+
+def validate_broker_spec(spec: pb.BrokerSpec) -> None:
+    """A valid process spec and a journal limit of at most 2^17."""
+    validate_process_spec(spec.process_spec)
+    if spec.journal_limit > MAX_BROKER_JOURNAL_LIMIT:
+        raise ValidationError(
+            f"invalid JournalLimit ({spec.journal_limit}; expected 0 <= JournalLimit <= "
+            f"{MAX_BROKER_JOURNAL_LIMIT})"
+        )
+
+
+def routes_equivalent(a: pb.Route | None, b: pb.Route | None) -> bool:
+    """Whether two routes have the same members and primary (endpoints aside)."""
+    if a is None or b is None:
+        return False
+    if a.primary != b.primary or len(a.members) != len(b.members):
+        return False
+    return all(
+        (x.zone, x.suffix) == (y.zone, y.suffix) for x, y in zip(a.members, b.members, strict=True)
+    )
 
 
 def validate_route(route: pb.Route | None) -> None:
