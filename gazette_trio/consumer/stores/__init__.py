@@ -9,7 +9,9 @@
 - `MemoryStore` (`memory`): process memory, for tests and rebuildable state.
 
 `docs/stores.md` explains how to choose. Errors are in `errors`; the thread
-discipline shared by the SQL stores is `worker`.
+discipline shared by the SQL stores is `worker`; JSONFileStore's file layout
+(Gazette's) is `json_file_format`, SQLiteStore's recording VFS `sqlite_vfs`,
+and where a shard without a recovery log keeps its files `directories`.
 """
 
 from __future__ import annotations

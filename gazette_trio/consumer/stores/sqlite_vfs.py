@@ -44,7 +44,9 @@ stops draining: the store holds the queue while a committed transaction
 waits for its `wait_for` futures, so nothing it wrote can reach the log
 before they resolve; `discard()` drops the queue if one fails. Operations
 recorded by the store itself (compaction) go through the same queue, so the
-log always sees one history in the order it happened.
+log always sees one history in the order it happened. While the store copies
+a file for compaction, writes to it are queued for the copy as well
+(`start_mirror`).
 
 Failure. The first error applying an operation (for instance the recorder
 was fenced by a new primary) is kept in `error`; from then on every file
