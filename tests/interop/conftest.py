@@ -30,7 +30,17 @@ from pathlib import Path
 
 import pytest
 
-from ..examples.processes import GAZETTE_TRIO, REPO, Proc, ProcessGroup, clean_env
+from ..examples.processes import (
+    GAZETTE_TRIO,
+    REPO,
+    SERVING,
+    MemberPorts,
+    Proc,
+    ProcessGroup,
+    clean_env,
+    member_env,
+    serve_args,
+)
 from ..services import etcd_binary, etcd_version, free_port, running_etcd
 
 GAZETTE_VERSION = "v0.103.0"
@@ -353,3 +363,52 @@ def gazette(
                     pass
         group.close()
         _groups.remove(group)
+
+
+# gazette-trio members -------------------------------------------------------
+
+
+@dataclass
+class Member:
+    """A `gazette-trio serve` process of an example, and where it listens."""
+
+    proc: Proc
+    ports: MemberPorts
+    suffix: str
+    zone: str
+
+    @property
+    def endpoint(self) -> str:
+        return self.ports.endpoint
+
+
+def start_member(
+    group: ProcessGroup,
+    example: str,
+    data_dir: Path,
+    *,
+    suffix: str = "member-one",
+    zone: str = "local",
+    etcd: str | None = None,
+    etcd_prefix: str | None = None,
+    broker: str | None = None,
+    lease_ttl: str | None = None,
+) -> Member:
+    """`gazette-trio serve examples/<example>/config.toml`, serving.
+
+    Without `etcd` and `broker` it runs its embedded etcd and journal server,
+    whose Journal API is then on the member's own port."""
+    ports = MemberPorts()
+    env = member_env(
+        ports,
+        data_dir,
+        suffix=suffix,
+        zone=zone,
+        etcd=etcd,
+        etcd_prefix=etcd_prefix,
+        broker=broker,
+        lease_ttl=lease_ttl,
+    )
+    proc = group.start(f"{example}-{suffix}", serve_args(example), env)
+    proc.wait_for_log(SERVING, timeout=60)
+    return Member(proc, ports, suffix, zone)

@@ -1,8 +1,9 @@
 """`gazctl journals ...` against Gazette's brokers and against gazette-trio's
 journal server, with the same expectations for both.
 
-Each test runs twice: on two real `gazette serve` brokers (the reference:
-what a Gazette user sees), and on `gazette-trio broker serve`. A command's
+Each test runs three times: on two real `gazette serve` brokers (the
+reference: what a Gazette user sees), on `gazette-trio broker serve`, and on
+the journal server embedded in a `gazette-trio serve` member. A command's
 printed result and its effect (read back with another command) are
 asserted. Journals live in a fresh directory of each test's own.
 """
@@ -20,7 +21,7 @@ import pytest
 
 from ..examples.processes import ProcessGroup, broker_args, clean_env, wait_port
 from ..services import free_port
-from .conftest import Gazctl, GazetteCluster, _groups, wait_until
+from .conftest import Gazctl, GazetteCluster, _groups, start_member, wait_until
 from .gazctl_output import column, json_lines, leaves, rows, yaml_doc
 
 
@@ -31,22 +32,28 @@ class Server:
     file_root: Path | None  # where a `file:///` store lands, if the server has one
 
 
-@pytest.fixture(scope="module", params=["gazette", "gazette-trio"])
+@pytest.fixture(scope="module", params=["gazette", "gazette-trio-broker", "gazette-trio-member"])
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
+    """Gazette's brokers; `gazette-trio broker serve`; or the journal server
+    embedded in a `gazette-trio serve` member (the word-count example)."""
     if request.param == "gazette":
         cluster: GazetteCluster = request.getfixturevalue("gazette")
         yield Server("gazette", cluster.address, cluster.file_root)
         return
-    root = tmp_path_factory.mktemp("trio-broker")
+    root = tmp_path_factory.mktemp(request.param)
     group = ProcessGroup(root / "logs")
     _groups.append(group)
-    port = free_port()
     try:
-        group.start("gazette-trio-broker", broker_args(root / "data", port), clean_env())
-        wait_port(port)
-        yield Server("gazette-trio", f"127.0.0.1:{port}", None)
+        if request.param == "gazette-trio-broker":
+            port = free_port()
+            group.start("gazette-trio-broker", broker_args(root / "data", port), clean_env())
+            wait_port(port)
+            yield Server(request.param, f"127.0.0.1:{port}", None)
+        else:
+            member = start_member(group, "word_count", root / "data")
+            yield Server(request.param, member.endpoint, None)
     finally:
         group.close()
         _groups.remove(group)
