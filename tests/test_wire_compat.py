@@ -503,3 +503,98 @@ def test_etcd_messages_round_trip_through_our_classes(desc: Descriptor) -> None:
         ours = cls.parse(original.SerializeToString())
         again = official_cls.FromString(bytes(ours))
         assert again == original, f"{desc.full_name} seed {seed} did not round-trip"
+
+
+# --------------------------------------------------------------------------
+# proto/ against upstream's files, descriptor by descriptor.
+
+# What upstream main added after v0.103.0 and proto/ already follows.
+MAIN_ONLY_FIELDS = {
+    "protocol.ReadRequest.min_etcd_revision",
+    "protocol.AppendRequest.min_etcd_revision",
+    "protocol.FragmentStoreHealthRequest.check_delete",
+    "protocol.FragmentStoreHealthRequest.check_delete_prefix",
+}
+MAIN_ONLY_ENUM_VALUES = {"protocol.AppendRequest.Suspend.SUSPEND_KEEP"}
+
+
+def _field_shape(field: FieldDescriptor) -> tuple[object, ...]:
+    type_name = ""
+    if field.message_type is not None:
+        type_name = field.message_type.full_name
+    elif field.enum_type is not None:
+        type_name = field.enum_type.full_name
+    return (field.name, field.number, field.type, _is_repeated(field), type_name)
+
+
+def _reserved(desc: Any) -> tuple[list[tuple[int, int]], list[str]]:
+    from google.protobuf import descriptor_pb2
+
+    proto = (
+        descriptor_pb2.DescriptorProto()
+        if isinstance(desc, Descriptor)
+        else descriptor_pb2.EnumDescriptorProto()
+    )
+    desc.CopyToProto(proto)
+    ranges = sorted((r.start, r.end) for r in proto.reserved_range)
+    return ranges, sorted(proto.reserved_name)
+
+
+def _enums(files: list[Any]) -> list[Any]:
+    found = []
+    for desc in _walk(files):
+        found.extend(desc.enum_types)
+    for file in files:
+        found.extend(file.enum_types_by_name.values())
+    return found
+
+
+def test_proto_dir_declares_what_upstream_declares() -> None:
+    """proto/ has every message, field, enum value, reserved range and RPC of
+    upstream's files, declared the same way; what it has beyond them is
+    upstream main's, listed above."""
+    from google.protobuf import descriptor_pool
+
+    u = upstream_protos()
+    upstream_files = [u.protocol, u.consumer, u.recoverylog]
+    mods = official()
+    ours_pool = descriptor_pool.Default()
+    assert mods.protocol.DESCRIPTOR.pool is ours_pool
+
+    for theirs in _walk(upstream_files):
+        mine = ours_pool.FindMessageTypeByName(theirs.full_name)
+        their_fields = {f.number: _field_shape(f) for f in theirs.fields}
+        my_fields = {f.number: _field_shape(f) for f in mine.fields}
+        for number, shape in their_fields.items():
+            assert my_fields.get(number) == shape, f"{theirs.full_name} field {number}"
+        extra = {f"{theirs.full_name}.{my_fields[n][0]}" for n in my_fields.keys() - their_fields}
+        assert extra <= MAIN_ONLY_FIELDS, f"{theirs.full_name}: fields not upstream: {extra}"
+        assert _reserved(mine) == _reserved(theirs), f"{theirs.full_name} reserved"
+        assert [o.name for o in mine.oneofs] == [o.name for o in theirs.oneofs]
+
+    for theirs in _enums(upstream_files):
+        mine = ours_pool.FindEnumTypeByName(theirs.full_name)
+        their_values = {v.name: v.number for v in theirs.values}
+        my_values = {v.name: v.number for v in mine.values}
+        for name, number in their_values.items():
+            assert my_values.get(name) == number, f"{theirs.full_name}.{name}"
+        extra = {f"{theirs.full_name}.{n}" for n in my_values.keys() - their_values.keys()}
+        assert extra <= MAIN_ONLY_ENUM_VALUES, f"{theirs.full_name}: values not upstream: {extra}"
+        assert _reserved(mine) == _reserved(theirs), f"{theirs.full_name} reserved"
+
+    for service in _services():
+        mine = ours_pool.FindServiceByName(service.full_name)
+        assert [m.name for m in mine.methods] == [m.name for m in service.methods]
+        for theirs_m in service.methods:
+            mine_m = mine.methods_by_name[theirs_m.name]
+            assert (
+                mine_m.input_type.full_name,
+                mine_m.output_type.full_name,
+                mine_m.client_streaming,
+                mine_m.server_streaming,
+            ) == (
+                theirs_m.input_type.full_name,
+                theirs_m.output_type.full_name,
+                theirs_m.client_streaming,
+                theirs_m.server_streaming,
+            ), f"{service.full_name}.{theirs_m.name}"
