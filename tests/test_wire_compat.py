@@ -13,7 +13,9 @@ see a field it does not know. Two sets of values are used: small distinct
 ones, and extremes (negative and maximal integers, non-ASCII text).
 
 Every RPC of upstream's services must exist in our grpclib stubs with the
-same path, message types and streaming shape. Golden bytes pin a few
+same path, message types and streaming shape, and `proto/` must declare
+what upstream's files declare (fields, enum values, reserved ranges, RPCs),
+its only extras being upstream main's additions since v0.103.0. Golden bytes pin a few
 messages whose encoding Gazette's peers rely on. The etcd subset under
 `proto/etcd` has no Gazette upstream; its codegen is fuzzed against
 `proto/` itself.
