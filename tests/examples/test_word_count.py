@@ -162,7 +162,7 @@ async def test_a_query_goes_to_the_shard_reading_the_partition_of_the_words_delt
 
 
 async def test_a_query_names_what_is_wrong_with_it(cluster: Cluster) -> None:
-    await cluster.add_member("alpha")
+    alpha = await cluster.add_member("alpha")
     service = query_service(cluster)
     with pytest.raises(aio.InvalidArgument, match="'two words' is not one word"):
         await service.count(QueryRequest(word="two words"))
@@ -172,10 +172,18 @@ async def test_a_query_names_what_is_wrong_with_it(cluster: Cluster) -> None:
         await service.count(QueryRequest(word="fox", shard="count-999"))
     with pytest.raises(aio.InvalidArgument, match=r"header: not an encoded protocol\.Header"):
         await service.count(QueryRequest(word="fox", header=b"\x08\xff"))
-    # A forwarded request is only accepted by the member it was forwarded to.
-    elsewhere = pb.Header(process_id=pb.ProcessSpecId(zone="other", suffix="member-x"))
+    # A forwarded request is only accepted by the member it was forwarded
+    # to, of the same etcd cluster (as Gazette's resolver checks).
+    assert alpha.consumer is not None
+    ours = alpha.consumer.service.resolver.header(alpha.consumer.session.state)
+    elsewhere = pb.Header(
+        process_id=pb.ProcessSpecId(zone="other", suffix="member-x"), etcd=ours.etcd
+    )
     with pytest.raises(aio.FailedPrecondition, match="ProcessId doesn't match our own"):
         await service.count(QueryRequest(word="fox", header=bytes(elsewhere)))
+    other_cluster = pb.Header(process_id=ours.process_id, etcd=pb.HeaderEtcd(cluster_id=7))
+    with pytest.raises(aio.FailedPrecondition, match="Etcd ClusterId doesn't match our own"):
+        await service.count(QueryRequest(word="fox", header=bytes(other_cluster)))
 
 
 async def test_a_malformed_line_fails_its_shard_naming_journal_and_offset(
