@@ -24,7 +24,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from . import protocol as pb
-from .validation import TOKEN_SYMBOLS, ValidationError, validate_token
+from .validation import TOKEN_SYMBOLS, ValidationError, go_quote, validate_token
 
 MIN_ZONE_LEN, MAX_ZONE_LEN = 1, 32
 MIN_SUFFIX_LEN, MAX_SUFFIX_LEN = 4, 128
@@ -51,6 +51,9 @@ def validate_process_id(pid: pb.ProcessSpecId | None) -> None:
 
 def validate_endpoint(endpoint: str) -> None:
     """An absolute URL with a host (`http://host:port`, `unix://host/path`)."""
+    if endpoint.startswith(":"):
+        # Go's url.Parse refuses an empty scheme before parsing anything else.
+        raise ValidationError(f"parse {go_quote(endpoint)}: missing protocol scheme")
     url = urlsplit(endpoint)
     if not url.scheme:
         raise ValidationError(f"not absolute: {endpoint}")

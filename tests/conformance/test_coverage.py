@@ -26,6 +26,7 @@ PORTED = [
     "test_header_extensions",
     "test_route_extensions",
     "test_broker_spec_extensions",
+    "test_endpoint",
     "test_shard_spec_extensions",
     "test_checkpoint_extensions",
     "test_uuid",
