@@ -11,12 +11,15 @@ effective limits) whose change makes the leader re-solve.
 Exiting members (`ConsumerSpec.exiting`, set by a member leaving
 gracefully) shed capacity as Gazette's allocator does since v0.102: the
 group's spare slots (member limits beyond the items' total replication)
-are taken from exiting members, the oldest member key first, each losing
-up to its whole limit, while at least as many members as the largest
-replication factor keep their full limit. A member's effective limit is its
-limit less what it sheds; the solver and the convergence rounds use it, so
-the shards of a member that sheds everything move away, and one that cannot
-shed (no spare capacity) keeps them. `StateView` keeps a State current as the KeySpace changes and tells
+are taken from exiting members, the oldest first (by the create revision
+of the member key), each losing up to its whole limit, while at least as
+many members as the largest replication factor keep their full limit. A
+member's effective limit is its limit less what it sheds; the solver and the
+convergence rounds use it, so the shards of a member that sheds everything
+move away, and one that cannot shed (no spare capacity, or too few other
+members) keeps them.
+
+`StateView` keeps a State current as the KeySpace changes and tells
 observers.
 
 This module owns the snapshot and its derivations. It does not change etcd.
