@@ -44,6 +44,7 @@ UPSTREAM_PROTOS = (
 )
 
 
+@functools.lru_cache(maxsize=1)
 def _gomodcache() -> Path:
     go = shutil.which("go") or (
         "/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None
