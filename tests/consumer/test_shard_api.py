@@ -671,3 +671,38 @@ async def test_a_failed_status_keeps_2048_characters_of_the_error(
         kept = error.removesuffix(" ...[truncated]")
         assert len(kept) == 2048
         assert kept.startswith("ValueError: éé")
+
+
+async def test_shard_ids_are_tokens_but_label_values_may_hold_equals_and_percent(
+    served: tuple[Cluster, Peer],
+) -> None:
+    """Gazette reverted '=' and '%' in shard ids, and allows them in label
+    values: Apply refuses the one and takes the other, and List selects by
+    such a value."""
+    _, peer = served
+    o = peer.pb
+    for bad in ("count=001", "count%001"):
+        with pytest.raises(grpclib.exceptions.GRPCError) as info:
+            await apply_shard(peer, bad, LINES)
+        assert info.value.status == grpclib.const.Status.INVALID_ARGUMENT
+        assert "Changes[0].Upsert.Id: not a valid token" in str(info.value.message)
+
+    labelled = o.consumer.ShardSpec(
+        id="count-002",
+        sources=[o.consumer.ShardSpec.Source(journal=LINES)],
+        labels=o.protocol.LabelSet(labels=[o.protocol.Label(name="query", value="a=b%20c")]),
+    )
+    labelled.max_txn_duration.seconds = 1
+    reply = await peer.call(
+        "Apply",
+        o.consumer.ApplyRequest(changes=[o.consumer.ApplyRequest.Change(upsert=labelled)]),
+        o.consumer.ApplyResponse,
+    )
+    assert reply.status == o.consumer.OK
+    selector = o.protocol.LabelSelector(
+        include=o.protocol.LabelSet(labels=[o.protocol.Label(name="query", value="a=b%20c")])
+    )
+    listed = await peer.call(
+        "List", o.consumer.ListRequest(selector=selector), o.consumer.ListResponse
+    )
+    assert [s.spec.id for s in listed.shards] == ["count-002"]
