@@ -54,7 +54,9 @@ class ShardTable:
         return record
 
     def _header(self) -> pb.Header:
-        return pb.Header(etcd=pb.HeaderEtcd(cluster_id=1, member_id=1, revision=self.revision))
+        return pb.Header(
+            etcd=pb.HeaderEtcd(cluster_id=1, member_id=1, revision=self.revision, raft_term=1)
+        )
 
     async def list(self, request: pc.ListRequest) -> pc.ListResponse:
         out = []
