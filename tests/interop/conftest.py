@@ -138,8 +138,15 @@ class Gazctl:
     broker: str | None = None
     consumer: str | None = None
 
-    def __call__(self, *args: str, input: str | None = None, timeout: float = 60.0) -> Completed:
-        env = clean_env()
+    def __call__(
+        self,
+        *args: str,
+        input: str | None = None,
+        timeout: float = 60.0,
+        env: dict[str, str] | None = None,
+    ) -> Completed:
+        """Run `gazctl args...`; `env` adds variables (such as EDITOR)."""
+        env = clean_env(**(env or {}))
         for var in ("BROKER_ADDRESS", "CONSUMER_ADDRESS"):
             env.pop(var, None)
         if self.broker is not None:
