@@ -36,10 +36,14 @@ PORTED = [
     "test_sequencer",
     "test_fsm",
     "test_store_sqlite",
+    "test_transaction",
 ]
 
 _GO_TEST = re.compile(r"^func (?:\([^)]*\) )?(Test\w+)\(", re.MULTILINE)
-_WORD = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+# Words start at a capital after a lower case letter, and at the last
+# capital of an acronym followed by a word ("IDMap"), but a plural acronym
+# stays whole ("ACKsRecovered" is "acks_recovered").
+_WORD = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])(?![A-Z]s(?:[A-Z]|$))")
 
 
 def snake(go_name: str) -> str:
@@ -52,6 +56,9 @@ def test_snake_case_of_go_test_names() -> None:
     assert snake("TestProducerIDMapRegression") == "test_producer_id_map_regression"
     assert snake("TestFlagYAMLRoundTrip") == "test_flag_yaml_round_trip"
     assert snake("TestJSONFrameable") == "test_json_frameable"
+    assert snake("TestRunTxnsACKsRecoveredCheckpoint") == "test_run_txns_acks_recovered_checkpoint"
+    assert snake("TestDuplicateACKs") == "test_duplicate_acks"
+    assert snake("TestIDSet") == "test_id_set"
 
 
 def _module(name: str) -> ModuleType:

@@ -1,4 +1,9 @@
-"""Gazette's transaction loop tests (`consumer/transaction_test.go`), ported.
+"""Upstream: consumer/transaction_test.go (go.gazette.dev/core v0.103.0).
+
+Gazette's transaction loop cases, each in a test of the same name, plus
+cases for behaviours of its `transaction.go` that upstream's file leaves
+untested (BeginFinisher's calls and ordering, errors after `BeginTxn` from
+reads and from the prior commit, a commit refused at once, cancellation).
 
 Upstream drives `txnStep` one select at a time against a fake timer, with
 the prior transaction's commit and ACK as futures the test resolves by hand.
@@ -25,27 +30,28 @@ scheduler pass as the event that made the stall possible; upstream's test
 takes one more step for it, a nanosecond later on its fake clock, so where it
 expects `minDur+3` these expect the event's own time.
 
-Cases that cannot apply, and why:
+Cases that cannot apply, or apply in part, and why:
 
-- `TestTxnReadChannelDrain`, and the drained-channel return of
-  `runTransactions` used by `TestRunTxnsACKsRecoveredCheckpoint`: source
-  readers here never close the channel (they end by sending `ReadFailed`,
-  and the driver holds a send side of the channel for its own wake-ups), so
-  the driver runs until it fails or is cancelled.
-- `TestAppDeferWithinDequeueSequence` and the `ErrDeferToNextTransaction`
-  case of `TestRunTxnsAppErrorCases`: the Application API has no way to
+- TxnReadChannelDrain, and the drained-channel return of `runTransactions`
+  used by RunTxnsACKsRecoveredCheckpoint: source readers here never close
+  the channel (they end by sending `ReadFailed`, and the driver holds a
+  send side of the channel for its own wake-ups), so the driver runs until
+  it fails or is cancelled.
+- AppDeferWithinDequeueSequence and the `ErrDeferToNextTransaction` case of
+  RunTxnsAppErrorCases: the Application API has no way to
   defer a message to the next transaction. The intake advances a source's
   checkpoint offset per read batch, not per message handed out, so a
   deferred message would be lost if the shard crashed after the commit.
-- `TestTxnMaxDurWithinDequeueSequence` is ported with the opposite outcome:
+- TxnMaxDurWithinDequeueSequence expects the opposite of ours:
   `max_duration` is checked between read batches, so a batch (a committed
   sequence included) is consumed whole by one transaction and the
-  checkpoint never splits it.
-- `TestRunTxnsUpdatesRecordedHints`: hints are stored by the shard's own
+  checkpoint never splits it
+  (`test_max_duration_passing_within_a_batch_closes_the_transaction_after_it`).
+- RunTxnsUpdatesRecordedHints: hints are stored by the shard's own
   periodic task (`LocalShard._store_hints_periodically`), not between
   transactions by the driver; tests/recovery/test_hot_standby.py checks
   that they are stored.
-- The shard clock assertion of `TestTxnPriorSyncsThenMinDurElapses`
+- The shard clock assertion of TxnPriorSyncsThenMinDurElapses
   (`PublishClockDelta`): there is no clock delta setting; the shard updates
   its publisher's clock from wall time as each transaction starts to commit.
 """
@@ -88,6 +94,14 @@ from gazette_trio.opfuture import OpFuture, OpFutures
 from gazette_trio.protocol import consumer as pc
 from gazette_trio.protocol import protocol as pb
 from tests.consumer.test_driver import FakeShard
+
+UPSTREAM = "consumer/transaction_test.go"
+NOT_APPLICABLE = {
+    "TestTxnReadChannelDrain": "source readers never close the driver's channel",
+    "TestAppDeferWithinDequeueSequence": "no ErrDeferToNextTransaction: offsets advance per batch",
+    "TestTxnMaxDurWithinDequeueSequence": "max_duration is checked between batches, never within",
+    "TestRunTxnsUpdatesRecordedHints": "hints are stored by the shard's periodic task",
+}
 
 JSON = "application/x-ndjson"
 SOURCE = pb.JournalSpec(name="source/a", labels=pb.LabelSet())
@@ -446,12 +460,12 @@ def release(gate: OpFuture[None]) -> None:
     gate.resolve(None)
 
 
-# -- TestTxnPriorSyncsThenMinDurElapses
-
-
-async def test_prior_completes_then_a_transaction_runs_min_duration_and_commits_on_a_stall(
+async def test_txn_prior_syncs_then_min_dur_elapses(
     start: Any, mock_clock: trio.testing.MockClock
 ) -> None:
+    """The prior completes (commit, then ACK: progress is reported), then a
+    transaction runs min_duration, consumes what is ready, and commits on a
+    stall."""
     f: Fixture = await start()
     commit, ack = await prior_committing(f)
     signals = f.progress_signals
@@ -495,12 +509,11 @@ async def test_prior_completes_then_a_transaction_runs_min_duration_and_commits_
     assert f.echoed() == {"prior": "v", "key": "3"}
 
 
-# -- TestTxnMinDurElapsesThenPriorSyncs
-
-
-async def test_min_duration_elapses_then_the_prior_completes_and_the_transaction_commits(
+async def test_txn_min_dur_elapses_then_prior_syncs(
     start: Any, mock_clock: trio.testing.MockClock
 ) -> None:
+    """min_duration passes while the prior still commits: the transaction goes
+    on reading, and commits once the prior's commit and ACK both resolved."""
     f: Fixture = await start()
     commit, ack = await prior_committing(f)
 
@@ -530,12 +543,11 @@ async def test_min_duration_elapses_then_the_prior_completes_and_the_transaction
     assert f.echoed() == {"prior": "v", "key": "3"}
 
 
-# -- TestTxnMaxDurElapsesThenPriorSyncs
-
-
-async def test_max_duration_stalls_the_transaction_until_the_prior_completes(
+async def test_txn_max_dur_elapses_then_prior_syncs(
     start: Any, mock_clock: trio.testing.MockClock
 ) -> None:
+    """max_duration passes while the prior still commits: the transaction
+    stalls, reads nothing more, and commits when the prior completes."""
     f: Fixture = await start()
     commit, ack = await prior_committing(f)
 
@@ -571,12 +583,11 @@ async def test_max_duration_stalls_the_transaction_until_the_prior_completes(
     assert f.committed_state() == {"prior": "v", "key": "not read"}
 
 
-# -- TestTxnDoesntStartUntilFirstACK
-
-
-async def test_a_transaction_does_not_begin_until_an_ack_commits_messages(
+async def test_txn_doesnt_start_until_first_ack(
     start: Any, mock_clock: trio.testing.MockClock
 ) -> None:
+    """Uncommitted messages begin no transaction; their ACK does. Pending
+    messages read after min_duration hold the commit for their ACK."""
     f: Fixture = await start()
     for key in ("A", "B", "C"):
         f.publish(key, committed=False)
@@ -620,9 +631,6 @@ async def test_wait_for_ack_does_not_outlast_max_duration(
     assert f.commits[0].consumed == 1 and f.commits[0].commit_at - f.start == MAX
 
 
-# -- TestIdleTxnUpdatesProgressOnDuplicateACKs
-
-
 def all_duplicates(producer: bytes) -> pc.Checkpoint:
     """A recovered checkpoint under which every message of `producer` in
     the source is a duplicate (its last ACK has the largest clock)."""
@@ -640,9 +648,11 @@ def recovered_ack(producer: bytes = bytes.fromhex("0a0b0c0d0e0f")) -> bytes:
     return framing_by_content_type(JSON).marshal(ack)
 
 
-async def test_duplicates_read_while_idle_move_progress(
+async def test_idle_txn_updates_progress_on_duplicate_acks(
     start: Any, mock_clock: trio.testing.MockClock
 ) -> None:
+    """Duplicates begin no transaction, yet their offsets become progress:
+    with the prior, while it completes, and at once when idle."""
     producer = bytes.fromhex("0a0b0c0d0e0f")
     f: Fixture = await start(all_duplicates(producer), producer=producer)
     commit, ack = await prior_committing(f)
@@ -706,9 +716,6 @@ async def test_duplicates_read_inside_a_transaction_are_reported_by_its_commit(
     assert f.consumed() == ["key"]
 
 
-# -- TestTxnMaxDurWithinDequeueSequence (the opposite outcome: see above)
-
-
 async def test_max_duration_passing_within_a_batch_closes_the_transaction_after_it(
     start: Any, mock_clock: trio.testing.MockClock
 ) -> None:
@@ -729,15 +736,14 @@ async def test_max_duration_passing_within_a_batch_closes_the_transaction_after_
     assert f.committed_state() == {"one": "1", "two": "2", "three": "3"}
 
 
-# -- TestRunTxnsACKsRecoveredCheckpoint
-
-
-async def test_recovered_ack_intents_are_written_and_those_of_missing_journals_discarded(
+async def test_run_txns_acks_recovered_checkpoint(
     start: Any,
     mock_clock: trio.testing.MockClock,
     journals: LocalJournalClient,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """The recovered checkpoint's ACK intents are written at start; one of a
+    journal that no longer exists is discarded with a warning."""
     ack = recovered_ack()
     f: Fixture = await start(
         pc.Checkpoint(ack_intents={ECHO: ack, "does/not/exist": recovered_ack()})
@@ -751,9 +757,6 @@ async def test_recovered_ack_intents_are_written_and_those_of_missing_journals_d
     assert not f.error and f.committed_state() == {"key": "v"}
 
 
-# -- TestRunTxnsAppErrorCases, and BeginFinisher
-
-
 @pytest.mark.parametrize(
     ("callback", "calls"),
     [
@@ -763,9 +766,11 @@ async def test_recovered_ack_intents_are_written_and_those_of_missing_journals_d
         ("begin", ["begin"]),
     ],
 )
-async def test_an_application_error_fails_the_loop_and_finishes_a_begun_transaction(
+async def test_run_txns_app_error_cases(
     start: Any, mock_clock: trio.testing.MockClock, callback: str, calls: list[str]
 ) -> None:
+    """An error of any callback fails the loop; `finished_txn` is called (with
+    the error) for a transaction whose `begin_txn` returned, and only then."""
     app = EchoApp()
     error = ValueError(f"{callback} error")
     setattr(app, f"{callback}_error", error)
