@@ -230,11 +230,18 @@ class _Driver:
     progress_changed: Callable[[], None]
     hooks: Hooks
     task_nursery: trio.Nursery
+    # The application's optional roles, looked up once.
+    begin_finisher: BeginFinisher | None = field(init=False)
+    batch_consumer: BatchConsumer | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        app = self.app
+        self.begin_finisher = app if isinstance(app, BeginFinisher) else None
+        self.batch_consumer = app if isinstance(app, BatchConsumer) else None
 
     async def run(self, checkpoint: pc.Checkpoint) -> None:
-        shard, store = self.shard, self.store
+        shard, store, begin_finisher = self.shard, self.store, self.begin_finisher
         spec = shard.spec
-        begin_finisher = self.app if isinstance(self.app, BeginFinisher) else None
 
         # Re-acknowledge what the recovered checkpoint's transaction published:
         # if the last member died after its commit and before its ACKs, they are
@@ -293,9 +300,7 @@ class _Driver:
             self.intake,
             self.events,
         )
-        app = self.app
-        begin_finisher = app if isinstance(app, BeginFinisher) else None
-        batch_consumer = app if isinstance(app, BatchConsumer) else None
+        app, begin_finisher, batch_consumer = self.app, self.begin_finisher, self.batch_consumer
         watching = False
         while True:
             now = trio.current_time()
