@@ -50,12 +50,14 @@ def json_lines(stdout: str) -> list[dict[str, Any]]:
 
 
 def leaves(tree: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The journals (or shards) of a gazctl YAML tree by name, each with the
-    fields it inherits from its ancestors merged in (a child's own win)."""
+    """The journals (or shards) of a gazctl YAML tree by name, each with what
+    it inherits from its ancestors merged in: labels accumulate, any other
+    field of a child replaces its parent's."""
     out: dict[str, dict[str, Any]] = {}
 
     def walk(node: dict[str, Any], inherited: dict[str, Any]) -> None:
         merged = {**inherited, **{k: v for k, v in node.items() if k != "children"}}
+        merged["labels"] = [*inherited.get("labels", []), *node.get("labels", [])]
         if "children" in node:
             for child in node["children"]:
                 walk(child, merged)
@@ -64,3 +66,12 @@ def leaves(tree: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
     walk(tree, {})
     return out
+
+
+def sha1_hex(summary: dict[str, int]) -> str:
+    """A gazctl fragment's `sum` (SHA-1 as three big-endian words) in hex."""
+    return (
+        summary.get("part1", 0).to_bytes(8, "big")
+        + summary.get("part2", 0).to_bytes(8, "big")
+        + summary.get("part3", 0).to_bytes(4, "big")
+    ).hex()
