@@ -536,6 +536,10 @@ class SQLiteStore:
                         vfs.enqueue_remove(compact)
                         self._drain()
                     return
+                # Flush what is queued so the rename's three ops are appended
+                # together rather than split by a size-triggered flush.
+                self._drain()
+                self._recorder.barrier()
                 vfs.enqueue_rename(compact, main)
                 self._drain()
                 self.compactions += 1
