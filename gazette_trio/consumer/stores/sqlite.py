@@ -198,7 +198,8 @@ class SQLiteStore:
             raise ValueError(
                 "SQLiteStore records into the shard's recovery log, and this shard has no "
                 "recorder: give its ShardSpec a recovery_log_prefix, or keep the state in "
-                "an SQLite file with SQLStore.sqlite(path)"
+                "an SQLite file with SQLStore.sqlite(path), e.g. under the shard's durable "
+                "shard.store_directory"
             )
         if compact_factor <= 1:
             raise ValueError(f"compact_factor must be above 1, not {compact_factor}")
