@@ -1,0 +1,232 @@
+"""Cross-language exactly-once: upstream's Go `chunker` against gazette-trio's summers.
+
+The set-up: a real etcd 3.5, two `gazette serve` brokers, and two
+`gazette-trio serve examples/stream_sum/config.toml` members in two zones,
+whose journals and recovery logs live on those brokers. Upstream's Go
+`chunker` (v0.103.0, unchanged) writes its streams there and verifies each
+sum it reads back; it exits non-zero on a wrong or missing sum.
+
+What is promised:
+
+- upstream's chunker exits 0, every stream verified, while the summers are
+  SIGKILLed (no drain, no lease revocation) and restarted during the run:
+  the example's messages, journals and mapping are upstream's, so the Go
+  chunker finds the chunk partitions by its label, maps its streams onto
+  them, and reads gazette-trio's sums as its own;
+- exactly once: upstream's chunker waits for each stream's sum and ignores
+  any other, so this test also reads the sums journal read-committed after
+  the run and finds each of the chunker's streams there exactly once, and
+  nothing else;
+- the kills moved shards: every kill was of a live member while the chunker
+  was still running, and a standby on the other member took over (the
+  summer logs "first commit here ... after the last commit of ...").
+
+The helpers here (members, the Go chunker, reading the sums) are shared with
+test_mixed_group.py.
+"""
+
+from __future__ import annotations
+
+import collections
+import socket
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from gazette_trio import aio
+from gazette_trio.broker import GrpcJournalClient
+from gazette_trio.message import open_committed
+
+from ..examples.processes import (
+    REPO,
+    SERVING,
+    MemberPorts,
+    Proc,
+    ProcessGroup,
+    member_env,
+    serve_args,
+)
+from .conftest import GazetteCluster, peer, wait_until
+
+# The example's modules, importable as `gazette-trio serve` imports them.
+if str(REPO / "examples" / "stream_sum") not in sys.path:
+    sys.path.insert(0, str(REPO / "examples" / "stream_sum"))
+
+from stream_sum import Sum
+
+pytestmark = pytest.mark.etcd
+
+SUMS = "examples/stream-sum/sums"
+SHARDS = [f"chunks-part-00{i}" for i in range(4)]
+GO_CHUNKER_DIAGNOSTICS = 8080
+"""The Go chunker serves diagnostics on :8080 whatever its flags say, and
+exits if it cannot."""
+
+
+@dataclass
+class Group:
+    """One consumer group of the example: its etcd root and hint prefix are
+    its own, so runs on one etcd never read each other's hints."""
+
+    prefix: str
+    hints: str
+
+    @classmethod
+    def fresh(cls) -> Group:
+        tag = uuid.uuid4().hex[:8]
+        return cls(f"/gazette/consumers/stream-sum-{tag}", f"/gazette/hints/stream-sum-{tag}")
+
+
+@dataclass
+class TrioSummer:
+    """A `gazette-trio serve` member running examples/stream_sum."""
+
+    name: str
+    zone: str
+    ports: MemberPorts
+    proc: Proc
+
+    def alive(self) -> bool:
+        return self.proc.popen.poll() is None
+
+
+def start_trio_summer(
+    procs: ProcessGroup,
+    gazette: GazetteCluster,
+    group: Group,
+    name: str,
+    zone: str,
+    data_dir: Path,
+) -> TrioSummer:
+    """A member on the real brokers, serving once it logs that it does."""
+    ports = MemberPorts()
+    env = member_env(
+        ports,
+        data_dir,
+        suffix=name,
+        zone=zone,
+        etcd=gazette.etcd,
+        etcd_prefix=group.prefix,
+        lease_ttl="2s",
+        broker=gazette.endpoint,
+        json_logs=True,
+    )
+    env["GAZETTE_TRIO_SHARDS__COMMON__HINT_PREFIX"] = group.hints
+    proc = procs.start(name, serve_args("stream_sum"), env)
+    proc.wait_for_log(SERVING, timeout=30)
+    return TrioSummer(name, zone, ports, proc)
+
+
+def takeovers(procs: ProcessGroup) -> list[dict[str, Any]]:
+    """The summers' records of a shard taken over from another process."""
+    return [r for p in procs.procs for r in p.json_lines() if "failover_s" in r]
+
+
+def wait_diagnostics_port_free(timeout: float = 60.0) -> None:
+    def free() -> bool:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("", GO_CHUNKER_DIAGNOSTICS))
+            except OSError:
+                return False
+            return True
+
+    wait_until(f"port {GO_CHUNKER_DIAGNOSTICS} free for the Go chunker", free, timeout, 0.5)
+
+
+def start_go_chunker(
+    procs: ProcessGroup, gazette: GazetteCluster, *, streams: int, chunks: int, workers: int
+) -> Proc:
+    """Upstream's chunker: `workers` x `streams` streams of `chunks` chunks each."""
+    wait_diagnostics_port_free()
+    return procs.start(
+        "go-chunker",
+        [
+            peer("chunker"),
+            "run",
+            f"--broker.address={gazette.address}",
+            f"--chunker.streams={streams}",
+            f"--chunker.chunks={chunks}",
+            f"--chunker.workers={workers}",
+            "--chunker.zone=zone-a",
+            "--log.level=info",
+        ],
+        {"PATH": "/usr/bin:/bin"},
+    )
+
+
+async def _committed_sums(endpoint: str) -> list[Any]:
+    out: list[Any] = []
+    async with aio.asyncio_island(), aio.Channel(endpoint) as channel:
+        client = GrpcJournalClient(channel, timeout=30)
+        async with open_committed(client, SUMS, Sum, block=False) as reader:
+            async for envelope in reader:
+                if not envelope.is_ack:
+                    out.append(envelope.message)
+    return out
+
+
+def committed_sums(endpoint: str) -> list[Any]:
+    """Every sum the sums journal committed (read-committed, ACKs left out)."""
+    return trio.run(_committed_sums, endpoint)
+
+
+def sums_by_stream(sums: list[Any]) -> collections.Counter[bytes]:
+    return collections.Counter(bytes(s["ID"]) for s in sums)
+
+
+def test_upstreams_chunker_verifies_gazette_trio_summers_killed_and_restarted(
+    gazette: GazetteCluster, group: ProcessGroup, tmp_path: Path
+) -> None:
+    consumers = Group.fresh()
+    members = {
+        zone: start_trio_summer(
+            group, gazette, consumers, f"summer-{zone}-0", zone, tmp_path / zone
+        )
+        for zone in ("zone-a", "zone-b")
+    }
+    workers, streams, chunks = 2, 600, 20
+    chunker = start_go_chunker(group, gazette, streams=streams, chunks=chunks, workers=workers)
+    chunker.wait_for_log("starting chunker")
+
+    for round_ in range(1, 4):
+        time.sleep(1.0)
+        zone = ("zone-a", "zone-b")[round_ % 2]
+        victim = members[zone]
+        assert chunker.popen.poll() is None, (
+            f"the chunker finished before kill {round_}: the kills tested nothing\n{chunker.tail()}"
+        )
+        assert victim.alive(), victim.proc.tail()
+        victim.proc.kill()
+        # Restarted at once, as a new process of the zone (its old member key
+        # expires with its lease, 2 s, and its shards move to the standbys).
+        members[zone] = start_trio_summer(
+            group,
+            gazette,
+            consumers,
+            f"summer-{zone}-{round_}",
+            zone,
+            tmp_path / f"{zone}-{round_}",
+        )
+
+    code = chunker.wait(timeout=120)
+    assert code == 0, chunker.tail()
+
+    counts = sums_by_stream(committed_sums(gazette.endpoint))
+    assert len(counts) == workers * streams, "a stream's sum is missing, or a stranger's is there"
+    repeated = {s.hex(): n for s, n in counts.items() if n != 1}
+    assert not repeated, f"streams summed more than once: {repeated}"
+
+    moved = takeovers(group)
+    assert moved, "no shard changed hands: the kills tested nothing"
+    assert {r["shard"] for r in moved} <= set(SHARDS)
+    for member in members.values():
+        assert member.alive(), member.proc.tail()
+        assert member.proc.terminate(timeout=30) == 0, member.proc.tail()
