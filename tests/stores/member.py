@@ -2,7 +2,8 @@
 
 `python -m tests.stores.member ENDPOINT DIRECTORY STORE` connects to the
 journal server at ENDPOINT, plays the shard's recovery log into DIRECTORY,
-takes the log over, opens the store (`sqlite` or `json`) and commits
+takes the log over, opens the store (`sqlite`, `sqlite-<journal mode>` such
+as `sqlite-truncate`, or `json`) and commits
 transactions forever: transaction `i` adds item `i` and sets `last` to `i`,
 with checkpoint `read_through = i`. After each commit resolves it prints
 `committed i`. It never stops by itself: the test kills it.
@@ -38,6 +39,11 @@ def checkpoint(i: int) -> pc.Checkpoint:
     return pc.Checkpoint(sources={SOURCE: pc.CheckpointSource(read_through=i)})
 
 
+def journal_mode(kind: str) -> str:
+    """`sqlite-truncate` -> `TRUNCATE`; plain `sqlite` is the default WAL."""
+    return kind.partition("-")[2].upper() or "WAL"
+
+
 class _Shard:
     def __init__(self, nursery: trio.Nursery) -> None:
         self.fqn = FQN
@@ -61,8 +67,10 @@ async def main(endpoint: str, directory: str, kind: str) -> None:
             )
             shard: Any = _Shard(nursery)
             store: Any
-            if kind == "sqlite":
-                store = await SQLiteStore.open(recorder, bootstrap=SCHEMA)
+            if kind.startswith("sqlite"):
+                store = await SQLiteStore.open(
+                    recorder, bootstrap=SCHEMA, journal_mode=journal_mode(kind)
+                )
             else:
                 store = await JSONFileStore.open(
                     recorder=recorder, initial=lambda: {"items": [], "last": 0}
@@ -73,7 +81,7 @@ async def main(endpoint: str, directory: str, kind: str) -> None:
             print(f"restored {i}", flush=True)
             while True:
                 i += 1
-                if kind == "sqlite":
+                if kind.startswith("sqlite"):
                     store.db.execute(
                         "INSERT INTO items (i, payload) VALUES (?, ?)", (i, payload(i))
                     )

@@ -124,13 +124,15 @@ async def recover_here(endpoint: str, directory: Path, kind: str) -> tuple[int, 
                 appender=appender,
             )
             store: Any
-            if kind == "sqlite":
-                store = await SQLiteStore.open(recorder, bootstrap=member.SCHEMA)
+            if kind.startswith("sqlite"):
+                store = await SQLiteStore.open(
+                    recorder, bootstrap=member.SCHEMA, journal_mode=member.journal_mode(kind)
+                )
             else:
                 store = await JSONFileStore.open(recorder=recorder)
             restored = await store.restore_checkpoint(TestShard(nursery, member.FQN))
             c = restored.sources[member.SOURCE].read_through
-            if kind == "sqlite":
+            if kind.startswith("sqlite"):
                 state: Any = dict(store.db.execute("SELECT i, payload FROM items"))
             else:
                 state = store.state
@@ -140,7 +142,7 @@ async def recover_here(endpoint: str, directory: Path, kind: str) -> tuple[int, 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["sqlite", "json"])
+@pytest.mark.parametrize("kind", ["sqlite", "sqlite-truncate", "json"])
 async def test_members_killed_mid_transaction_lose_no_committed_transaction(
     kind: str, journal_server: str, tmp_path: Path, island: None
 ) -> None:
@@ -155,7 +157,7 @@ async def test_members_killed_mid_transaction_lose_no_committed_transaction(
 
     c, state = await recover_here(journal_server, tmp_path / "c", kind)
     assert c >= last_b, "a reported commit was lost"
-    if kind == "sqlite":
+    if kind.startswith("sqlite"):
         assert state == {i: member.payload(i) for i in range(1, c + 1)}
     else:
         assert state == {"items": list(range(1, c + 1)), "last": c}
