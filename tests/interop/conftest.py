@@ -400,11 +400,13 @@ def start_member(
     etcd_prefix: str | None = None,
     broker: str | None = None,
     lease_ttl: str | None = None,
+    config: Path | None = None,
 ) -> Member:
     """`gazette-trio serve examples/<example>/config.toml`, serving.
 
     Without `etcd` and `broker` it runs its embedded etcd and journal server,
-    whose Journal API is then on the member's own port."""
+    whose Journal API is then on the member's own port. `config` replaces the
+    example's config file (the example's modules stay importable)."""
     ports = MemberPorts()
     env = member_env(
         ports,
@@ -416,6 +418,10 @@ def start_member(
         broker=broker,
         lease_ttl=lease_ttl,
     )
-    proc = group.start(f"{example}-{suffix}", serve_args(example), env)
+    args = serve_args(example)
+    if config is not None:
+        args[-1] = str(config)
+        env["PYTHONPATH"] = str(REPO / "examples" / example)
+    proc = group.start(f"{example}-{suffix}", args, env)
     proc.wait_for_log(SERVING, timeout=60)
     return Member(proc, ports, suffix, zone)

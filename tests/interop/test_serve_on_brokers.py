@@ -1,0 +1,236 @@
+"""`gazette-trio serve` with its journals and recovery logs on Gazette's brokers.
+
+Two members of the word-count example (two zones) share the suite's etcd
+and run on the two Gazette brokers; their journals (input, deltas, counts,
+recovery logs) are replicated on both brokers and persisted to the `file://`
+store. What is promised:
+
+- every word is counted exactly once: the counts the members answer equal
+  those of the text sent, no more and no less;
+- that stays so when a member is SIGKILLed (the other takes its shards over
+  from their recovery logs) and when a Gazette broker is SIGKILLed and
+  started again (its journals go on, on the other broker);
+- the stream-sum example sums every stream of its chunker exactly once on
+  the same brokers, a member being SIGKILLed and restarted meanwhile.
+
+Input is written by `gazctl` (`attach-uuids`, then `journals append`), and
+counts are asked of the members' Query API with the example's client.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import time
+import uuid
+from pathlib import Path
+
+from ..examples.processes import PYTHON, REPO, ProcessGroup, clean_env
+from .conftest import Gazctl, GazetteCluster, Member, start_member, wait_until
+from .gazctl_output import column
+
+WORD_COUNT = REPO / "examples" / "word_count"
+SHARDS = ["count-000", "count-001", "count-002", "count-003", "split-000", "split-001"]
+FIRST = ["the quick brown fox", "jumps over the lazy dog", "the end"]
+SECOND = ["a fox and a dog", "and the fox again"]
+THIRD = ["the dog sleeps", "quick quick quick"]
+
+
+def on_brokers_config(tmp_path: Path, example: str) -> Path:
+    """The example's config, its journals replicated on both brokers and
+    persisted to the file:// store."""
+    text = (REPO / "examples" / example / "config.toml").read_text()
+    text, n = re.subn(
+        r"^replication = 1$",
+        'replication = 2\nfragment = { length = 65536, compression_codec = "SNAPPY", '
+        'stores = ["file:///"], refresh_interval = "1s" }',
+        text,
+        count=1,
+        flags=re.MULTILINE,
+    )
+    assert n == 1, "the example's journals no longer say `replication = 1`"
+    config = tmp_path / f"{example}.toml"
+    config.write_text(text)
+    return config
+
+
+def start_group(
+    group: ProcessGroup, gazette: GazetteCluster, tmp_path: Path, example: str
+) -> tuple[str, Path, dict[str, Member]]:
+    prefix = f"/gazette/consumers/{example}-{uuid.uuid4().hex[:8]}"
+    config = on_brokers_config(tmp_path, example)
+    members = {}
+    for suffix, zone in (("alpha", "zone-a"), ("beta", "zone-b")):
+        members[suffix] = start_member(
+            group,
+            example,
+            tmp_path / suffix,
+            suffix=suffix,
+            zone=zone,
+            etcd=gazette.etcd,
+            etcd_prefix=prefix,
+            broker=gazette.endpoint,
+            lease_ttl="2s",
+            config=config,
+        )
+    return prefix, config, members
+
+
+# What an append meets while the brokers re-assign a journal after a broker died.
+TRANSIENT = (
+    "Unavailable",
+    "INSUFFICIENT_JOURNAL_BROKERS",
+    "NO_JOURNAL_PRIMARY_BROKER",
+    "NOT_JOURNAL_PRIMARY_BROKER",
+)
+
+
+def publish(ctl: Gazctl, lines: list[str]) -> None:
+    """Text lines as TextLine messages, alternately to the two input partitions.
+
+    UUIDs are attached once; an append the brokers could not complete is
+    sent again, byte for byte, as a Gazette producer retries: readers drop
+    the messages they have already seen by their UUIDs."""
+    template = '{"_meta":{"uuid":"{{.UUID}}"},"text":"{{.Line}}"}\n'
+    for part in (0, 1):
+        chunk = lines[part::2]
+        if not chunk:
+            continue
+        framed = ctl(
+            "attach-uuids", f"--template={template}", input="".join(f"{x}\n" for x in chunk)
+        )
+        journal = f"examples/word-count/lines/part-00{part}"
+        for _ in range(20):
+            done = ctl("journals", "append", "-l", f"name={journal}", input=framed.ok())
+            if done.code == 0 or not any(e in done.stderr for e in TRANSIENT):
+                break
+            time.sleep(0.5)
+        done.ok()
+
+
+def query(group: ProcessGroup, endpoint: str, words: list[str]) -> dict[str, int]:
+    code, out = group.run(
+        "query",
+        [PYTHON, str(WORD_COUNT / "wordcountctl.py"), "query", "-e", endpoint, *words],
+        clean_env(),
+    )
+    assert code == 0, out
+    return {line.split()[0]: int(line.split()[1]) for line in out.splitlines() if line.strip()}
+
+
+def wait_for_counts(group: ProcessGroup, endpoint: str, lines: list[str]) -> None:
+    expected = dict(collections.Counter(w for line in lines for w in line.split()))
+    seen: dict[str, int] = {}
+
+    def exact() -> bool:
+        nonlocal seen
+        seen = query(group, endpoint, sorted(expected))
+        return seen == expected
+
+    try:
+        wait_until("the counts of what was sent", exact, timeout=60, every=0.3)
+    except AssertionError:
+        raise AssertionError(f"counts {seen}, expected {expected}") from None
+
+
+def primaries(ctl: Gazctl) -> dict[str, str]:
+    out = ctl("shards", "list", "--primary").ok()
+    status = column(out, "STATUS")
+    return {
+        shard: primary.split(":")[0]
+        for shard, primary in column(out, "PRIMARY").items()
+        if status[shard] == "PRIMARY"
+    }
+
+
+def test_word_count_on_gazette_brokers_counts_exactly_once_through_kills(
+    gazctl: Gazctl, gazette: GazetteCluster, group: ProcessGroup, tmp_path: Path
+) -> None:
+    _, _, members = start_group(group, gazette, tmp_path, "word_count")
+    ctl = gazctl.at(broker=gazette.address, consumer=members["alpha"].endpoint)
+    wait_until(
+        "the shards spread over both members",
+        lambda: len(p := primaries(ctl)) == 6 and set(p.values()) == {"alpha", "beta"},
+        timeout=60,
+    )
+    # Journals and recovery logs are on Gazette's brokers, replicated on both.
+    replicas = column(
+        ctl("journals", "list", "-l", "name:prefix=examples/word-count/", "--replicas").ok(),
+        "REPLICAS",
+    )
+    assert "examples/word-count/recovery/count-000" in replicas
+    assert all(r.strip() for r in replicas.values()), replicas
+
+    publish(ctl, FIRST)
+    wait_for_counts(group, members["beta"].endpoint, FIRST)
+
+    members["beta"].proc.kill()
+    wait_until(
+        "alpha took every shard over",
+        lambda: len(p := primaries(ctl)) == 6 and set(p.values()) == {"alpha"},
+        timeout=60,
+    )
+    publish(ctl, SECOND)
+    wait_for_counts(group, members["alpha"].endpoint, FIRST + SECOND)
+
+    # A broker dies and comes back; the member dials the other one.
+    victim = gazette.brokers[1]
+    assert victim.proc is not None
+    victim.proc.kill()
+    gazette.start(victim)
+    gazette.wait_announced()
+
+    def replicated() -> bool:
+        out = ctl("journals", "list", "-l", "name:prefix=examples/word-count/", "--replicas")
+        return all(r not in ("", "<none>") for r in column(out.ok(), "REPLICAS").values())
+
+    wait_until("every journal has its replica again", replicated, timeout=60)
+    publish(ctl, THIRD)
+    wait_for_counts(group, members["alpha"].endpoint, FIRST + SECOND + THIRD)
+
+    log = members["alpha"].proc.text()
+    assert "Traceback" not in log, members["alpha"].proc.tail()
+
+
+def test_stream_sum_on_gazette_brokers_sums_each_stream_once_through_a_kill(
+    gazctl: Gazctl, gazette: GazetteCluster, group: ProcessGroup, tmp_path: Path
+) -> None:
+    prefix, config, members = start_group(group, gazette, tmp_path, "stream_sum")
+    chunker = group.start(
+        "chunker",
+        [
+            PYTHON,
+            str(REPO / "examples" / "stream_sum" / "chunker.py"),
+            "-b",
+            gazette.endpoint,
+            "--streams",
+            "60",
+            "--chunks",
+            "8",
+        ],
+        clean_env(),
+    )
+    # Killed once some sums are out, so the run spans the kill.
+    ctl = gazctl.at(broker=gazette.address)
+    wait_until(
+        "the first sums",
+        lambda: ctl("journals", "read", "-l", "name=examples/stream-sum/sums").ok() != "",
+        timeout=60,
+    )
+    members["beta"].proc.kill()
+    members["beta"] = start_member(
+        group,
+        "stream_sum",
+        tmp_path / "beta-again",
+        suffix="beta",
+        zone="zone-b",
+        etcd=gazette.etcd,
+        etcd_prefix=prefix,
+        broker=gazette.endpoint,
+        lease_ttl="2s",
+        config=config,
+    )
+    code = chunker.wait(180)
+    out = chunker.text()
+    assert code == 0, out
+    assert "60 streams, each sum arrived exactly once and matched" in out
