@@ -38,7 +38,9 @@ async def etcd(etcd_kind: str, request: pytest.FixtureRequest) -> AsyncIterator[
         async with MemoryEtcd.open() as memory:
             yield memory
     else:
-        endpoint = request.getfixturevalue("etcd_endpoint")
+        # "grpc-etcd-3.4": Debian 12's etcd, the oldest supported (see services.py).
+        legacy = etcd_kind == "grpc-etcd-3.4"
+        endpoint = request.getfixturevalue("etcd_legacy_endpoint" if legacy else "etcd_endpoint")
         async with asyncio_island(), GrpcEtcd.open(endpoint) as grpc:
             yield grpc
 

@@ -1,8 +1,9 @@
 """The Etcd contract, shown on both implementations.
 
-Every test here runs twice: against `MemoryEtcd` (on a mock clock) and against
-a real etcd through `GrpcEtcd`. What they promise is what the KeySpace, the
-allocator and the consumer runtime rely on: revisions, versions, ranges at
+Every test here runs three times: against `MemoryEtcd` (on a mock clock),
+and through `GrpcEtcd` against a real etcd 3.5 (the suite's) and Debian 12's
+etcd 3.4, the oldest server gazette-trio supports. What they promise is what
+the KeySpace, the allocator and the consumer runtime rely on: revisions, versions, ranges at
 past revisions, transactions with guarded writes, watches that replay history
 and report compaction, and leases whose keys go when they do.
 """
@@ -27,6 +28,11 @@ from gazette_trio.etcd import (
     PutResult,
     RangeResult,
 )
+
+
+@pytest.fixture(params=["memory", "grpc", "grpc-etcd-3.4"])
+def etcd_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 async def test_each_write_creates_one_revision_and_keys_carry_their_history(
