@@ -3,9 +3,10 @@
 Every test here runs three times: against `MemoryEtcd` (on a mock clock),
 and through `GrpcEtcd` against a real etcd 3.5 (the suite's) and Debian 12's
 etcd 3.4, the oldest server gazette-trio supports. What they promise is what
-the KeySpace, the allocator and the consumer runtime rely on: revisions, versions, ranges at
-past revisions, transactions with guarded writes, watches that replay history
-and report compaction, and leases whose keys go when they do.
+the KeySpace, the allocator and the consumer runtime rely on: revisions,
+versions, ranges at past revisions, transactions with guarded writes, watches
+that replay history and report compaction, and leases whose keys go when they
+do.
 """
 
 from __future__ import annotations
