@@ -1,6 +1,7 @@
 """Developer sessions: `nox -s test` is what CI runs.
 
 - test:      generated code is fresh, lint, typecheck, then the test suite
+- interop:   only the tests against Gazette's own binaries (docs/interop.md)
 - lint:      ruff
 - typecheck: mypy, strict on gazette_trio/
 - protos:    regenerate gazette_trio/protocol from proto/
@@ -30,6 +31,12 @@ def test(session: nox.Session) -> None:
     session.run("ruff", "check", *LINTED)
     session.run("mypy")
     session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def interop(session: nox.Session) -> None:
+    install(session)
+    session.run("pytest", "-m", "interop", *session.posargs)
 
 
 @nox.session(python=PYTHON)
