@@ -108,6 +108,8 @@ def encode_append_request(message: pb.AppendRequest) -> bytes:
         and message.check_registers is None
         and message.union_registers is None
         and message.subtract_registers is None
+        and message.suspend == pb.AppendRequestSuspend.RESUME
+        and message.min_etcd_revision == 0
         and not message._unknown_fields
     ):
         content = message.content

@@ -47,7 +47,7 @@ from ..protocol.validation import ValidationError, go_quote
 from .durations import format_duration, parse_duration
 from .journal_spec import intersect_specs, subtract_specs, union_specs
 
-_SPEC_KEYS = ("name", "replication", "labels", "fragment", "flags", "max_append_rate")
+_SPEC_KEYS = ("name", "replication", "labels", "fragment", "flags", "max_append_rate", "suspend")
 _NODE_KEYS = ("comment", "delete", "revision", "children")
 _FRAGMENT_DURATIONS = ("refresh_interval", "retention", "flush_interval")
 _FRAGMENT_KEYS = (
@@ -96,6 +96,15 @@ def spec_to_dict(spec: pb.JournalSpec) -> dict[str, Any]:
         out["flags"] = name if name else int(spec.flags)
     if spec.max_append_rate:
         out["max_append_rate"] = spec.max_append_rate
+    suspend = spec.suspend
+    if suspend is not None and (suspend.level or suspend.offset):
+        # Written back as listed, so that an edit and re-apply keeps it.
+        s: dict[str, Any] = {}
+        if suspend.level:
+            s["level"] = pb.JournalSpecSuspendLevel(suspend.level).name
+        if suspend.offset:
+            s["offset"] = suspend.offset
+        out["suspend"] = s
     return out
 
 
@@ -162,6 +171,18 @@ def spec_from_dict(data: dict[str, Any], where: str = "") -> pb.JournalSpec:
         if data.get("flags"):
             spec.flags = _enum(pb.JournalSpecFlag, data["flags"], "JournalSpec_Flag")
         spec.max_append_rate = int(data.get("max_append_rate") or 0)
+        suspend_data = data.get("suspend")
+        if suspend_data:
+            if not isinstance(suspend_data, dict):
+                raise ValidationError("suspend must be a mapping")
+            _unknown(suspend_data, ("level", "offset"), "suspend")
+            level = suspend_data.get("level") or 0
+            spec.suspend = pb.JournalSpecSuspend(
+                level=pb.JournalSpecSuspendLevel(
+                    _enum(pb.JournalSpecSuspendLevel, level, "JournalSpec_Suspend_Level")
+                ),
+                offset=int(suspend_data.get("offset") or 0),
+            )
     except ValidationError as exc:
         if where:
             exc.extend(where)

@@ -67,6 +67,22 @@ def test_header_append_requests_fall_back_to_the_generated_codec() -> None:
     assert F.decode_append_request(data) == message
 
 
+@given(
+    contents,
+    st.sampled_from(list(pb.AppendRequestSuspend)),
+    st.integers(min_value=0, max_value=1 << 40),
+)
+def test_every_field_of_an_append_request_survives_the_fast_path(
+    content: bytes, suspend: pb.AppendRequestSuspend, revision: int
+) -> None:
+    # Fields added to the protocol since the fast path was written (suspend,
+    # min_etcd_revision) must never be dropped for looking like a chunk.
+    message = pb.AppendRequest(content=content, suspend=suspend, min_etcd_revision=revision)
+    data = F.encode_append_request(message)
+    assert data == bytes(message)
+    assert F.decode_append_request(data) == message
+
+
 def test_decoding_messages_from_other_encoders_accepts_any_field_order() -> None:
     # Fields in reverse order, and a repeated field (the last one wins), are
     # legal protobuf that the fast path hands to the generated parser.

@@ -124,6 +124,17 @@ def test_listed_journals_hoist_into_a_tree_that_applies_back_to_the_same_specs()
     assert {c.expect_mod_revision for c in again} == {3}
 
 
+def test_a_listed_suspension_survives_an_edit_and_re_apply() -> None:
+    # gazctl journals edit lists specs, the operator edits, and the specs are
+    # applied back: a journal's suspension (and resume offset) must ride along.
+    specs = [c.upsert for c in changes_from_yaml(JOURNALSPACE) if c.upsert is not None]
+    specs[0].suspend = pb.JournalSpecSuspend(level=pb.JournalSpecSuspendLevel.PARTIAL, offset=42)
+    listed = [pb.ListResponseJournal(spec=s, mod_revision=3) for s in specs]
+    text = dump_yaml(tree_from_journals(listed).to_dict())
+    assert "suspend:\n" in text and "level: PARTIAL" in text and "offset: 42" in text
+    assert [c.upsert for c in changes_from_yaml(text)] == specs
+
+
 @pytest.mark.parametrize(
     ("text", "error"),
     [
@@ -139,6 +150,10 @@ def test_listed_journals_hoist_into_a_tree_that_applies_back_to_the_same_specs()
         ),
         ("name: a/j\nreplicas: 3\n", r"unknown field\(s\) replicas"),
         ("name: a/j\nflags: O_BOGUS\n", r'"O_BOGUS" is not a valid JournalSpec_Flag'),
+        (
+            "name: a/j\nsuspend: {level: HALF}\n",
+            r'"HALF" is not a valid JournalSpec_Suspend_Level',
+        ),
         (
             "name: a/j\nfragment: {refresh_interval: soon}\n",
             r"fragment.refresh_interval: invalid duration 'soon'",

@@ -78,6 +78,25 @@ async def test_malformed_append_streams_are_invalid_argument(client: GrpcJournal
         )
     with pytest.raises(aio.InvalidArgument, match="expected Journal in the first AppendRequest"):
         await raw_append(client, pb.AppendRequest(content=b"x"), pb.AppendRequest())
+    # Suspension controls belong to the first message, and must be known ones.
+    with pytest.raises(
+        aio.InvalidArgument, match=r"unexpected Suspend \(SUSPEND_NOW; expected SUSPEND_RESUMED\)"
+    ):
+        await raw_append(
+            client,
+            header,
+            pb.AppendRequest(content=b"x", suspend=pb.AppendRequestSuspend.NOW),
+            pb.AppendRequest(),
+        )
+    odd = pb.AppendRequest.parse(bytes(pb.AppendRequest(journal="a/journal")) + bytes([0x48, 9]))
+    with pytest.raises(aio.InvalidArgument, match=r"Suspend: invalid Suspend variant \(9\)"):
+        await raw_append(client, odd, pb.AppendRequest())
+    # A header, when sent, is held to Gazette's rules (a proxying broker's).
+    bad_header = pb.Header(etcd=pb.HeaderEtcd(cluster_id=0, member_id=1, revision=1, raft_term=1))
+    with pytest.raises(aio.InvalidArgument, match="Header"):
+        await raw_append(
+            client, pb.AppendRequest(journal="a/journal", header=bad_header), pb.AppendRequest()
+        )
     assert await read_journal(client, "a/journal") == b""
     await append(client, "a/journal", b"still serving")
     assert await read_journal(client, "a/journal") == b"still serving"

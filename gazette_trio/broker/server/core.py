@@ -59,6 +59,7 @@ from urllib.parse import urlsplit
 import trio
 
 from ... import aio
+from ...etcd import MEMORY_CLUSTER_ID
 from ...protocol import labels as L
 from ...protocol import protocol as pb
 from ...protocol.validation import ValidationError, split_meta
@@ -262,7 +263,7 @@ class JournalServerCore:
             process_id=self.process_id,
             route=self.route(),
             etcd=pb.HeaderEtcd(
-                cluster_id=0x6761_7A65_7474_6521,
+                cluster_id=MEMORY_CLUSTER_ID,
                 member_id=1,
                 revision=self._revision,
                 raft_term=1,
@@ -294,6 +295,7 @@ class JournalServerCore:
         # or update raises the latter and a delete lowers the former, so an
         # unchanged pair means an unchanged listing.
         last: tuple[int, int] | None = None
+        match = L.journal_matcher(request.selector)
         while True:
             while self._revision < min_revision:
                 await self._specs_changed.wait()
@@ -301,7 +303,7 @@ class JournalServerCore:
             matched = [
                 (name, record)
                 for name, record in sorted(self._specs.items())
-                if L.matches_journal(request.selector, name, record.spec.labels)
+                if match(name, record.spec.labels)
             ]
             shape = (len(matched), max((r.mod_revision for _, r in matched), default=-1))
             if shape != last:

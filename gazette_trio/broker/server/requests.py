@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from ...protocol import labels as L
 from ...protocol import protocol as pb
+from ...protocol.headers import validate_header
 from ...protocol.validation import ValidationError, validate_journal_name
+from ..durations import format_duration
 from ..journal_spec import validate_fragment_store, validate_journal_spec
 
 
@@ -26,7 +28,30 @@ def _journal(journal: str) -> None:
         raise exc.extend("Journal") from None
 
 
+def _header(header: pb.Header | None) -> None:
+    if header is None:
+        return
+    try:
+        validate_header(header)
+    except ValidationError as exc:
+        raise exc.extend("Header") from None
+
+
+_SUSPEND_NAMES = {
+    int(pb.AppendRequestSuspend.RESUME): "SUSPEND_RESUME",
+    int(pb.AppendRequestSuspend.NO_RESUME): "SUSPEND_NO_RESUME",
+    int(pb.AppendRequestSuspend.IF_FLUSHED): "SUSPEND_IF_FLUSHED",
+    int(pb.AppendRequestSuspend.NOW): "SUSPEND_NOW",
+    int(pb.AppendRequestSuspend.KEEP): "SUSPEND_KEEP",
+}
+
+
+def _suspend_name(suspend: pb.AppendRequestSuspend) -> str:
+    return _SUSPEND_NAMES.get(int(suspend), str(int(suspend)))
+
+
 def validate_read_request(request: pb.ReadRequest) -> None:
+    _header(request.header)
     _journal(request.journal)
     if request.offset < -1:
         raise ValidationError(
@@ -34,7 +59,7 @@ def validate_read_request(request: pb.ReadRequest) -> None:
         )
     if request.end_offset < 0 or (request.end_offset != 0 and request.end_offset < request.offset):
         raise ValidationError(
-            f"invalid EndOffset ({request.end_offset}; expected 0 <= EndOffset <= Offset)"
+            f"invalid EndOffset ({request.end_offset}; expected 0 or Offset <= EndOffset)"
         )
 
 
@@ -49,6 +74,7 @@ def validate_append_header(request: pb.AppendRequest) -> None:
     """The first message of an Append stream: journal, offset, registers."""
     if not request.journal:
         raise ValidationError("expected Journal in the first AppendRequest of the stream")
+    _header(request.header)
     _journal(request.journal)
     if request.offset < 0:
         raise ValidationError(f"invalid Offset ({request.offset}; expected >= 0)")
@@ -63,6 +89,8 @@ def validate_append_header(request: pb.AppendRequest) -> None:
             L.validate_label_set(labels)
         except ValidationError as exc:
             raise exc.extend(name) from None
+    if int(request.suspend) not in _SUSPEND_NAMES:
+        raise ValidationError(f"invalid Suspend variant ({int(request.suspend)})").extend("Suspend")
 
 
 def validate_append_chunk(request: pb.AppendRequest) -> None:
@@ -79,6 +107,10 @@ def validate_append_chunk(request: pb.AppendRequest) -> None:
     ):
         if present:
             raise ValidationError(f"unexpected {field}")
+    if request.suspend != pb.AppendRequestSuspend.RESUME:
+        raise ValidationError(
+            f"unexpected Suspend ({_suspend_name(request.suspend)}; expected SUSPEND_RESUMED)"
+        )
 
 
 def validate_list_request(request: pb.ListRequest) -> None:
@@ -137,6 +169,7 @@ def validate_apply_request(request: pb.ApplyRequest) -> None:
 
 
 def validate_fragments_request(request: pb.FragmentsRequest) -> None:
+    _header(request.header)
     _journal(request.journal)
     if request.end_mod_time != 0 and request.end_mod_time < request.begin_mod_time:
         raise ValidationError(
@@ -150,7 +183,7 @@ def validate_fragments_request(request: pb.FragmentsRequest) -> None:
         )
     ttl = request.signature_ttl
     if ttl is not None and ttl.total_seconds() <= 0:
-        raise ValidationError(f"invalid SignatureTTL ({ttl}; must be > 0s)")
+        raise ValidationError(f"invalid SignatureTTL ({format_duration(ttl)}; must be > 0s)")
 
 
 def validate_fragment_store_health_request(request: pb.FragmentStoreHealthRequest) -> None:
