@@ -404,3 +404,107 @@ def fragments_command(endpoint: str, journal: str, fmt: str) -> None:
             "yes" if row["mod_time"] else "no (spool)",
         )
     Console().print(table)
+
+
+def _parse_selector_option(selector: str) -> pb.LabelSelector | None:
+    try:
+        return L.parse_selector(selector) if selector.strip() else None
+    except ValidationError as exc:
+        raise click.BadParameter(str(exc), param_hint="--selector") from None
+
+
+def _fully_suspended(spec: pb.JournalSpec | None) -> bool:
+    return (
+        spec is not None
+        and spec.suspend is not None
+        and spec.suspend.level == pb.JournalSpecSuspendLevel.FULL
+    )
+
+
+@journals.command("suspend", context_settings=CONTEXT)
+@click.option("--selector", "-l", required=True, help="Label selector of the journals to suspend.")
+@click.option(
+    "--force", "-f", is_flag=True, help="Suspend journals even if they have local fragments."
+)
+@click.pass_obj
+def suspend_command(endpoint: str, selector: str, force: bool) -> None:
+    """Suspend idle journals, so brokers give them fewer or no replicas.
+
+    An empty journal is suspended fully; one with content only partially, and
+    (without --force) only once its fragments are all in a fragment store. A
+    suspended journal resumes on its next append, at its old write head.
+
+    \b
+    Examples:
+      gazette-trio journals suspend -l prefix=examples/old/
+      gazette-trio journals suspend -l name=examples/clicks --force
+    """
+    parsed = _parse_selector_option(selector)
+    mode = pb.AppendRequestSuspend.NOW if force else pb.AppendRequestSuspend.IF_FLUSHED
+
+    async def body(client: JournalClient) -> list[tuple[str, str]]:
+        out = []
+        for journal in await list_journals(client, parsed):
+            name = journal.spec.name if journal.spec else ""
+            if _fully_suspended(journal.spec):
+                out.append((name, "already fully suspended"))
+                continue
+            response = await client.append(pb.AppendRequest(journal=name, suspend=mode), [])
+            if response.status not in (pb.Status.OK, pb.Status.SUSPENDED):
+                raise JournalError(name, response.status, "suspend")
+            out.append((name, "suspended" if response.status == pb.Status.SUSPENDED else "busy"))
+        return out
+
+    for name, outcome in _run(endpoint, body):
+        if outcome == "busy":
+            outcome = "not suspended: it has fragments not yet in a store (--force suspends it)"
+        click.echo(f"{name}: {outcome}")
+
+
+@journals.command("reset-head", context_settings=CONTEXT)
+@click.option("--selector", "-l", required=True, help="Label selector of the journals to reset.")
+@click.pass_obj
+def reset_head_command(endpoint: str, selector: str) -> None:
+    """Reset each journal's write head to the largest offset its brokers know.
+
+    After a loss of broker consistency (an etcd failure, say) appends can
+    fail with INDEX_HAS_GREATER_OFFSET; an empty append at the indexed head
+    moves the head there. Suspension is left as it is; fully suspended
+    journals are skipped.
+
+    \b
+    Example:
+      gazette-trio journals reset-head -l prefix=examples/
+    """
+    parsed = _parse_selector_option(selector)
+
+    async def body(client: JournalClient) -> list[tuple[str, str]]:
+        out = []
+        for journal in await list_journals(client, parsed):
+            name = journal.spec.name if journal.spec else ""
+            if _fully_suspended(journal.spec):
+                continue
+            head = -1
+            request = pb.ReadRequest(journal=name, offset=-1, metadata_only=True)
+            async with client.read(request) as responses:
+                async for response in responses:
+                    if response.status not in (pb.Status.OK, pb.Status.OFFSET_NOT_YET_AVAILABLE):
+                        raise JournalError(name, response.status, "read the write head")
+                    head = response.offset
+                    break
+            if head < 0:
+                raise JournalError(name, pb.Status.OK, "no write head in the read response")
+            appended = await client.append(
+                pb.AppendRequest(journal=name, offset=head, suspend=pb.AppendRequestSuspend.KEEP),
+                [],
+            )
+            if appended.status == pb.Status.WRONG_APPEND_OFFSET:
+                out.append((name, "not reset (raced writes)"))
+            elif appended.status != pb.Status.OK:
+                raise JournalError(name, appended.status, "reset the write head")
+            else:
+                out.append((name, f"write head reset at {head}"))
+        return out
+
+    for name, outcome in _run(endpoint, body):
+        click.echo(f"{name}: {outcome}")

@@ -81,6 +81,35 @@ def test_apply_list_append_read_and_fragments(endpoint: str, tmp_path: Path) -> 
     assert [(f["begin"], f["end"]) for f in fragments] == [(0, 12)]
 
 
+def test_suspend_and_reset_head(endpoint: str, tmp_path: Path) -> None:
+    specs = tmp_path / "journals.yaml"
+    specs.write_text(SPECS)
+    assert run(endpoint, "apply", "-f", str(specs)).exit_code == 0
+    assert run(endpoint, "append", "examples/greetings", "-d", "hi\n").exit_code == 0
+
+    # The empty journal suspends fully; the one with content only with --force.
+    suspended = run(endpoint, "suspend", "-l", "prefix=examples/")
+    assert suspended.exit_code == 0, suspended.output
+    assert "examples/other: suspended" in suspended.output
+    assert "examples/greetings: not suspended" in suspended.output
+    forced = run(endpoint, "suspend", "-l", "name=examples/greetings", "--force")
+    assert "examples/greetings: suspended" in forced.output
+    tree = yaml.safe_load(run(endpoint, "list", "--format", "yaml").output)
+    levels = {c["name"]: c.get("suspend", {}).get("level") for c in tree["children"]}
+    assert levels == {"examples/greetings": "PARTIAL", "examples/other": "FULL"}
+
+    # reset-head leaves suspension alone and skips fully suspended journals.
+    reset = run(endpoint, "reset-head", "-l", "prefix=examples/")
+    assert reset.exit_code == 0, reset.output
+    assert reset.output.strip() == "examples/greetings: write head reset at 3"
+    tree = yaml.safe_load(run(endpoint, "list", "--format", "yaml").output)
+    assert {c["name"]: c["suspend"]["level"] for c in tree["children"]} == levels
+
+    # An append resumes a journal where it left off.
+    assert run(endpoint, "append", "examples/other", "-d", "x").exit_code == 0
+    assert run(endpoint, "read", "examples/other").stdout_bytes == b"x"
+
+
 def test_yaml_listing_applies_back_as_an_update(endpoint: str, tmp_path: Path) -> None:
     specs = tmp_path / "journals.yaml"
     specs.write_text(SPECS)
