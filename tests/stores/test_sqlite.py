@@ -559,3 +559,62 @@ async def test_journal_modes_without_crash_safety_and_store_settings_are_refused
         other.destroy()
         store.destroy()
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("journal_mode", ["WAL", "TRUNCATE"])
+async def test_compaction_also_renews_attached_databases_and_copies_nothing_writes(
+    tmp_path: Path, journal_mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A player starts reading at the oldest live file's creation, so a file
+    written once and left alone (an ATTACHed database, its journal, a VACUUM
+    INTO copy) would pin playback to it forever; compaction re-records
+    whichever live file's history is longest, keeping playback bounded."""
+    monkeypatch.setattr(sqlite_store, "COMPACT_CHUNK", 4096)
+    options: dict[str, Any] = {
+        "journal_mode": journal_mode,
+        "wal_checkpoint_bytes": 64 << 10,
+        "compact_factor": 3.0,
+        "compact_min_bytes": 64 << 10,
+    }
+    notes = [(f"note {i}" * 40,) for i in range(50)]
+    async with log_service() as logs, trio.open_nursery() as nursery:
+        recorder = await logs.become_primary(tmp_path / "a")
+        store = await SQLiteStore.open(recorder, bootstrap=SCHEMA, **options)
+        shard = TestShard(nursery, FQN)
+        await store.restore_checkpoint(shard)
+        await store.outside_transaction(lambda db: db.execute("ATTACH 'side.db' AS side"))
+        store.db.execute("CREATE TABLE side.notes (n TEXT)")
+        store.db.executemany("INSERT INTO side.notes VALUES (?)", notes)
+        put(store, "k0", b"first")
+        await store.start_commit(shard, checkpoint({"j": 0}), set())
+        await store.vacuum(into="copy.db")
+        for i in range(1, 300):
+            for j in range(4):
+                put(store, f"k{j}", bytes([i % 256]) * 2000)
+            await store.start_commit(shard, checkpoint({"j": i}), set())
+            await trio.lowlevel.checkpoint()
+        while store._compacting:
+            await trio.sleep(0.01)
+        await recorder.barrier()
+
+        # Each renewal appends a copy, which the others' histories then include.
+        for path in ("/side.db", "/copy.db"):
+            assert store.history_bytes(path) <= store.compaction_budget + store.database_bytes
+        assert logs.write_head > 20 * store.database_bytes
+        slack = options["wal_checkpoint_bytes"] + (64 << 10)
+        assert store.history_bytes() <= store.compaction_budget + slack
+
+        hints = await recorder.build_hints()
+        other, restored, recovered = await recover(
+            logs, tmp_path / "b", nursery, hints=hints, **options
+        )
+        assert restored == checkpoint({"j": 299})
+        assert recovered == {f"k{j}": bytes([299 % 256]) * 2000 for j in range(4)}
+        await other.outside_transaction(lambda db: db.execute("ATTACH 'side.db' AS side"))
+        assert other.db.execute("SELECT n FROM side.notes").fetchall() == notes
+        copy = apsw.Connection(str(tmp_path / "b" / "copy.db"), flags=apsw.SQLITE_OPEN_READONLY)
+        assert copy.execute("SELECT k, v FROM kv").fetchall() == [("k0", b"first")]
+        copy.close()
+        other.destroy()
+        store.destroy()
+        nursery.cancel_scope.cancel()

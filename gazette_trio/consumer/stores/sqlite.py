@@ -54,23 +54,25 @@ afresh at its new size, see `sqlite_vfs.py`); they become durable with the
 next commit.
 
 Compaction: bounded playback. A player replays every op of every live Fnode
-since its creation. The WAL is bounded by the checkpoints above, but the
-main database file lives forever and is rewritten page by page. Gazette
-bounds this with RocksDB; here the store *re-records* the database file:
-once the log history a player would read (write head minus the first offset
-of the main file's Fnode) exceeds `compact_factor` times the database size
-(at least `compact_min_bytes`), it copies the current main file, chunk by
-chunk, into a new Fnode at `<file>.compact` and records a rename of that
-over the main file. Only the log changes (the local file already has that
-content, and SQLite keeps its handle); the old Fnode is no longer live, so
-hints skip it and playback reads O(database size + recent writes). While a
-copy runs, transactions go on: the VFS records each write to the main file
-into the copy as well, and each chunk is read and recorded in one step on
-the Trio thread, so the copy equals the file whatever was written meanwhile
-(rollback-journal modes write the main file at every commit). A truncation
-of the main file voids the copy, which is then abandoned and retried later.
-A copy cut short by a crash leaves a `.compact` file that the next open
-removes.
+since its creation, reading the log from the oldest one. The WAL is bounded
+by the checkpoints above, but the main database file lives forever and is
+rewritten page by page, and a file written once and left alone (an ATTACHed
+database, its journal, a VACUUM INTO copy) keeps its old Fnode live too.
+Gazette bounds this with RocksDB; here the store *re-records* files: after a
+commit, the live file whose log history (write head minus the first offset
+of its Fnode) is longest, if that exceeds `compact_factor` times the size of
+all live files (at least `compact_min_bytes`), is copied chunk by chunk into
+a new Fnode at `<file>.compact`, and a rename of that over the file is
+recorded; then the next such file, until none is over. Only the log changes
+(the local file already has that content, and SQLite keeps its handle); the
+old Fnode is no longer live, so hints skip it and playback reads O(database
+size + recent writes). While a copy runs, transactions go on: the VFS
+records each write to the file into the copy as well, and each chunk is
+read and recorded in one step on the Trio thread, so the copy equals the
+file whatever was written meanwhile (rollback-journal modes write the main
+file at every commit). A truncation or deletion of the file voids the copy,
+which is then abandoned and retried later. A copy cut short by a crash
+leaves a `.compact` file that the next open removes.
 
 Threads. SQLite calls run inline on the Trio thread: for the small
 statements of a consumer transaction that is several times faster than a
@@ -154,7 +156,6 @@ class SQLiteStore:
         self._db = db
         self._main = main_path
         self._wal = main_path + "-wal"
-        self._compact_path = main_path + COMPACT_SUFFIX
         self.wal_checkpoint_bytes = wal_checkpoint_bytes
         self.compact_factor = compact_factor
         self.compact_min_bytes = compact_min_bytes
@@ -211,10 +212,10 @@ class SQLiteStore:
                 raise ValueError(f"PRAGMA {name} is set by SQLiteStore and cannot be overridden")
         vfs = RecordingVFS(recorder)
         main = vfs.log_path(os.path.join(vfs.directory, filename))
-        leftover = _check_local_files(vfs, main, recorder.fsm.links)
-        if leftover:
-            vfs.enqueue_remove(main + COMPACT_SUFFIX)
-            vfs.drain()
+        leftovers = _check_local_files(vfs, main, recorder.fsm.links)
+        for leftover in leftovers:
+            vfs.enqueue_remove(leftover)
+        vfs.drain()
         # The application's pragmas come first: some (auto_vacuum, page_size)
         # only take effect before the database file is first written, which
         # switching to WAL does.
@@ -451,7 +452,7 @@ class SQLiteStore:
         with contextlib.suppress(apsw.Error):
             self._db.close(True)
         self._vfs.unregister()
-        paths = {self._main, self._wal, self._main + "-journal", self._compact_path}
+        paths = {self._main, self._wal, self._main + "-journal", self._main + COMPACT_SUFFIX}
         paths.update(self._recorder.fsm.links)  # ATTACHed databases, VACUUM INTO copies
         for path in paths:
             with contextlib.suppress(FileNotFoundError, IsADirectoryError):
@@ -461,9 +462,22 @@ class SQLiteStore:
 
     @property
     def database_bytes(self) -> int:
-        """Size of the main file plus the WAL, as recorded."""
+        """Size of the live files the log holds: the main file, its WAL or
+        journal, ATTACHed databases and VACUUM INTO copies."""
+        return sum(self._live_sizes().values())
+
+    def _live_sizes(self) -> dict[str, int]:
         sizes = self._vfs.sizes
-        return sizes.get(self._main, 0) + sizes.get(self._wal, 0)
+        out: dict[str, int] = {}
+        for path in self._recorder.fsm.links:
+            size = sizes.get(path)
+            if size is None:  # rebuilt by the player, not opened since
+                try:
+                    size = os.stat(self._vfs.local_path(path)).st_size
+                except OSError:
+                    size = 0
+            out[path] = size
+        return out
 
     def history_bytes(self, path: str | None = None) -> int:
         """Log bytes from the creation of a file's live Fnode (default: the
@@ -488,28 +502,42 @@ class SQLiteStore:
     # -- maintenance
 
     def _maybe_checkpoint_wal(self) -> None:
-        # Called between COMMIT and BEGIN: no transaction is open.
-        wal_size = self._vfs.sizes.get(self._wal, 0)
-        if wal_size > self.wal_checkpoint_bytes or (
-            wal_size and self.history_bytes(self._wal) > self.compaction_budget
-        ):
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            self.wal_checkpoints += 1
+        # Called between COMMIT and BEGIN: no transaction is open. Without a
+        # schema the pragma checkpoints the WALs of ATTACHed databases too.
+        budget = None
+        for path, size in self._vfs.sizes.items():
+            if not path.endswith("-wal") or not size:
+                continue
+            if budget is None:
+                budget = self.compaction_budget
+            if size > self.wal_checkpoint_bytes or self.history_bytes(path) > budget:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self.wal_checkpoints += 1
+                return
 
     def _maybe_compact(self, nursery: trio.Nursery) -> None:
+        """Start re-recording the live file whose history is longest, if it
+        exceeds the budget: any old live Fnode (the main file, an ATTACHed
+        database, a journal left as it was, a VACUUM INTO copy) is where a
+        player starts reading."""
         if self._compacting or self._failed is not None or self._destroyed:
             return
-        if self.history_bytes(self._main) <= self.compaction_budget:
+        budget = self.compaction_budget
+        histories = {path: self.history_bytes(path) for path in self._recorder.fsm.links}
+        if not histories:
+            return
+        path = max(histories, key=lambda p: histories[p])
+        if histories[path] <= budget:
             return
         self._compacting = True
         try:
-            nursery.start_soon(self._compact)
+            nursery.start_soon(self._compact, path, nursery)
         except RuntimeError:  # the shard is ending
             self._compacting = False
 
-    async def _compact(self) -> None:
+    async def _compact(self, main: str, nursery: trio.Nursery) -> None:
         vfs = self._vfs
-        main, compact = self._main, self._compact_path
+        compact = main + COMPACT_SUFFIX
 
         def void() -> bool:
             return vfs.truncations[main] != truncations or bool(self._failed or self._destroyed)
@@ -518,7 +546,9 @@ class SQLiteStore:
             fd = os.open(vfs.local_path(main), os.O_RDONLY)
             try:
                 truncations = vfs.truncations[main]
-                size = vfs.sizes.get(main, 0)
+                size = vfs.sizes.get(main)
+                if size is None:  # not opened since playback: nothing writes it
+                    size = os.fstat(fd).st_size
                 vfs.enqueue_open(compact, truncate=True)
                 vfs.start_mirror(main, compact)
                 for offset in range(0, size, COMPACT_CHUNK):
@@ -553,6 +583,9 @@ class SQLiteStore:
             self._fail(exc)
         finally:
             self._compacting = False
+        # Other files may be over budget too: renew them now rather than one
+        # per commit (an abandoned copy returned above and waits for one).
+        self._maybe_compact(nursery)
 
     # -- internals
 
@@ -613,9 +646,10 @@ def _guard_fixed_pragmas(
     return apsw.SQLITE_OK
 
 
-def _check_local_files(vfs: RecordingVFS, main: str, links: Mapping[str, int]) -> bool:
-    """Check that the local files and the log agree; True if an abandoned
-    compaction file must be removed."""
+def _check_local_files(vfs: RecordingVFS, main: str, links: Mapping[str, int]) -> list[str]:
+    """Check that the local files and the log agree; returns the abandoned
+    compaction copies in the log (their local files are removed here), for
+    the caller to record as removed."""
     for path in (main, main + "-wal", main + "-journal"):
         local = os.path.exists(vfs.local_path(path))
         if local and path not in links:
@@ -628,7 +662,14 @@ def _check_local_files(vfs: RecordingVFS, main: str, links: Mapping[str, int]) -
                 f"the recovery log has {path} but {vfs.local_path(path)} is missing: "
                 "the directory was not played back from this log"
             )
-    compact = main + COMPACT_SUFFIX
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(vfs.local_path(compact))
-    return compact in links
+        os.unlink(vfs.local_path(main + COMPACT_SUFFIX))
+    leftovers = [
+        path
+        for path in links
+        if path.endswith(COMPACT_SUFFIX) and path.removesuffix(COMPACT_SUFFIX) in links
+    ]
+    for path in leftovers:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(vfs.local_path(path))
+    return leftovers

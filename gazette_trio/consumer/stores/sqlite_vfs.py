@@ -149,8 +149,8 @@ class RecordingVFS(apsw.VFS):
         # Size of each recorded file as the log knows it (equal to the local
         # file's while recording works).
         self.sizes: dict[str, int] = {}
-        # Recorded writes per path, and size changes by truncation: a
-        # changed truncation count tells compaction its copy is void.
+        # Recorded writes per path, and size changes by truncation or
+        # deletion: a changed count tells compaction its copy is void.
         self.writes: Counter[str] = Counter()
         self.truncations: Counter[str] = Counter()
         # (source, copy): writes to source are recorded into copy as well.
@@ -219,9 +219,12 @@ class RecordingVFS(apsw.VFS):
         if self._detached:
             return
         with self._lock:
-            if path in self.sizes:
+            # A file the player rebuilt and SQLite never opened is known by
+            # the log only.
+            if path in self.sizes or path in self.recorder.fsm.links:
                 self._check()
-                del self.sizes[path]
+                self.sizes.pop(path, None)
+                self.truncations[path] += 1
                 self._ops.append(_Remove(path))
         self.sync_point()
 
