@@ -30,8 +30,8 @@ Cases that cannot apply:
 - TestStoreCommitAndRecover: covered by `tests/stores/test_sqlite.py`
   (commit waiting on `wait_for`, visibility in the next transaction,
   recovery of the checkpoint); upstream's version also checks that Destroy
-  removes the whole directory, which ours deliberately does not (see
-  `SQLiteStore.destroy`: it removes the files the log knows).
+  removes the whole directory, where ours removes the files the log knows
+  and the runtime removes the shard's playback directory (`LocalShard`).
 - TestParsingOfPageFileHeader, TestFileBindingCases: test upstream's C++
   page file (SQLite pages kept in RocksDB) and its CGO write buffering,
   which this store does not have; it records the database file's own writes
@@ -63,8 +63,8 @@ TESTDATA = "consumer/store-sqlite/testdata"
 
 NOT_APPLICABLE = {
     "TestMain": "Go's test-binary entry point, not a case",
-    "TestStoreCommitAndRecover": "covered by tests/stores/test_sqlite.py; Destroy's removal "
-    "of the whole directory is deliberately not ours",
+    "TestStoreCommitAndRecover": "covered by tests/stores/test_sqlite.py; the runtime, not "
+    "destroy(), removes the playback directory",
     "TestParsingOfPageFileHeader": "upstream's C++ page file (pages in RocksDB), which this "
     "store does not have",
     "TestFileBindingCases": "upstream's C++ page file and CGO buffering; its log-file cases "
