@@ -146,14 +146,20 @@ class Gazctl:
         env: dict[str, str] | None = None,
     ) -> Completed:
         """Run `gazctl args...`; `env` adds variables (such as EDITOR)."""
-        env = clean_env(**(env or {}))
+        return run_tool(
+            [self.binary, *args], self.environment(env), input=input, timeout=timeout, cwd=self.cwd
+        )
+
+    def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The environment gazctl runs in: where the broker and consumer are."""
+        env = clean_env(**(extra or {}))
         for var in ("BROKER_ADDRESS", "CONSUMER_ADDRESS"):
             env.pop(var, None)
         if self.broker is not None:
             env["BROKER_ADDRESS"] = _http(self.broker)
         if self.consumer is not None:
             env["CONSUMER_ADDRESS"] = _http(self.consumer)
-        return run_tool([self.binary, *args], env, input=input, timeout=timeout, cwd=self.cwd)
+        return env
 
     def at(self, *, broker: str | None = None, consumer: str | None = None) -> Gazctl:
         return Gazctl(self.binary, self.cwd, broker or self.broker, consumer or self.consumer)

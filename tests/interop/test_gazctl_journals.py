@@ -69,6 +69,9 @@ def base() -> str:
     return f"interop/{uuid.uuid4().hex[:8]}/"
 
 
+FRAGMENT = "{length: 1024, compression_codec: SNAPPY, stores: ['file:///'], refresh_interval: 1s}"
+
+
 def journalspace(base: str, replication: int = 1) -> str:
     return f"""\
 name: {base}
@@ -281,3 +284,42 @@ def test_reset_head_on_a_consistent_journal_changes_nothing_and_appends_go_on(
     assert ctl("journals", "read", "-l", f"name={journal}").ok() == "before\nafter\n"
     specs = json_lines(ctl("journals", "fragments", "-l", f"name={journal}", "-o", "json").ok())
     assert int(specs[-1]["spec"]["end"]) == len("before\nafter\n")
+
+
+def test_list_watch_shows_journals_as_they_are_created_and_deleted(
+    ctl: Gazctl, tmp_path: Path, base: str, group: ProcessGroup
+) -> None:
+    created(ctl, tmp_path, base)
+    watcher = group.start(
+        "gazctl-list-watch",
+        [ctl.binary, "journals", "list", "--watch", "-l", f"name:prefix={base}"],
+        ctl.environment(),
+    )
+
+    def last_listing() -> list[str]:
+        tables = watcher.text().split("┌")
+        return [row[0] for row in rows("┌" + tables[-1])] if len(tables) > 1 else []
+
+    wait_until(
+        "the watch lists the journals",
+        lambda: last_listing() == [f"{base}one", f"{base}two"],
+        timeout=20,
+    )
+    apply(ctl, tmp_path, f"name: {base}three\nreplication: 1\nfragment: {FRAGMENT}\n")
+    wait_until(
+        "the watch shows the new journal",
+        lambda: last_listing() == [f"{base}one", f"{base}three", f"{base}two"],
+        timeout=20,
+    )
+    revision = leaves(yaml_doc(ctl("journals", "list", "-l", f"name={base}one", "-o", "yaml").ok()))
+    apply(
+        ctl,
+        tmp_path,
+        f"name: {base}one\nrevision: {revision[f'{base}one']['revision']}\ndelete: true\n",
+    )
+    wait_until(
+        "the watch drops the deleted journal",
+        lambda: last_listing() == [f"{base}three", f"{base}two"],
+        timeout=20,
+    )
+    assert watcher.popen.poll() is None, watcher.tail()
