@@ -1,0 +1,159 @@
+"""The neighbours' client: publishing and reading from your own code.
+
+Each test runs a real journal server process (`python -m
+gazette_trio.broker.server`) and talks to it only through
+`gazette_trio.client`, as a user's script would: no island, no channel.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import trio
+
+from gazette_trio import aio
+from gazette_trio.broker import GrpcJournalClient, apply_journals, new_journal_spec, upsert
+from gazette_trio.client import (
+    PublishProgress,
+    PublishTimeout,
+    SyncPublisher,
+    open_publisher,
+    open_reader,
+)
+from gazette_trio.message import fnv1a_32
+
+from .conftest import ServerProcess
+
+PARTS = [f"clicks/part-{i:03d}" for i in range(4)]
+
+
+async def create_partitions(endpoint: str) -> None:
+    async with aio.asyncio_island(), aio.Channel(endpoint) as channel:
+        client = GrpcJournalClient(channel)
+        await apply_journals(
+            client,
+            [
+                upsert(
+                    new_journal_spec(
+                        name, content_type="application/x-ndjson", labels={"topic": "clicks"}
+                    )
+                )
+                for name in PARTS
+            ],
+        )
+
+
+async def read_all(endpoint: str) -> dict[str, list[dict[str, object]]]:
+    out: dict[str, list[dict[str, object]]] = {}
+    for journal in PARTS:
+        async with open_reader(endpoint, journal, block=False) as messages:
+            out[journal] = [
+                {k: v for k, v in dict(envelope.message).items() if k != "_meta"}
+                async for envelope in messages
+            ]
+    return out
+
+
+@pytest.fixture
+async def broker(server_process: ServerProcess) -> str:
+    await create_partitions(server_process.endpoint)
+    return server_process.endpoint
+
+
+async def test_published_messages_are_read_back_once_each_and_keys_stay_together(
+    broker: str,
+) -> None:
+    seen: list[PublishProgress] = []
+    async with open_publisher(
+        broker,
+        selector="topic=clicks",
+        key=lambda event: event["user"],
+        txn_size=250,
+        on_progress=lambda p: seen.append(PublishProgress(**vars(p))),
+    ) as publisher:
+        for i in range(1000):
+            await publisher.publish({"user": f"user-{i % 37}", "n": i})
+    assert publisher.progress.published == publisher.progress.acknowledged == 1000
+    assert publisher.progress.commits == 4
+    assert seen and seen[-1].acknowledged == 1000
+
+    read = await read_all(broker)
+    events = [m for messages in read.values() for m in messages]
+    assert sorted(int(str(m["n"])) for m in events) == list(range(1000))  # each exactly once
+    homes = {str(m["user"]): journal for journal, messages in read.items() for m in messages}
+    for journal, messages in read.items():
+        assert all(homes[str(m["user"])] == journal for m in messages)  # a user's events together
+    # Rendezvous hashing, as the consumer's own publishers map the same key.
+    for user, journal in homes.items():
+        digest = fnv1a_32(user.encode())
+        assert journal == max(PARTS, key=lambda name: digest ^ fnv1a_32(name.encode()))
+
+
+async def test_a_publisher_that_fails_mid_block_leaves_nothing_visible_to_committed_readers(
+    broker: str,
+) -> None:
+    with pytest.raises(RuntimeError, match="the script broke"):
+        async with open_publisher(broker, journal=PARTS[0]) as publisher:
+            for i in range(100):
+                await publisher.publish({"n": i})
+            raise RuntimeError("the script broke")
+    assert (await read_all(broker))[PARTS[0]] == []
+    async with open_publisher(broker, journal=PARTS[0]) as publisher:
+        await publisher.publish({"n": "after"})
+    assert (await read_all(broker))[PARTS[0]] == [{"n": "after"}]
+
+
+async def test_memory_is_bounded_by_waiting_for_acknowledgements(broker: str) -> None:
+    async with open_publisher(
+        broker, journal=PARTS[1], max_in_flight=4096, transactional=False
+    ) as publisher:
+        for i in range(2000):
+            await publisher.publish({"n": i, "pad": "x" * 40})
+            assert publisher._in_flight_bytes <= 4096 + 100  # one message over, at most
+    assert len((await read_all(broker))[PARTS[1]]) == 2000
+
+
+async def test_a_broker_that_goes_away_is_given_up_on_naming_what_is_unacknowledged(
+    server_process: ServerProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    await create_partitions(server_process.endpoint)
+    caplog.set_level(logging.WARNING, logger="gazette_trio.client")
+    with pytest.raises(PublishTimeout) as timeout:
+        async with open_publisher(
+            server_process.endpoint, journal=PARTS[2], give_up_after=3, warn_every=1
+        ) as publisher:
+            await publisher.publish({"n": 1})
+            server_process.kill()
+            for i in range(5):
+                await publisher.publish({"n": i})
+    assert timeout.value.unacknowledged.get(PARTS[2], 0) >= 1
+    assert server_process.endpoint in str(timeout.value)
+    assert "message(s) unacknowledged" in str(timeout.value)
+    assert any("waiting for acknowledgement" in r.getMessage() for r in caplog.records)
+
+
+async def test_the_sync_publisher_serves_code_that_is_not_async(broker: str) -> None:
+    def script() -> PublishProgress:
+        with SyncPublisher(broker, selector="topic=clicks", key=lambda e: e["k"]) as publisher:
+            for i in range(3000):
+                publisher.publish({"k": str(i % 11), "n": i})
+        return publisher.progress
+
+    progress = await trio.to_thread.run_sync(script)
+    assert progress.acknowledged == 3000
+    counts = Counter(
+        int(str(m["n"])) for messages in (await read_all(broker)).values() for m in messages
+    )
+    assert set(counts) == set(range(3000)) and set(counts.values()) == {1}
+
+
+def test_a_destination_must_be_named_once(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with open_publisher("localhost:1"):
+            pass
+
+    with pytest.raises(ValueError, match="exactly one of journal= or selector="):
+        trio.run(main)
