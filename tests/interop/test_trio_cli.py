@@ -210,3 +210,41 @@ def test_shards_are_listed_alike_by_both_and_unassign_works_from_either(
         timeout=30,
     )
     wait_until("every shard PRIMARY", lambda: set(statuses().values()) == {"PRIMARY"}, timeout=30)
+
+
+def test_suspend_and_reset_head_by_gazette_trio_do_what_gazctls_do(
+    ctl: Gazctl, gazette: GazetteCluster, tmp_path: Path
+) -> None:
+    base = f"cli/{uuid.uuid4().hex[:8]}/"
+    specs = tmp_path / "journals.yaml"
+    specs.write_text(journalspace(base))
+    ctl("journals", "apply", f"--specs={specs}").ok()
+    empty, written = f"{base}beta", f"{base}alpha"
+
+    def assigned() -> bool:
+        out = ctl("journals", "list", "-l", f"name:prefix={base}", "--primary").ok()
+        primaries = column(out, "PRIMARY")
+        return len(primaries) == 2 and all(p not in ("", "<none>") for p in primaries.values())
+
+    wait_until("both journals have a primary", assigned, timeout=20)
+
+    def suspension(journal: str) -> dict[str, Any]:
+        out = ctl("journals", "list", "-l", f"name={journal}", "-o", "yaml").ok()
+        return dict(leaves(yaml_doc(out))[journal].get("suspend") or {"level": "NONE"})
+
+    journals(gazette, "suspend", "-l", f"name={empty}")
+    assert suspension(empty) == {"level": "FULL"}
+
+    ctl("journals", "append", "-l", f"name={written}", input='{"a": 1}\n').ok()
+    journals(gazette, "suspend", "-l", f"name={written}", "--force")
+    assert suspension(written) == {"level": "PARTIAL", "offset": len('{"a": 1}\n')}
+
+    # reset-head skips the fully suspended journal and leaves the content of
+    # a consistent one as it was. (Whether it resumes the partially suspended
+    # one differs: v0.103.0's gazctl resumes it, upstream's later SUSPEND_KEEP
+    # does not; so that is not asserted.)
+    journals(gazette, "reset-head", "-l", f"name:prefix={base}")
+    assert suspension(empty) == {"level": "FULL"}
+    ctl("journals", "append", "-l", f"name={written}", input='{"a": 2}\n').ok()
+    assert journals(gazette, "read", written) == '{"a": 1}\n{"a": 2}\n'
+    assert suspension(written) == {"level": "NONE"}
