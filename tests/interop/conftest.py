@@ -45,14 +45,14 @@ from ..services import etcd_binary, etcd_version, free_port, running_etcd
 
 GAZETTE_VERSION = "v0.103.0"
 PEERS = ("gazette", "gazctl", "chunker", "summer")
-INSTALL = (
-    "bash .ci/run  (or, with Go installed: put `require go.gazette.dev/core "
-    f"{GAZETTE_VERSION}` in a scratch go.mod and run there `GOFLAGS=-mod=mod "
-    "GOBIN=$PWD/.cache/gazette/bin go install go.gazette.dev/core/cmd/gazette "
-    "go.gazette.dev/core/cmd/gazctl go.gazette.dev/core/examples/stream-sum/chunker "
-    "go.gazette.dev/core/examples/stream-sum/summer`; docs/interop.md)"
-)
 HERE = Path(__file__).resolve().parent
+INSTALL = (
+    "`bash .ci/run` builds them; or, with Go installed, in a scratch module whose "
+    f"go.mod says `require go.gazette.dev/core {GAZETTE_VERSION}`: `GOFLAGS=-mod=mod "
+    f"GOBIN={REPO}/.cache/gazette/bin go install go.gazette.dev/core/cmd/gazette "
+    "go.gazette.dev/core/cmd/gazctl go.gazette.dev/core/examples/stream-sum/chunker "
+    "go.gazette.dev/core/examples/stream-sum/summer` (docs/interop.md)"
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
