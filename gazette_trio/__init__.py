@@ -22,11 +22,22 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .consumer.contracts import Application, BatchConsumer, BeginFinisher, Shard, Store
+from .consumer.aggregate import Aggregation
+from .consumer.contracts import (
+    Application,
+    BaseApplication,
+    BatchConsumer,
+    BeginFinisher,
+    Shard,
+    Store,
+)
+from .consumer.scratch import PerTransaction
 from .message import (
     Envelope,
     JSONMessage,
+    Mapping,
     Message,
+    Partitions,
     Publisher,
     fixed_mapping,
     modulo_mapping,
@@ -56,16 +67,21 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Aggregation",
     "Application",
+    "BaseApplication",
     "BatchConsumer",
     "BeginFinisher",
     "Envelope",
     "JSONFileStore",
     "JSONMessage",
+    "Mapping",
     "MemoryStore",
     "Message",
     "OpFuture",
     "OpFutures",
+    "Partitions",
+    "PerTransaction",
     "Publisher",
     "SQLStore",
     "SQLiteStore",

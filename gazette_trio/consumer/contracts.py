@@ -2,9 +2,10 @@
 
 Three roles, as in Gazette's `consumer` package:
 
-- `Application`: the user's code. It builds a `Store` for each shard, names
-  the message type of each journal, and consumes read-committed messages in
-  transactions: `consume_message` for each message, `finalize_txn` when the
+- `Application[StoreT, MessageT]`: the user's code, generic in the type of
+  its shards' store and of the messages it reads. It builds a `Store` for
+  each shard, names the message type of each journal, and consumes
+  read-committed messages in transactions: `consume_message` for each message, `finalize_txn` when the
   transaction closes (flush in-memory aggregates into the store, publish
   what is pending). Optional `begin_txn`/`finished_txn` bracket each
   transaction (Gazette's BeginFinisher).
@@ -25,6 +26,11 @@ services of its own (a query API, say) by defining
 `grpc_services(consumer) -> list[gazette_trio.aio.Service]`; they are served
 on the member's port beside the Shard API.
 
+`BaseApplication` is an Application with the obvious defaults to subclass
+(the message type declared once, a no-op `finalize_txn`); `scratch` holds
+the typed per-transaction state the runtime clears, and `aggregate` the
+short keyed-aggregation form built on both.
+
 This module owns the protocols only; the runtime that honours them lives in
 `driver`, `shard` and `service`.
 """
@@ -32,9 +38,10 @@ This module owns the protocols only; the runtime that honours them lives in
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, runtime_checkable
 
 import trio
+from typing_extensions import TypeVar
 
 from ..opfuture import OpFuture, OpFutures
 from ..protocol import consumer as pc
@@ -43,6 +50,9 @@ from ..protocol import protocol as pb
 if TYPE_CHECKING:
     from ..broker.append_service import AppendService
     from ..broker.client import JournalClient
+    from ..message.message import Envelope
+    from ..message.publisher import Publisher
+    from ..recoverylog.recorder import Recorder
 
 
 class Shard(Protocol):
@@ -118,17 +128,30 @@ class Store(Protocol):
         ...
 
 
-@runtime_checkable
-class Application(Protocol):
-    """User code run by the consumer, one instance per member."""
+StoreT = TypeVar("StoreT", bound="Store", default="Store")
+"""The store type of an application's shards (bare `Application` means any)."""
+MessageT = TypeVar("MessageT", default=Any)
+"""The message type an application reads (bare `Application` means any)."""
+StoreT_contra = TypeVar("StoreT_contra", bound="Store", default="Store", contravariant=True)
 
-    async def new_store(self, shard: Shard, recorder: Any) -> Store:
+
+@runtime_checkable
+class Application(Protocol[StoreT, MessageT]):
+    """User code run by the consumer, one instance per member.
+
+    Generic in the store its shards use and the messages it reads, so that
+    an implementation annotated with its own types
+    (`store: JSONFileStore[dict[str, int]]`, `envelope: Envelope[Line]`)
+    is an `Application[JSONFileStore[dict[str, int]], Line]`.
+    """
+
+    async def new_store(self, shard: Shard, recorder: Recorder | None) -> StoreT:
         """Build the shard's Store. `recorder` is the shard's recovery-log
         recorder (`gazette_trio.recoverylog.Recorder`) if its spec has a
         `recovery_log_prefix`, else None."""
         ...
 
-    def new_message(self, spec: pb.JournalSpec) -> Any:
+    def new_message(self, spec: pb.JournalSpec) -> type[MessageT]:
         """The message type this journal carries: what its frames decode
         into (`dict`, a `JSONMessage` subclass, a betterproto2 class for
         fixed protobuf framing, ...). Gazette returns a zero-valued message;
@@ -136,7 +159,7 @@ class Application(Protocol):
         ...
 
     async def consume_message(
-        self, shard: Shard, store: Store, envelope: Any, publisher: Any
+        self, shard: Shard, store: StoreT, envelope: Envelope[MessageT], publisher: Publisher
     ) -> None:
         """Consume one read-committed message (a `gazette_trio.message`
         Envelope) inside the current transaction. Publish derived messages
@@ -145,24 +168,59 @@ class Application(Protocol):
         what precedes them, are not passed here (Gazette passes them)."""
         ...
 
-    async def finalize_txn(self, shard: Shard, store: Store, publisher: Any) -> None:
+    async def finalize_txn(self, shard: Shard, store: StoreT, publisher: Publisher) -> None:
         """The transaction is closing: flush in-memory state into the store
         transaction and publish anything pending."""
         ...
 
 
+class BaseApplication(Generic[StoreT, MessageT]):
+    """An `Application` to subclass, with the obvious defaults.
+
+    Declare the message type once as `message_type` (every journal decodes
+    into it); `finalize_txn` does nothing unless overridden. `new_store`
+    and `consume_message` are the application's own.
+
+        class Counter(BaseApplication[JSONFileStore[dict[str, int]], JSONMessage]):
+            message_type = JSONMessage
+            ...
+    """
+
+    message_type: type[MessageT]
+
+    async def new_store(self, shard: Shard, recorder: Recorder | None) -> StoreT:
+        raise NotImplementedError(f"{type(self).__name__} must define new_store")
+
+    def new_message(self, spec: pb.JournalSpec) -> type[MessageT]:
+        try:
+            return self.message_type
+        except AttributeError:
+            raise TypeError(
+                f"{type(self).__name__} declares no message_type (the type journal "
+                f"{spec.name} decodes into): set it, or override new_message"
+            ) from None
+
+    async def consume_message(
+        self, shard: Shard, store: StoreT, envelope: Envelope[MessageT], publisher: Publisher
+    ) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must define consume_message")
+
+    async def finalize_txn(self, shard: Shard, store: StoreT, publisher: Publisher) -> None:
+        """Nothing to flush by default."""
+
+
 @runtime_checkable
-class BeginFinisher(Protocol):
+class BeginFinisher(Protocol[StoreT_contra]):
     """Optional: told when each transaction begins and finishes."""
 
-    async def begin_txn(self, shard: Shard, store: Store) -> None:
+    async def begin_txn(self, shard: Shard, store: StoreT_contra) -> None:
         """A transaction begins; its first `consume_message` follows. It may
         block (to take a semaphore, say): the transaction's min and max
         durations count from when it returns. If it raises, the shard fails
         and `finished_txn` is not called."""
         ...
 
-    def finished_txn(self, shard: Shard, store: Store, future: OpFuture[None]) -> None:
+    def finished_txn(self, shard: Shard, store: StoreT_contra, future: OpFuture[None]) -> None:
         """Called once for every transaction whose `begin_txn` returned.
 
         When the transaction started to commit, `future` resolves (or fails)
@@ -174,7 +232,7 @@ class BeginFinisher(Protocol):
 
 
 @runtime_checkable
-class BatchConsumer(Protocol):
+class BatchConsumer(Protocol[StoreT_contra, MessageT]):
     """Optional: consume read-committed messages a batch at a time.
 
     An Application that defines `consume_messages` has it called instead of
@@ -189,7 +247,11 @@ class BatchConsumer(Protocol):
     """
 
     async def consume_messages(
-        self, shard: Shard, store: Store, envelopes: Sequence[Any], publisher: Any
+        self,
+        shard: Shard,
+        store: StoreT_contra,
+        envelopes: Sequence[Envelope[MessageT]],
+        publisher: Publisher,
     ) -> None:
         """Consume `envelopes` in order, inside the current transaction."""
         ...

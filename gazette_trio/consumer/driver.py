@@ -17,6 +17,9 @@ Committing orders the transaction's effects with barriers, as Gazette does:
 Transactions are pipelined: once a commit has started, the next transaction
 consumes messages while it completes in the background.
 
+Per-transaction state (`scratch.PerTransaction`) of the shard is dropped
+when each transaction ends (its commit started) or fails.
+
 A BeginFinisher application hears of every transaction that began (its
 `begin_txn` returned): `finished_txn` gets the commit's future once the
 commit started, or a failed future if the transaction failed first (the
@@ -56,10 +59,12 @@ from ..broker.client import JournalClient
 from ..broker.errors import JournalError
 from ..broker.reader import Backoff, is_retryable
 from ..message.frames import Committed
+from ..message.publisher import Publisher
 from ..opfuture import OpFuture
 from ..protocol import consumer as pc
 from ..protocol import protocol as pb
 from .contracts import Application, BatchConsumer, BeginFinisher, Shard, Store
+from .scratch import end_transaction
 from .transaction import (
     ReadProgress,
     Step,
@@ -115,13 +120,10 @@ class MessageIntake(Protocol):
         ...
 
 
-class Publisher(Protocol):
-    def build_ack_intents(self) -> dict[str, bytes]:
-        """Journal → framed ACK messages for what this transaction published."""
-        ...
+class TxnAppender(Protocol):
+    """What the driver needs of the shard's append service (a test may
+    provide a simpler one)."""
 
-
-class Appender(Protocol):
     def append(
         self, journal: str, content: bytes, *, depends_on: OpFuture[Any] | None = None
     ) -> OpFuture[pb.AppendResponse]: ...
@@ -181,7 +183,7 @@ async def run_transactions(
     app: Application,
     store: Store,
     publisher: Publisher,
-    appender: Appender,
+    appender: TxnAppender,
     intake: MessageIntake,
     events: trio.MemoryReceiveChannel[Any],
     events_in: trio.MemorySendChannel[Any],
@@ -222,7 +224,7 @@ class _Driver:
     app: Application
     store: Store
     publisher: Publisher
-    appender: Appender
+    appender: TxnAppender
     intake: MessageIntake
     events: trio.MemoryReceiveChannel[Any]
     events_in: trio.MemorySendChannel[Any]
@@ -278,6 +280,7 @@ class _Driver:
                 batch = await self._consume_until_commit(txn, prev, batch)
                 prev = await self._start_commit(txn)
             except BaseException as exc:
+                end_transaction(shard)
                 # Once a transaction began, the application hears how it
                 # ended, however it ended (Gazette calls FinishedTxn on any
                 # error after BeginTxn), so that what `begin_txn` took (a
@@ -285,6 +288,7 @@ class _Driver:
                 if begin_finisher is not None and txn.began:
                     _finish_failed(begin_finisher, shard, store, exc)
                 raise
+            end_transaction(shard)
             if begin_finisher is not None:
                 begin_finisher.finished_txn(shard, store, prev.commit)
 

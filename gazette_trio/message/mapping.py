@@ -16,6 +16,11 @@ These pick the same journal for the same key and partitions as Gazette's
 ModuloMapping and RendezvousMapping. The key is `key(message)` (bytes, or a
 str encoded as UTF-8); by default the message's own `mapping_key()`.
 
+Each mapping is a callable object (`FixedMapping`, `ModuloMapping`, ...,
+built by the functions above), generic in the message type it keys: unlike
+a plain function, it can be kept as a class attribute of an application
+without becoming a bound method.
+
 `Partitions` is the current list of journals matching a selector, listed
 through the `JournalClient` and kept current by a List watch that the
 caller's block owns (`open_partitions`).
@@ -26,9 +31,10 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from typing import Any, Generic, Protocol, overload
 
 import trio
+from typing_extensions import TypeVar
 
 from ..broker.client import JournalClient
 from ..broker.list_apply import list_journals, selector_of
@@ -38,9 +44,14 @@ from ..protocol.labels import format_selector, value_of
 from .framing import CONTENT_TYPE
 
 __all__ = [
+    "FixedMapping",
+    "Keyed",
     "Mapping",
+    "ModuloMapping",
     "NoPartitions",
     "Partitions",
+    "RandomMapping",
+    "RendezvousMapping",
     "fixed_mapping",
     "fnv1a_32",
     "modulo_mapping",
@@ -49,10 +60,23 @@ __all__ = [
     "rendezvous_mapping",
 ]
 
-Mapping = Callable[[Any], tuple[str, str]]
-"""message → (journal name, content type of the journal)."""
+M = TypeVar("M")
+M_contra = TypeVar("M_contra", contravariant=True, default=Any)
 
-KeyFunc = Callable[[Any], bytes | str]
+
+class Mapping(Protocol[M_contra]):
+    """message → (journal name, content type of the journal)."""
+
+    def __call__(self, message: M_contra, /) -> tuple[str, str]: ...
+
+
+class Keyed(Protocol):
+    """A message that names its own mapping key."""
+
+    def mapping_key(self) -> bytes | str: ...
+
+
+KeyFunc = Callable[[M], bytes | str]
 
 _FNV_OFFSET = 0x811C9DC5
 _FNV_PRIME = 0x01000193
@@ -132,59 +156,114 @@ def _content_type(spec: pb.JournalSpec) -> str:
     return value_of(spec.labels, CONTENT_TYPE)
 
 
-def _key_bytes(key: KeyFunc | None, message: Any) -> bytes:
-    value = key(message) if key is not None else message.mapping_key()
-    return value.encode() if isinstance(value, str) else bytes(value)
+class _Keyed(Generic[M]):
+    """A mapping over `partitions` keyed by `key(message)` (by default the
+    message's own `mapping_key()`)."""
+
+    __slots__ = ("key", "partitions")
+
+    def __init__(self, partitions: Partitions, key: KeyFunc[M] | None) -> None:
+        self.partitions = partitions
+        self.key = key
+
+    def _key_bytes(self, message: M) -> bytes:
+        key = self.key
+        value = key(message) if key is not None else message.mapping_key()  # type: ignore[attr-defined]
+        return value.encode() if isinstance(value, str) else bytes(value)
 
 
-def modulo_mapping(partitions: Partitions, key: KeyFunc | None = None) -> Mapping:
+class ModuloMapping(_Keyed[M]):
     """FNV-1a of the key, modulo the number of partitions."""
 
-    def mapping(message: Any) -> tuple[str, str]:
-        journals = partitions._require()
-        spec = journals[fnv1a_32(_key_bytes(key, message)) % len(journals)]
+    __slots__ = ()
+
+    def __call__(self, message: M, /) -> tuple[str, str]:
+        journals = self.partitions._require()
+        spec = journals[fnv1a_32(self._key_bytes(message)) % len(journals)]
         return spec.name, _content_type(spec)
 
-    return mapping
 
-
-def rendezvous_mapping(partitions: Partitions, key: KeyFunc | None = None) -> Mapping:
+class RendezvousMapping(_Keyed[M]):
     """Highest random weight: the journal maximizing `fnv1a(key) ^ fnv1a(name)`."""
-    cache: dict[str, Any] = {"revision": -1, "hashes": []}
 
-    def mapping(message: Any) -> tuple[str, str]:
-        journals = partitions._require()
-        if cache["revision"] != partitions.revision or len(cache["hashes"]) != len(journals):
-            cache["hashes"] = [fnv1a_32(j.name.encode()) for j in journals]
-            cache["revision"] = partitions.revision
-        digest = fnv1a_32(_key_bytes(key, message))
+    __slots__ = ("_hashes", "_revision")
+
+    def __init__(self, partitions: Partitions, key: KeyFunc[M] | None) -> None:
+        super().__init__(partitions, key)
+        self._revision = -1
+        self._hashes: list[int] = []
+
+    def __call__(self, message: M, /) -> tuple[str, str]:
+        journals = self.partitions._require()
+        if self._revision != self.partitions.revision or len(self._hashes) != len(journals):
+            self._hashes = [fnv1a_32(j.name.encode()) for j in journals]
+            self._revision = self.partitions.revision
+        digest = fnv1a_32(self._key_bytes(message))
         best, index = 0, 0
-        for i, h in enumerate(cache["hashes"]):
+        for i, h in enumerate(self._hashes):
             weight = digest ^ h
             if weight > best:
                 best, index = weight, i
         spec = journals[index]
         return spec.name, _content_type(spec)
 
-    return mapping
 
-
-def random_mapping(partitions: Partitions, rng: random.Random | None = None) -> Mapping:
+class RandomMapping:
     """Any partition, at random."""
-    choose = (rng or random.Random()).randrange
 
-    def mapping(message: Any) -> tuple[str, str]:
-        journals = partitions._require()
-        spec = journals[choose(len(journals))]
+    __slots__ = ("_choose", "partitions")
+
+    def __init__(self, partitions: Partitions, rng: random.Random | None = None) -> None:
+        self.partitions = partitions
+        self._choose = (rng or random.Random()).randrange
+
+    def __call__(self, message: object, /) -> tuple[str, str]:
+        journals = self.partitions._require()
+        spec = journals[self._choose(len(journals))]
         return spec.name, _content_type(spec)
 
-    return mapping
+
+class FixedMapping:
+    """Always `journal`, of `content_type`."""
+
+    __slots__ = ("content_type", "journal")
+
+    def __init__(self, journal: str, content_type: str) -> None:
+        self.journal = journal
+        self.content_type = content_type
+
+    def __call__(self, message: object, /) -> tuple[str, str]:
+        return self.journal, self.content_type
+
+    def __repr__(self) -> str:
+        return f"FixedMapping({self.journal!r}, {self.content_type!r})"
 
 
-def fixed_mapping(journal: str, content_type: str) -> Mapping:
+@overload
+def modulo_mapping(partitions: Partitions, key: None = None) -> ModuloMapping[Keyed]: ...
+@overload
+def modulo_mapping(partitions: Partitions, key: KeyFunc[M]) -> ModuloMapping[M]: ...
+def modulo_mapping(partitions: Partitions, key: KeyFunc[Any] | None = None) -> ModuloMapping[Any]:
+    """FNV-1a of the key, modulo the number of partitions."""
+    return ModuloMapping(partitions, key)
+
+
+@overload
+def rendezvous_mapping(partitions: Partitions, key: None = None) -> RendezvousMapping[Keyed]: ...
+@overload
+def rendezvous_mapping(partitions: Partitions, key: KeyFunc[M]) -> RendezvousMapping[M]: ...
+def rendezvous_mapping(
+    partitions: Partitions, key: KeyFunc[Any] | None = None
+) -> RendezvousMapping[Any]:
+    """Highest random weight: the journal maximizing `fnv1a(key) ^ fnv1a(name)`."""
+    return RendezvousMapping(partitions, key)
+
+
+def random_mapping(partitions: Partitions, rng: random.Random | None = None) -> RandomMapping:
+    """Any partition, at random."""
+    return RandomMapping(partitions, rng)
+
+
+def fixed_mapping(journal: str, content_type: str) -> FixedMapping:
     """Always `journal`."""
-
-    def mapping(message: Any) -> tuple[str, str]:
-        return journal, content_type
-
-    return mapping
+    return FixedMapping(journal, content_type)

@@ -35,9 +35,10 @@ framing modules, and ordering to `sequencer`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Generic, Protocol, runtime_checkable
 
 import msgspec
+from typing_extensions import TypeVar
 
 from ..protocol import protocol as pb
 from .uuids import ACK_TXN, UUID, ProducerID, fields_of, fields_of_string
@@ -74,8 +75,14 @@ class Message(Protocol):
         ...
 
 
-class Envelope(msgspec.Struct, frozen=True):
+MessageT = TypeVar("MessageT", default=Any)
+
+
+class Envelope(msgspec.Struct, Generic[MessageT], frozen=True):
     """A message read from a journal, with its place there.
+
+    Generic in the message type: `Envelope[WordDelta]` carries a
+    `WordDelta` (a bare `Envelope` carries anything).
 
     `producer`, `clock` and `flags` are the fields of the message's UUID as
     it was decoded (a message without a UUID has the zero producer and clock).
@@ -85,13 +92,15 @@ class Envelope(msgspec.Struct, frozen=True):
     journal: pb.JournalSpec
     begin: int
     end: int
-    message: Any
+    message: MessageT
     producer: ProducerID
     clock: int
     flags: int
 
     @classmethod
-    def of(cls, journal: pb.JournalSpec, begin: int, end: int, message: Any) -> Envelope:
+    def of(
+        cls, journal: pb.JournalSpec, begin: int, end: int, message: MessageT
+    ) -> Envelope[MessageT]:
         """An envelope for `message`, taking the UUID fields from `message.get_uuid()`."""
         producer, clock, flags = fields_of(get_uuid(message))
         return cls(journal, begin, end, message, producer, clock, flags)

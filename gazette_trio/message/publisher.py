@@ -25,7 +25,7 @@ appends are the append service's.
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ..opfuture import OpFuture
 from ..protocol import protocol as pb
@@ -43,6 +43,8 @@ from .uuids import (
 )
 
 __all__ = ["Appender", "Publisher"]
+
+M = TypeVar("M")
 
 
 class Appender(Protocol):
@@ -75,12 +77,12 @@ class Publisher:
         # Journal → (ACK message, framing), in first-publish order.
         self._intents: dict[str, tuple[Any, Framing]] = {}
 
-    def publish_committed(self, mapping: Mapping, message: Any) -> OpFuture[pb.AppendResponse]:
+    def publish_committed(self, mapping: Mapping[M], message: M) -> OpFuture[pb.AppendResponse]:
         """Publish `message` for immediate read-committed consumption."""
         _, _, future = self._publish(mapping, message, OUTSIDE_TXN)
         return future
 
-    def publish_uncommitted(self, mapping: Mapping, message: Any) -> OpFuture[pb.AppendResponse]:
+    def publish_uncommitted(self, mapping: Mapping[M], message: M) -> OpFuture[pb.AppendResponse]:
         """Publish `message` in the open transaction; `build_ack_intents`
         will include an ACK for its journal."""
         journal, framing, future = self._publish(mapping, message, CONTINUE_TXN)
@@ -99,7 +101,7 @@ class Publisher:
         return intents
 
     def _publish(
-        self, mapping: Mapping, message: Any, flags: int
+        self, mapping: Mapping[M], message: M, flags: int
     ) -> tuple[str, Framing, OpFuture[pb.AppendResponse]]:
         if self._auto_clock:
             self.clock.update(time.time_ns())
