@@ -70,6 +70,7 @@ from ..etcd import Etcd, GrpcEtcd, MemoryEtcd
 from ..protocol import consumer as pc
 from ..protocol import protocol as pb
 from .config import Config, ConfigError, load_config_or_exit
+from .datadir import exit_if_locked, lock_data_dir
 from .http import StatusServer
 from .logs import configure_logging
 from .metrics import ShardMetrics
@@ -99,7 +100,8 @@ def serve(config: Path) -> None:
     cfg = load_config_or_exit(config)
     configure_logging(cfg.log.level, cfg.log.format)
     app = load_application(cfg, config)
-    trio.run(run_process, cfg, app)
+    with exit_if_locked():
+        trio.run(run_process, cfg, app)
 
 
 def load_application(cfg: Config, config_path: Path) -> Application:
@@ -175,6 +177,9 @@ async def run_member(
     data_dir = Path(cfg.data_dir)
     os.makedirs(data_dir, exist_ok=True)
     async with aio.asyncio_island(), contextlib.AsyncExitStack() as stack:
+        # One process per data directory: embedded etcd, journals and shard
+        # state under it have a single writer (docs/cli.md).
+        stack.enter_context(lock_data_dir(data_dir))
         etcd = await stack.enter_async_context(_open_etcd(cfg, data_dir))
         # Bind the port first: the member's advertised endpoint names it,
         # and the member joins the group before its services are built.
