@@ -48,6 +48,7 @@ _FATAL_RPC_ERRORS = (
     aio.FailedPrecondition,
     aio.OutOfRange,
     aio.AlreadyExists,
+    aio.DataLoss,  # the broker's stored content is damaged: retrying cannot help
 )
 
 

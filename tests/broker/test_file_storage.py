@@ -104,21 +104,30 @@ async def test_a_torn_tail_is_discarded_on_restart(tmp_path: Path) -> None:
     core.storage.close()
 
 
-async def test_content_that_does_not_match_its_commit_record_is_cut_back(tmp_path: Path) -> None:
+async def test_acknowledged_content_that_does_not_match_its_record_is_refused_not_cut(
+    tmp_path: Path,
+) -> None:
     core, client = open_core(tmp_path)
     await apply_journals(client, [upsert(new_journal_spec("a/journal"))])
     await append(client, "a/journal", b"first;")
     await append(client, "a/journal", b"second;")
     core.storage.close()
-    # Damage the second append's bytes (as if its write never reached the disk).
+    # Damage the second (acknowledged) append's bytes.
     spool = tmp_path / "journals" / "a" / "journal" / "0000000000000000.spool"
     data = bytearray(spool.read_bytes())
     data[8] ^= 0xFF
     spool.write_bytes(bytes(data))
 
     core, client = open_core(tmp_path)
-    assert await read_journal(client, "a/journal") == b"first;"
-    assert core.write_head("a/journal") == 6
+    # The write head stays where the acknowledged appends put it, the damaged
+    # bytes stay on disk, and both reads and appends say what is wrong.
+    assert core.write_head("a/journal") == 13
+    assert spool.stat().st_size == 13
+    expected = r"journal a/journal: stored content is damaged at offset 6 \(journals/a/journal/"
+    with pytest.raises(aio.DataLoss, match=expected):
+        await read_journal(client, "a/journal")
+    with pytest.raises(aio.DataLoss, match=expected):
+        await append(client, "a/journal", b"third;")
     core.storage.close()
 
 

@@ -2,6 +2,7 @@
 
 Layout under the data directory:
 
+    gazette-trio.lock                held (flock) by the one process using it
     specs.json                       journal specs and the revision counter
     journals/<journal path>/         one directory per journal (each path
                                      segment %-escaped, so any valid name maps
@@ -10,30 +11,47 @@ Layout under the data directory:
                                      fragment content (16 hex digits each for
                                      begin and end, 40 for the SHA-1)
         <begin>.spool                the open fragment at the write head
-        <begin>.commits              its commit log
+        <begin>.commits              its commit log (`commit_log.py`)
+    quarantine/<time>/<journal path>/ files a repair set aside
+
+Names of these files are refused as journal name segments, so a journal's
+directory can never collide with another journal's file.
 
 An append writes its content into the spool and fsyncs it, then appends a
-record to the commit log (new end offset, CRC-32 of the appended bytes, and
-the registers if they changed) and fsyncs that; only then is the append
-acknowledged. On restart the commit log is replayed: records that are torn or
-whose content does not match its CRC end the log, and the spool is truncated
-to the last good record, so an append the server never acknowledged is
-either wholly present (it committed, the acknowledgement was lost) or wholly
-absent. Rolling the spool renames it to its content name; the next spool's
-commit log starts with a record of the registers, so they survive the roll.
+record to the commit log (the offsets it covers, CRC-32 of its bytes, the
+registers if they changed, all under checksums) and fsyncs that; only then is
+the append acknowledged.
 
-This module owns the files and their recovery. Decisions (when to roll, what
-registers are) belong to the core.
+Restart verifies everything, streaming in bounded memory: each rolled
+fragment against the SHA-1 in its name, each commit record against its
+checksums, and each append's bytes in the spool against its record's CRC-32.
+What it finds is one of:
+
+- clean;
+- a *torn tail*: the log ends inside a record that was never completely
+  written, or the spool holds bytes past the last record. Those bytes were
+  never acknowledged; they are cut off, with a warning;
+- *damage*: acknowledged content (or the record vouching for it) does not
+  check out. Nothing is cut and no file is changed: the journal is served up
+  to the damage, reads at or past it and all appends fail with an error
+  naming the journal, the file and the offset, and the write head stays at
+  the highest offset ever acknowledged, so no offset is ever handed out
+  twice. `repair` (the `gazette-trio broker repair` command) then sets the
+  damaged files aside and keeps what the operator chooses.
+
+This module owns the files, their recovery and their repair. Decisions (when
+to roll, what registers are) belong to the core.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import os
 import re
-import struct
+import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -43,22 +61,26 @@ from urllib.parse import quote, unquote
 
 import trio
 
+from ... import aio
 from ...protocol import protocol as pb
 from ...protocol.validation import ValidationError
+from ...runtime.datadir import DataDirLock, lock_data_dir
 from ..fragments import content_name
-from .storage import FragmentFile, Recovered, RecoveredJournal, SpecRecord
+from . import commit_log
+from .commit_log import Bad, Record, Torn, encode_record
+from .storage import FragmentFile, JournalDamage, Recovered, RecoveredJournal, SpecRecord
 
 log = logging.getLogger(__name__)
 
 _RAW = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})-([0-9a-f]{40})\.raw$")
 _SPOOL = re.compile(r"^([0-9a-f]{16})\.spool$")
 _COMMITS = re.compile(r"^([0-9a-f]{16})\.commits$")
+_RESERVED = (_RAW, _SPOOL, _COMMITS)
 
-_MAGIC = b"GTc1"
-_HEAD = struct.Struct("<4sQIi")  # magic, end offset, crc32 of content, registers length (-1: none)
-_TAIL = struct.Struct("<I")  # crc32 of the record so far
 _MAX_SEGMENT = 255
 _READ_FDS = 64
+_CHUNK = 1 << 20
+QUARANTINE = "quarantine"
 
 
 def _escape_segment(segment: str) -> str:
@@ -67,45 +89,6 @@ def _escape_segment(segment: str) -> str:
     if escaped.startswith("."):
         escaped = "%2E" + escaped[1:]
     return escaped
-
-
-def _encode_record(end: int, crc: int, registers: pb.LabelSet | None) -> bytes:
-    regs = b"" if registers is None else bytes(registers)
-    body = _HEAD.pack(_MAGIC, end, crc, -1 if registers is None else len(regs)) + regs
-    return body + _TAIL.pack(zlib.crc32(body))
-
-
-@dataclass(slots=True)
-class _Record:
-    end: int
-    crc: int
-    registers: pb.LabelSet | None
-    stop: int  # position in the commit log just past this record
-
-
-def _decode_records(data: bytes) -> list[_Record]:
-    """Records up to the first torn or corrupt one."""
-    out = []
-    pos = 0
-    while pos + _HEAD.size <= len(data):
-        magic, end, crc, reg_len = _HEAD.unpack_from(data, pos)
-        if magic != _MAGIC:
-            break
-        body_end = pos + _HEAD.size + max(reg_len, 0)
-        if body_end + _TAIL.size > len(data):
-            break
-        (check,) = _TAIL.unpack_from(data, body_end)
-        if check != zlib.crc32(data[pos:body_end]):
-            break
-        registers = None
-        if reg_len >= 0:
-            try:
-                registers = pb.LabelSet.parse(data[pos + _HEAD.size : body_end])
-            except Exception:
-                break
-        pos = body_end + _TAIL.size
-        out.append(_Record(end, crc, registers, pos))
-    return out
 
 
 def _fsync_dir(path: Path) -> None:
@@ -124,6 +107,33 @@ def _pwrite_all(fd: int, data: bytes, position: int) -> None:
         position += n
 
 
+def _crc_of(fd: int, begin: int, end: int) -> int:
+    """CRC-32 of bytes [begin, end) of the file, read in bounded chunks."""
+    crc = 0
+    while begin < end:
+        chunk = os.pread(fd, min(_CHUNK, end - begin), begin)
+        if not chunk:
+            break
+        crc = zlib.crc32(chunk, crc)
+        begin += len(chunk)
+    return crc
+
+
+def _sha1_of(path: Path, length: int | None = None) -> bytes:
+    """SHA-1 of the file's first `length` bytes (all if None), streamed."""
+    digest = hashlib.sha1()
+    with open(path, "rb", buffering=0) as f:
+        remaining = length
+        while remaining is None or remaining > 0:
+            chunk = f.read(_CHUNK if remaining is None else min(_CHUNK, remaining))
+            if not chunk:
+                break
+            digest.update(chunk)
+            if remaining is not None:
+                remaining -= len(chunk)
+    return digest.digest()
+
+
 @dataclass(slots=True)
 class _Spool:
     begin: int
@@ -137,8 +147,154 @@ class _Spool:
         return self.dir / f"{self.begin:016x}.spool"
 
 
+@dataclass(slots=True)
+class _Damaged:
+    """What storage knows of a damaged journal, beyond what clients see."""
+
+    damage: JournalDamage
+    dir: Path
+    file_begin: int
+    """Begin offset of the damaged file (fragment, or spool and its log)."""
+    kind: str
+    """"fragment" (a rolled file) or "spool" (the spool or its commit log)."""
+    path: Path
+    write_head: int
+    registers: pb.LabelSet
+
+
+@dataclass(slots=True)
+class _Problem:
+    offset: int
+    kind: str
+    file_begin: int
+    path: Path
+    reason: str
+
+
+@dataclass(slots=True)
+class _SpoolCheck:
+    """What verifying a spool against its commit log found."""
+
+    end: int
+    """End of the last append whose record and bytes check out."""
+    stop: int
+    """Position in the log just past that append's record."""
+    log_size: int
+    spool_size: int | None
+    """None if there is no spool file (it was rolled)."""
+    highest: int
+    """The highest offset any record (checked or not) or the spool reaches."""
+    registers: pb.LabelSet | None = None
+    """As of the last checked record."""
+    latest_registers: pb.LabelSet | None = None
+    """As of the last valid record anywhere in the log."""
+    torn: bool = False
+    problem: _Problem | None = None
+
+
+def _opens_spool(log_path: Path, begin: int) -> bool:
+    fd = os.open(log_path, os.O_RDONLY)
+    try:
+        first = next(commit_log.scan(fd), None)
+    finally:
+        os.close(fd)
+    return (
+        isinstance(first, Record)
+        and first.end == begin
+        and first.begin in (None, begin)
+        and first.position == 0
+    )
+
+
+def _check_spool(dir: Path, begin: int) -> _SpoolCheck:
+    """Verify the spool at `begin` and its commit log, in bounded memory."""
+    log_path = dir / f"{begin:016x}.commits"
+    spool_path = dir / f"{begin:016x}.spool"
+    spool_fd = os.open(spool_path, os.O_RDONLY) if spool_path.is_file() else -1
+    log_fd = os.open(log_path, os.O_RDONLY)
+    try:
+        spool_size = os.fstat(spool_fd).st_size if spool_fd >= 0 else None
+        check = _SpoolCheck(
+            end=begin,
+            stop=0,
+            log_size=os.fstat(log_fd).st_size,
+            spool_size=spool_size,
+            highest=begin + (spool_size or 0),
+        )
+
+        def fail(offset: int, path: Path, reason: str) -> None:
+            check.problem = _Problem(offset, "spool", begin, path, reason)
+
+        opened = False
+        for item in commit_log.scan(log_fd):
+            if isinstance(item, Record):
+                check.highest = max(check.highest, item.end)
+                if item.registers is not None:
+                    check.latest_registers = item.registers
+                if check.problem is not None:
+                    continue
+                if not opened:
+                    if item.position != 0 or item.end != begin or item.begin not in (None, begin):
+                        fail(begin, log_path, "its first record does not open the spool")
+                        continue
+                    opened = True
+                else:
+                    start = item.begin if item.begin is not None else check.end
+                    if start != check.end:
+                        fail(
+                            check.end,
+                            log_path,
+                            f"the commit record at log position {item.position} covers "
+                            f"[{start}, {item.end}), not an append at {check.end}",
+                        )
+                        continue
+                    if spool_size is not None:
+                        if item.end - begin > spool_size:
+                            fail(
+                                check.end,
+                                spool_path,
+                                f"it holds {spool_size} bytes, but the commit record at log "
+                                f"position {item.position} vouches for offsets up to {item.end}",
+                            )
+                            continue
+                        if _crc_of(spool_fd, check.end - begin, item.end - begin) != item.crc:
+                            fail(
+                                check.end,
+                                spool_path,
+                                f"bytes [{check.end}, {item.end}) do not match the CRC-32 of "
+                                f"their commit record (log position {item.position})",
+                            )
+                            continue
+                check.end = item.end
+                check.stop = item.stop
+                if item.registers is not None:
+                    check.registers = item.registers
+            elif isinstance(item, Torn):
+                check.torn = True
+            elif check.problem is None:
+                assert isinstance(item, Bad)
+                fail(
+                    check.end,
+                    log_path,
+                    f"the commit record at log position {item.position} is damaged: {item.reason}",
+                )
+        if not opened and check.problem is None:
+            # The opening record is written before the spool exists: a spool
+            # with content but no readable opening record is damage.
+            fail(begin, log_path, "no readable record opens the spool")
+        return check
+    finally:
+        os.close(log_fd)
+        if spool_fd >= 0:
+            os.close(spool_fd)
+
+
 class FileStorage:
     """Storage in a data directory; see the module docstring for the layout.
+
+    Holds the directory's lock (`gazette_trio.runtime.datadir`) until
+    `close()`: a second FileStorage on the same directory, in this process
+    or another, raises `DataDirLocked`.
 
     `sync=False` skips fsync (for throwaway data only: a crash can then lose
     acknowledged appends).
@@ -149,11 +305,13 @@ class FileStorage:
     def __init__(self, root: str | os.PathLike[str], *, sync: bool = True) -> None:
         self.root = Path(root)
         self.sync = sync
+        self._lock: DataDirLock = lock_data_dir(self.root)
         self._journals_root = self.root / "journals"
         self._make_dirs(self._journals_root)
         self._spools: dict[str, _Spool] = {}
         self._paths: dict[tuple[str, int], Path] = {}
         self._read_fds: OrderedDict[tuple[str, int], int] = OrderedDict()
+        self._damaged: dict[str, _Damaged] = {}
         self._closed = False
 
     # -- names and paths
@@ -173,18 +331,45 @@ class FileStorage:
     def journal_dir(self, journal: str) -> Path:
         return self._journals_root.joinpath(*(_escape_segment(s) for s in journal.split("/")))
 
+    def _relative(self, path: Path) -> str:
+        return str(path.relative_to(self.root))
+
     def check_journal_name(self, journal: str) -> None:
         for segment in journal.split("/"):
-            size = len(_escape_segment(segment).encode())
+            escaped = _escape_segment(segment)
+            size = len(escaped.encode())
             if size > _MAX_SEGMENT:
                 raise ValidationError(
                     f"path segment {segment[:32]!r}... of journal {journal!r} is {size} bytes "
                     f"once escaped, more than file storage allows ({_MAX_SEGMENT})"
                 )
+            if any(pattern.match(escaped) for pattern in _RESERVED):
+                raise ValidationError(
+                    f"journal {journal!r}: path segment {segment!r} is reserved for the "
+                    "names of file storage's own files (<16 hex digits>.spool, .commits, "
+                    "<begin>-<end>-<sha1>.raw)"
+                )
+
+    # -- damage
+
+    def damage(self, journal: str) -> JournalDamage | None:
+        """The damage recovery found in `journal`'s stored content, if any."""
+        damaged = self._damaged.get(journal)
+        return damaged.damage if damaged is not None else None
+
+    def damaged_journals(self) -> list[JournalDamage]:
+        return [self._damaged[name].damage for name in sorted(self._damaged)]
+
+    def _refuse_if_damaged(self, journal: str) -> None:
+        damaged = self._damaged.get(journal)
+        if damaged is not None:
+            raise aio.DataLoss(damaged.damage.message)
 
     # -- recovery
 
-    def recover(self) -> Recovered:
+    def recover(self, journals: Sequence[str] | None = None) -> Recovered:
+        """Specs and the verified state of every journal (or only of
+        `journals`: the repair command looks at one)."""
         recovered = Recovered()
         specs_path = self.root / "specs.json"
         for stale in self.root.glob("*.tmp"):
@@ -197,89 +382,140 @@ class FileStorage:
                 recovered.specs[item["name"]] = SpecRecord(
                     spec, int(item["create_revision"]), int(item["mod_revision"])
                 )
+        wanted = None if journals is None else set(journals)
         for dirpath, _dirnames, filenames in sorted(os.walk(self._journals_root)):
             names = sorted(filenames)
-            if not any(_RAW.match(n) or _SPOOL.match(n) or _COMMITS.match(n) for n in names):
+            if not any(p.match(n) for n in names for p in _RESERVED):
                 continue
             rel = Path(dirpath).relative_to(self._journals_root)
             journal = "/".join(unquote(part) for part in rel.parts)
+            if wanted is not None and journal not in wanted:
+                continue
             recovered.journals[journal] = self._recover_journal(journal, Path(dirpath), names)
         return recovered
 
     def _recover_journal(self, journal: str, dir: Path, names: list[str]) -> RecoveredJournal:
         out = RecoveredJournal()
+        problems: list[_Problem] = []
         for name in names:
             m = _RAW.match(name)
             if m is None:
                 continue
-            begin, end = int(m.group(1), 16), int(m.group(2), 16)
+            begin, end, digest = int(m.group(1), 16), int(m.group(2), 16), bytes.fromhex(m.group(3))
             path = dir / name
             stat = path.stat()
-            if stat.st_size != end - begin:
-                log.error(
-                    "journal %s: fragment file %s holds %d bytes, its name says %d; ignoring it",
-                    journal,
-                    path,
-                    stat.st_size,
-                    end - begin,
-                )
-                continue
-            fragment = FragmentFile(begin, end, bytes.fromhex(m.group(3)), int(stat.st_mtime))
-            out.fragments.append(fragment)
+            # A damaged fragment stays listed: readers reaching it must get an
+            # error, not silently jump over acknowledged content.
+            out.fragments.append(FragmentFile(begin, end, digest, int(stat.st_mtime)))
             self._paths[(journal, begin)] = path
+            if stat.st_size != end - begin:
+                reason = f"it holds {stat.st_size} bytes, its name says {end - begin}"
+                problems.append(_Problem(begin, "fragment", begin, path, reason))
+            elif _sha1_of(path) != digest:
+                reason = "its content does not match the SHA-1 in its name"
+                problems.append(_Problem(begin, "fragment", begin, path, reason))
         out.fragments.sort(key=lambda f: f.begin)
-        out.write_head = out.fragments[-1].end if out.fragments else 0
+        fragments_end = max((f.end for f in out.fragments), default=0)
 
         logs = sorted(int(m.group(1), 16) for n in names if (m := _COMMITS.match(n)))
-        # The newest commit log with a readable first record is authoritative;
-        # a newer, unreadable one is a spool start that never completed.
+        # The newest commit log that opens its spool is authoritative; a newer
+        # one whose first record is torn, with an empty spool and nothing
+        # after, is a spool start that never completed.
         while logs:
             begin = logs[-1]
-            records = _decode_records((dir / f"{begin:016x}.commits").read_bytes())
-            if records and records[0].end == begin:
+            spool_path = dir / f"{begin:016x}.spool"
+            if _opens_spool(dir / f"{begin:016x}.commits", begin) or (
+                spool_path.is_file() and spool_path.stat().st_size > 0
+            ):
                 break
-            log.warning("journal %s: discarding incomplete spool start at %d", journal, begin)
+            log.warning("journal %s: discarding an incomplete spool start at %d", journal, begin)
             (dir / f"{begin:016x}.commits").unlink()
-            (dir / f"{begin:016x}.spool").unlink(missing_ok=True)
+            spool_path.unlink(missing_ok=True)
             logs.pop()
+        current = logs[-1] if logs else None
         for name in names:
-            # Spools without a commit log never received an acknowledged byte.
             m = _SPOOL.match(name)
-            if m and int(m.group(1), 16) not in logs:
-                (dir / name).unlink()
-        if not logs:
+            if m is None or int(m.group(1), 16) == current:
+                continue
+            path = dir / name
+            if path.stat().st_size == 0:
+                path.unlink()  # created, never appended to
+            else:
+                begin = int(m.group(1), 16)
+                reason = "a spool holding content has no commit log vouching for it"
+                problems.append(_Problem(begin, "spool", begin, path, reason))
+
+        check = _check_spool(dir, current) if current is not None else None
+        if check is not None and check.problem is not None:
+            problems.append(check.problem)
+        if check is not None and check.registers is not None:
+            out.registers = check.registers
+
+        if problems:
+            first = min(problems, key=lambda p: p.offset)
+            highest = fragments_end
+            if check is not None:
+                highest = max(highest, check.highest)
+            out.write_head = highest
+            if check is not None and check.spool_size is not None:
+                assert current is not None
+                out.spool_begin = current
+                self._paths[(journal, current)] = dir / f"{current:016x}.spool"
+            damage = JournalDamage(journal, first.offset, self._relative(first.path), first.reason)
+            latest = check.latest_registers if check is not None else None
+            self._damaged[journal] = _Damaged(
+                damage,
+                dir,
+                first.file_begin,
+                first.kind,
+                first.path,
+                highest,
+                latest if latest is not None else out.registers,
+            )
+            for problem in problems:
+                log.error(
+                    "journal %s: acknowledged content is damaged at offset %d: %s: %s",
+                    journal,
+                    problem.offset,
+                    problem.path,
+                    problem.reason,
+                )
+            log.error(
+                "journal %s: refusing reads at or past offset %d and all appends; nothing was "
+                "cut. Inspect with `gazette-trio broker repair --data-dir %s --journal %s`, "
+                "repair with `... --truncate-at %d` (docs/journals.md)",
+                journal,
+                first.offset,
+                self.root,
+                journal,
+                first.offset,
+            )
             return out
 
-        begin = logs.pop()
-        for older in logs:
-            (dir / f"{older:016x}.commits").unlink()
-        spool_path = dir / f"{begin:016x}.spool"
-        records = _decode_records((dir / f"{begin:016x}.commits").read_bytes())
-        if spool_path.exists():
-            data = spool_path.read_bytes()
-            good = [records[0]]
-            for record in records[1:]:
-                lo, hi = good[-1].end - begin, record.end - begin
-                if hi > len(data) or zlib.crc32(data[lo:hi]) != record.crc:
-                    break
-                good.append(record)
-            if len(good) < len(records) or len(data) > good[-1].end - begin:
+        out.write_head = fragments_end
+        if check is None or current is None:
+            return out
+        if check.spool_size is not None:
+            cut = check.spool_size - (check.end - current)
+            if check.torn or cut:
                 log.warning(
-                    "journal %s: discarding a torn tail of %d bytes past offset %d",
+                    "journal %s: cutting a torn tail past offset %d (%d spool bytes, %d "
+                    "commit-log bytes): the process stopped before committing them, so they "
+                    "were never acknowledged",
                     journal,
-                    len(data) - (good[-1].end - begin),
-                    good[-1].end,
+                    check.end,
+                    cut,
+                    check.log_size - check.stop,
                 )
-            records = good
-            self._open_spool(journal, dir, begin, truncate_to=records[-1].end - begin)
-            self._truncate_commits(journal, records[-1].stop)
-            out.spool_begin = begin
-        for record in records:
-            if record.registers is not None:
-                out.registers = record.registers
+            self._open_spool(journal, dir, current, truncate_to=check.end - current)
+            if check.log_size != check.stop:
+                self._truncate_commits(journal, check.stop)
+            out.spool_begin = current
+        for older in logs[:-1]:
+            (dir / f"{older:016x}.commits").unlink()
         # If the spool was rolled, its log stays: it carries the registers
         # until the next spool's log does.
-        out.write_head = max(out.write_head, records[-1].end)
+        out.write_head = max(out.write_head, check.end)
         return out
 
     def _open_spool(self, journal: str, dir: Path, begin: int, *, truncate_to: int) -> None:
@@ -299,6 +535,92 @@ class FileStorage:
         spool.commits_size = size
         if self.sync:
             os.fsync(spool.commits_fd)
+
+    # -- repair
+
+    def repair(self, journal: str, truncate_at: int) -> list[str]:
+        """Repair `journal` (recovered by this storage, not serving): keep its
+        damaged file's content before `truncate_at`, set the damaged files
+        aside under `quarantine/`, and resume the journal at the highest
+        offset ever acknowledged. Returns what was done, one line each.
+
+        `truncate_at` must lie between the begin of the damaged file and the
+        damage's offset: bytes there were verified, bytes past it were not.
+        """
+        damaged = self._damaged.get(journal)
+        if damaged is None:
+            raise ValueError(f"journal {journal}: no damage found; nothing to repair")
+        lo, hi = damaged.file_begin, damaged.damage.offset
+        if not lo <= truncate_at <= hi:
+            raise ValueError(
+                f"journal {journal}: --truncate-at {truncate_at} is outside [{lo}, {hi}]: "
+                f"the damaged file begins at {lo} and its content is verified up to {hi}"
+            )
+        dir = damaged.dir
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        quarantine = self.root / QUARANTINE / stamp / dir.relative_to(self._journals_root)
+        self._make_dirs(quarantine)
+        done: list[str] = []
+        if damaged.kind == "fragment":
+            source: Path | None = damaged.path
+            moving = [damaged.path]
+        else:
+            spool = dir / f"{lo:016x}.spool"
+            source = spool if spool.is_file() else None
+            moving = [p for p in (spool, dir / f"{lo:016x}.commits") if p.is_file()]
+        if source is not None and truncate_at > lo:
+            kept = self._copy_prefix(source, dir, lo, truncate_at)
+            done.append(f"kept offsets [{lo}, {truncate_at}) as {self._relative(kept)}")
+        for path in moving:
+            os.rename(path, quarantine / path.name)
+            done.append(f"moved {self._relative(path)} to {self._relative(quarantine)}/")
+        write_head = damaged.write_head
+        if damaged.kind == "spool":
+            # A log with no spool: the next append starts a spool at the
+            # write head, with these registers, as after a roll.
+            fd = os.open(
+                dir / f"{write_head:016x}.commits", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644
+            )
+            try:
+                _pwrite_all(fd, encode_record(write_head, write_head, 0, damaged.registers), 0)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(dir)
+        _fsync_dir(quarantine)
+        if truncate_at < write_head and damaged.kind == "spool":
+            done.append(
+                f"offsets [{truncate_at}, {write_head}) are no longer stored: readers skip "
+                f"them, and appends resume at {write_head} (no offset is used twice)"
+            )
+        elif damaged.kind == "fragment" and (m := _RAW.match(damaged.path.name)):
+            done.append(
+                f"offsets [{truncate_at}, {int(m.group(2), 16)}) are no longer stored: "
+                "readers skip them"
+            )
+        del self._damaged[journal]
+        return done
+
+    def _copy_prefix(self, source: Path, dir: Path, begin: int, end: int) -> Path:
+        """Bytes [begin, end) of `source` (a file beginning at `begin`) as a
+        rolled fragment file named by their SHA-1."""
+        # A leading "." can never be a journal's directory (segments are escaped).
+        tmp = dir / f".repair-{begin:016x}.tmp"
+        digest = hashlib.sha1()
+        with open(source, "rb", buffering=0) as src, open(tmp, "wb") as dst:
+            remaining = end - begin
+            while remaining:
+                chunk = src.read(min(_CHUNK, remaining))
+                if not chunk:
+                    raise OSError(f"{source}: ends before offset {end}")
+                digest.update(chunk)
+                dst.write(chunk)
+                remaining -= len(chunk)
+            dst.flush()
+            os.fsync(dst.fileno())
+        target = dir / content_name(begin, end, digest.digest())
+        os.rename(tmp, target)
+        return target
 
     # -- specs
 
@@ -334,9 +656,18 @@ class FileStorage:
     # -- spools and fragments
 
     async def start_spool(self, journal: str, begin: int, registers: pb.LabelSet) -> None:
+        self._refuse_if_damaged(journal)
         if journal in self._spools:
             raise RuntimeError(f"journal {journal!r} already has an open spool")
         dir = self.journal_dir(journal)
+        for name in (f"{begin:016x}.commits", f"{begin:016x}.spool"):
+            if (dir / name).is_dir():
+                # Only data directories from before such names were refused.
+                raise aio.FailedPrecondition(
+                    f"journal {journal}: its file {self._relative(dir / name)} is taken by "
+                    f"the directory of journal {journal}/{name}; delete that journal to "
+                    "append to this one"
+                )
         await trio.to_thread.run_sync(self._start_spool, journal, dir, begin, registers)
 
     def _start_spool(self, journal: str, dir: Path, begin: int, registers: pb.LabelSet) -> None:
@@ -347,7 +678,7 @@ class FileStorage:
         # without one.
         fd = os.open(commits_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            _pwrite_all(fd, _encode_record(begin, 0, registers), 0)
+            _pwrite_all(fd, encode_record(begin, begin, 0, registers), 0)
             if self.sync:
                 os.fsync(fd)
         finally:
@@ -368,6 +699,7 @@ class FileStorage:
         content: Sequence[bytes],
         registers: pb.LabelSet | None,
     ) -> None:
+        self._refuse_if_damaged(journal)
         spool = self._spools[journal]
         if spool.begin != spool_begin:
             raise RuntimeError(f"journal {journal!r}: no open spool at {spool_begin}")
@@ -401,7 +733,7 @@ class FileStorage:
             _pwrite_all(spool.fd, chunk, position + size)
             size += len(chunk)
             crc = zlib.crc32(chunk, crc)
-        record = _encode_record(offset + size, crc, registers)
+        record = encode_record(offset, offset + size, crc, registers)
         self._commit(spool, record)
         return record
 
@@ -417,6 +749,7 @@ class FileStorage:
             os.fdatasync(spool.commits_fd)
 
     async def roll(self, journal: str, fragment: FragmentFile) -> FragmentFile:
+        self._refuse_if_damaged(journal)
         spool = self._spools.pop(journal)
         if spool.begin != fragment.begin:
             raise RuntimeError(f"journal {journal!r}: roll of {fragment} does not match the spool")
@@ -453,6 +786,9 @@ class FileStorage:
         # Reads are served synchronously: fragment data is nearly always in
         # the page cache, and a thread hop per 128 KiB chunk would cost more
         # than the read.
+        damaged = self._damaged.get(journal)
+        if damaged is not None and offset + length > damaged.damage.offset:
+            raise aio.DataLoss(damaged.damage.message)
         spool = self._spools.get(journal)
         key = (journal, fragment_begin)
         if spool is not None and spool.begin == fragment_begin:
@@ -483,3 +819,4 @@ class FileStorage:
             os.close(fd)
         self._spools.clear()
         self._read_fds.clear()
+        self._lock.release()

@@ -13,7 +13,9 @@ Two implementations keep the same contract:
   object. The deterministic simulation uses it, and may hand the same object
   to a new core to model a restart.
 - `FileStorage` (`file_storage.py`): files in a data directory, fsynced before
-  an append is acknowledged, recovered on restart with any torn tail cut off.
+  an append is acknowledged, recovered on restart with any torn tail cut off
+  and any damage to acknowledged content reported (`JournalDamage`), never
+  silently cut.
 
 This module owns the contract and the in-memory implementation. It knows
 nothing about requests, statuses or waiting readers.
@@ -50,6 +52,30 @@ class SpecRecord:
     mod_revision: int
 
 
+@dataclass(frozen=True, slots=True)
+class JournalDamage:
+    """Acknowledged content of a journal that storage can no longer vouch for.
+
+    Storage refuses reads at or past `offset` and all appends of the journal
+    until an operator repairs it; `message` is what clients and logs see."""
+
+    journal: str
+    offset: int
+    file: str
+    """The damaged file, relative to the data directory (never absolute:
+    clients see it)."""
+    reason: str
+
+    @property
+    def message(self) -> str:
+        return (
+            f"journal {self.journal}: stored content is damaged at offset {self.offset} "
+            f"({self.file}: {self.reason}); nothing at or past offset {self.offset} is served "
+            "and appends are refused until an operator repairs it with "
+            "`gazette-trio broker repair` (docs/journals.md)"
+        )
+
+
 @dataclass(slots=True)
 class RecoveredJournal:
     """What storage holds for one journal after a (re)start."""
@@ -59,7 +85,11 @@ class RecoveredJournal:
     spool_begin: int | None = None
     """Begin of the open spool, or None if a new spool must be started."""
     write_head: int = 0
+    """The offset the next append takes: never below an offset any append
+    was acknowledged at, even when the content before it is damaged."""
     registers: pb.LabelSet = field(default_factory=pb.LabelSet)
+    damage: JournalDamage | None = None
+    """Set if acknowledged content is damaged (see `JournalDamage`)."""
 
 
 @dataclass(slots=True)
