@@ -323,3 +323,44 @@ def test_list_watch_shows_journals_as_they_are_created_and_deleted(
         timeout=20,
     )
     assert watcher.popen.poll() is None, watcher.tail()
+
+
+def test_a_blocking_read_receives_appends_as_they_commit(
+    ctl: Gazctl, tmp_path: Path, base: str, group: ProcessGroup
+) -> None:
+    created(ctl, tmp_path, base)
+    journal = f"{base}one"
+    ctl("journals", "append", "-l", f"name={journal}", input="already there\n").ok()
+    reader = group.start(
+        "gazctl-read-block",
+        [ctl.binary, "journals", "read", "-l", f"name={journal}", "--block"],
+        ctl.environment(),
+    )
+    wait_until("the reader caught up", lambda: "already there\n" in reader.text(), timeout=20)
+    for n in range(3):
+        ctl("journals", "append", "-l", f"name={journal}", input=f"live {n}\n").ok()
+    wait_until(
+        "the reader got every append",
+        lambda: "already there\nlive 0\nlive 1\nlive 2\n" in reader.text(),
+        timeout=20,
+    )
+    assert reader.popen.poll() is None, "a blocking read waits for more"
+
+
+def test_journals_edit_applies_what_the_editor_saved(
+    ctl: Gazctl, tmp_path: Path, base: str
+) -> None:
+    created(ctl, tmp_path, base)
+    editor = "sed -i -e 's/refresh_interval: 1s/refresh_interval: 7s/'"
+    done = ctl(
+        "journals", "edit", "-l", f"name:prefix={base}", "--log.level=info", env={"EDITOR": editor}
+    )
+    done.ok()
+    assert "successfully applied" in done.stderr, done
+    listed = leaves(
+        yaml_doc(ctl("journals", "list", "-l", f"name:prefix={base}", "-o", "yaml").ok())
+    )
+    assert {name: spec["fragment"]["refresh_interval"] for name, spec in listed.items()} == {
+        f"{base}one": "7s",
+        f"{base}two": "7s",
+    }
