@@ -51,6 +51,7 @@ from pydantic import (
     model_validator,
 )
 
+from .. import limits as limits_module
 from ..broker import journalspace
 from ..broker.durations import parse_duration
 from ..broker.journal_spec import new_journal_spec, union_specs, validate_journal_spec
@@ -414,6 +415,59 @@ class HttpSettings(_Section):
     port: int = Field(8090, ge=0, le=65535, description="HTTP port (0: any free port)")
 
 
+_DEFAULT_LIMITS = limits_module.Limits()
+
+
+class LimitsSettings(_Section):
+    """`[limits]`: what clients may make this member hold (docs/limits.md)."""
+
+    max_grpc_recv_size: int = Field(
+        _DEFAULT_LIMITS.max_grpc_recv_size,
+        ge=1024,
+        description="largest gRPC message accepted, in bytes (Gazette's --max-grpc-recv-size)",
+    )
+    max_append_size: int = Field(
+        _DEFAULT_LIMITS.max_append_size,
+        ge=1,
+        description="most content one Append to the embedded journal server may carry, in bytes",
+    )
+    max_connections: int = Field(
+        _DEFAULT_LIMITS.max_connections,
+        ge=0,
+        description="gRPC connections served at once (0: the descriptor limit less 256)",
+    )
+    max_concurrent_streams: int = Field(
+        _DEFAULT_LIMITS.max_concurrent_streams,
+        ge=1,
+        description="concurrent calls per gRPC connection",
+    )
+    idle_timeout: Duration = Field(
+        datetime.timedelta(seconds=_DEFAULT_LIMITS.idle_timeout),
+        description="how long a gRPC connection with no call in progress stays open (0: forever)",
+    )
+    max_http_connections: int = Field(
+        _DEFAULT_LIMITS.max_http_connections,
+        ge=1,
+        description="connections to the HTTP status port served at once",
+    )
+    stream_buffer: int = Field(
+        _DEFAULT_LIMITS.stream_buffer_bytes,
+        ge=1024,
+        description="bytes of replies queued per streaming call for a slow reader",
+    )
+
+    def to_limits(self) -> limits_module.Limits:
+        return limits_module.Limits(
+            max_grpc_recv_size=self.max_grpc_recv_size,
+            max_append_size=self.max_append_size,
+            max_connections=self.max_connections,
+            max_concurrent_streams=self.max_concurrent_streams,
+            idle_timeout=self.idle_timeout.total_seconds(),
+            max_http_connections=self.max_http_connections,
+            stream_buffer_bytes=self.stream_buffer,
+        )
+
+
 def _load_space(value: Any, info: ValidationInfo, what: str) -> tuple[Any, str]:
     """The data of an inline table, or of the YAML file a string names (and its path)."""
     if isinstance(value, Mapping):
@@ -492,6 +546,7 @@ class Config(_Section):
     )
     log: LogSettings = Field(default_factory=LogSettings)  # type: ignore[arg-type]
     http: HttpSettings = Field(default_factory=HttpSettings)  # type: ignore[arg-type]
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)  # type: ignore[arg-type]
     journals: Annotated[journalspace.Node | None, BeforeValidator(_journals)] = Field(
         None, description="journalspace of journals to create at start-up"
     )

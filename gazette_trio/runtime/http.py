@@ -13,7 +13,8 @@ server's nursery:
 - `GET /`: a redirect to `/status`.
 
 Connections are kept alive between requests and closed after an idle
-minute; only GET and HEAD are served. A failing `StatusSource` answers 500
+minute; at most `[limits] max_http_connections` are served at once (one
+more is closed unread); only GET and HEAD are served. A failing `StatusSource` answers 500
 with the error, and the server carries on.
 
 This module owns HTTP; what is shown comes from `status` and `metrics`.
@@ -33,6 +34,7 @@ import prometheus_client
 import trio
 from prometheus_client import CollectorRegistry
 
+from .. import limits
 from .metrics import REGISTRY
 from .status import StatusSource, snapshot_to_json
 
@@ -71,9 +73,19 @@ def _embed(data: object) -> str:
 class StatusServer:
     """Serves metrics and the status page of one member."""
 
-    def __init__(self, source: StatusSource, registry: CollectorRegistry = REGISTRY) -> None:
+    def __init__(
+        self,
+        source: StatusSource,
+        registry: CollectorRegistry = REGISTRY,
+        *,
+        max_connections: int | None = None,
+    ) -> None:
         self.source = source
         self.registry = registry
+        self.max_connections = (
+            limits.current().max_http_connections if max_connections is None else max_connections
+        )
+        self._open = 0
         self._template = _page_template()
         self._routes: dict[str, Callable[[], Awaitable[Response]]] = {
             "/metrics": self._metrics,
@@ -143,6 +155,19 @@ class StatusServer:
     # -- the connection loop
 
     async def _connection(self, stream: trio.SocketStream) -> None:
+        if self._open >= self.max_connections:
+            # Past the cap a connection is closed unread: the page is for
+            # people and scrapers, a handful at a time.
+            log.debug("HTTP connection refused: %d open", self._open)
+            await stream.aclose()
+            return
+        self._open += 1
+        try:
+            await self._serve_connection(stream)
+        finally:
+            self._open -= 1
+
+    async def _serve_connection(self, stream: trio.SocketStream) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_BUFFER)
         try:
             while True:

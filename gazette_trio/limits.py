@@ -1,0 +1,123 @@
+"""Resource limits of gazette-trio's servers, and the process's descriptor limit.
+
+A server must survive clients that are slow, idle, numerous or hostile. Each
+bound here is one an operator can set (`[limits]` in a member's config,
+`gazette-trio broker serve --max-…` flags); the defaults are upstream
+Gazette's where it has one (`--max-grpc-recv-size`, 4 MiB) and otherwise
+chosen so that a default descriptor limit of 1,024 cannot take the process
+down (docs/limits.md lists them all).
+
+The limits in force are process-wide: a process runs one configuration, and
+the gRPC plumbing (`aio`) and the Journal service read them when they start
+serving. `configure` sets them; `current` reads them.
+
+This module owns the values and `raise_open_files_limit`; enforcement lives
+where each resource is spent (`aio` for gRPC connections and messages, the
+Journal service for appends, `runtime.http` for the status port).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import resource
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what clients may make a server hold."""
+
+    max_grpc_recv_size: int = 4 * MiB
+    """Largest gRPC message a server accepts, in bytes (upstream's
+    `--max-grpc-recv-size`); a larger one answers RESOURCE_EXHAUSTED before any
+    of it is buffered."""
+
+    max_grpc_client_recv_size: int = 16 * MiB
+    """Largest gRPC message our clients accept from a server (gazctl's 16 MiB)."""
+
+    max_append_size: int = 64 * MiB
+    """Most content one Append stream may carry before its commit. Content is
+    held until the commit chunk arrives; past this the append is refused with
+    RESOURCE_EXHAUSTED and nothing is appended."""
+
+    max_connections: int = 0
+    """gRPC connections served at once per port; 0 derives it from the
+    descriptor limit (`reserved_descriptors` fewer than RLIMIT_NOFILE). A
+    connection past it is closed as soon as it is accepted."""
+
+    reserved_descriptors: int = 256
+    """Descriptors kept for files and outgoing connections when
+    `max_connections` is derived."""
+
+    max_concurrent_streams: int = 100
+    """Concurrent calls per connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS);
+    compliant clients queue the rest."""
+
+    idle_timeout: float = 300.0
+    """Seconds a connection with no call in progress stays open (HTTP/2
+    connections get a GOAWAY first). 0 disables it."""
+
+    max_http_connections: int = 64
+    """Connections to the HTTP status port served at once."""
+
+    stream_buffer_bytes: int = 256 * 1024
+    """Bytes of replies a server-streaming call may queue for a slow reader
+    beyond what HTTP/2 flow control lets through (at least one message)."""
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value < 0:
+                raise ValueError(f"limit {field.name} must not be negative, got {value}")
+        if self.max_grpc_recv_size < 1024:
+            raise ValueError(
+                f"limit max_grpc_recv_size must be at least 1024 bytes, got {self.max_grpc_recv_size}"
+            )
+        if self.max_concurrent_streams < 1:
+            raise ValueError("limit max_concurrent_streams must be at least 1")
+
+    def connection_cap(self) -> int:
+        """The gRPC connection cap in force: `max_connections`, or what the
+        descriptor limit leaves after `reserved_descriptors`."""
+        if self.max_connections:
+            return self.max_connections
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            return 1 << 20
+        return max(16, soft - self.reserved_descriptors)
+
+
+_current = Limits()
+
+
+def current() -> Limits:
+    """The limits servers started from now on enforce."""
+    return _current
+
+
+def configure(limits: Limits) -> None:
+    """Make `limits` the process's limits (before servers start)."""
+    global _current
+    _current = limits
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit.
+
+    Connections, spools and SQLite files all cost a descriptor, and a soft
+    limit of 1,024 is a distribution default rather than a decision.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:  # e.g. a hard limit above the kernel's nr_open
+            log.debug("could not raise RLIMIT_NOFILE from %d to %d: %s", soft, hard, exc)
+            return soft
+        return hard
+    return soft
