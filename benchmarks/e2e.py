@@ -22,6 +22,9 @@ the same span):
   same count as a dataflow with SQLite recovery and 1 s snapshots. Target
   >= 1.2x;
 - CPU seconds of each, beside the floor's;
+- each store again with the word count written in the short form
+  (`Aggregation`: a key function and a reducer) beside the full
+  `Application`. Target >= 0.95x (within 5%);
 - the JSONFileStore case again with Python's default collector settings,
   to show what the runtime's gc tuning (`wordcount.tune_gc`, which `serve`
   applies after start-up) is worth;
@@ -84,6 +87,7 @@ def run(report: Report) -> None:
         cases: dict[str, list[str]] = {"floor": ["floor"]}
         for store in STORES:
             cases[store] = ["consume", "--store", store]
+            cases[f"{store}-aggregate"] = ["consume", "--store", store, "--form", "aggregate"]
         cases["default-gc"] = ["consume", "--store", "json", "--default-gc"]
         if peer:
             cases["bytewax"] = ["bytewax"]
@@ -131,6 +135,18 @@ def run(report: Report) -> None:
                 floor=floor["cpu_s"],
                 floor_name=FLOOR,
                 higher_is_better=False,
+            )
+        for store, label in STORES.items():
+            r = got[f"{store}-aggregate"]
+            report.add(
+                GROUP,
+                f"word count, 1 shard, {label}, short form (Aggregation) ({size})",
+                r["msgs_per_s"],
+                "msgs/s",
+                floor=got[store]["msgs_per_s"],
+                floor_name="the same count as a full Application",
+                target_ratio=0.95,
+                note=f"CPU {r['cpu_s']:.2f} s vs {got[store]['cpu_s']:.2f} s",
             )
         r = got["default-gc"]
         report.add(

@@ -30,7 +30,9 @@ Cases:
   SQLite file, fenced, synchronous=FULL). Timed from the opening of the
   shard's store (its source reader starts right after) until the
   transaction that read through the last input message has committed; the
-  committed counts are then checked.
+  committed counts are then checked. With `--form aggregate`, the same
+  count written in the short form (`AggregateWordCount`, an `Aggregation`)
+  into the same stores.
 - `floor`: a plain-Python loop over the same bytes: 128 KiB reads, split
   lines, `orjson.loads`, a dict of counts, and every 10,000 lines the
   changed keys plus the offset committed to SQLite (WAL, synchronous=FULL).
@@ -69,11 +71,13 @@ from typing import Any, BinaryIO
 import orjson
 import trio
 
+from gazette_trio import Aggregation
 from gazette_trio.broker.journal_spec import new_journal_spec
 from gazette_trio.broker.list_apply import apply_journals, upsert
 from gazette_trio.broker.local import LocalJournalClient
 from gazette_trio.broker.server import JournalServerCore
 from gazette_trio.broker.server.file_storage import FileStorage
+from gazette_trio.consumer.aggregate import TABLE as AGGREGATE_TABLE
 from gazette_trio.message import (
     ACK_TXN,
     CONTINUE_TXN,
@@ -332,6 +336,38 @@ class WordCount:
             await txn.executemany(ADD_DELTAS, deltas.items())
 
 
+class AggregateWordCount(Aggregation[dict[str, Any], int]):
+    """The same count in the short form: a key per message, a reducer."""
+
+    message_type = dict
+
+    def __init__(self, store_kind: str, run_dir: Path, meter: Meter) -> None:
+        self.store_kind = store_kind
+        self.run_dir = run_dir
+        self.meter = meter
+
+    def keys(self, message: dict[str, Any]) -> tuple[str]:
+        return (message["word"],)
+
+    def reduce(self, count: int | None, message: dict[str, Any]) -> int:
+        return (count or 0) + 1
+
+    async def new_store(self, shard: Any, recorder: Any) -> Any:
+        from gazette_trio.consumer.stores import JSONFileStore, SQLiteStore, SQLStore
+
+        store: Any
+        if self.store_kind == "json":
+            store = await JSONFileStore.open(recorder=recorder)
+        elif self.store_kind == "sqlite":
+            store = await SQLiteStore.open(recorder)
+        elif self.store_kind == "sql":
+            store = await SQLStore.sqlite(self.run_dir / f"{shard.id}.db")
+        else:
+            raise ValueError(f"unknown store {self.store_kind!r}")
+        self.meter.start()
+        return store
+
+
 class ServedWordCount(WordCount):
     """The word count as `gazette-trio serve` runs it: `application.module =
     "benchmarks.wordcount:ServedWordCount"`, `[application.settings]`
@@ -368,14 +404,19 @@ def shard_specs(expected: dict[str, Any], store_kind: str, run: str) -> list[pc.
     ]
 
 
-async def committed_counts(store_kind: str, store: Any, run_dir: Path, sid: str) -> dict[str, int]:
+async def committed_counts(
+    store_kind: str, store: Any, run_dir: Path, sid: str, form: str = "full"
+) -> dict[str, int]:
     if store_kind == "json":
         return dict(store.state)
+    query = "SELECT word, n FROM counts"
+    if form == "aggregate":
+        query = f"SELECT key, CAST(value AS INTEGER) FROM {AGGREGATE_TABLE}"
     if store_kind == "sqlite":
-        return dict(store.db.execute("SELECT word, n FROM counts").fetchall())
+        return dict(store.db.execute(query).fetchall())
     db = sqlite3.connect(run_dir / f"{sid}.db")
     try:
-        return dict(db.execute("SELECT word, n FROM counts").fetchall())
+        return dict(db.execute(query).fetchall())
     finally:
         db.close()
 
@@ -406,14 +447,21 @@ async def bench_cluster(
 
 
 async def consume(
-    directory: Path, store_kind: str, *, rss_at: int = 0, gc_tuned: bool = True
+    directory: Path,
+    store_kind: str,
+    *,
+    rss_at: int = 0,
+    gc_tuned: bool = True,
+    form: str = "full",
 ) -> dict[str, Any]:
     expected = load_expected(directory)
     run = f"{store_kind}-{os.getpid()}"
     run_dir = directory / "runs" / run
     run_dir.mkdir(parents=True)
     meter = Meter(rss_at)
-    app = WordCount(store_kind, run_dir, meter)
+    app: Any = (AggregateWordCount if form == "aggregate" else WordCount)(
+        store_kind, run_dir, meter
+    )
     core = JournalServerCore(FileStorage(directory / "broker"))
     specs = shard_specs(expected, store_kind, run)
     try:
@@ -428,12 +476,12 @@ async def consume(
                 )
             meter.stop()
             for spec, part, shard in zip(specs, expected["partitions"], shards, strict=True):
-                got = await committed_counts(store_kind, shard.store, run_dir, spec.id)
+                got = await committed_counts(store_kind, shard.store, run_dir, spec.id, form)
                 if got != part["counts"]:
                     raise AssertionError(f"shard {spec.id}: committed counts differ from the input")
     finally:
         core.close()
-    return meter.result(expected["messages"], store=store_kind)
+    return meter.result(expected["messages"], store=store_kind, form=form)
 
 
 # --------------------------------------------------------------------------
@@ -703,7 +751,7 @@ def bytewax_run(directory: Path) -> dict[str, Any]:
 
 CASES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "consume": lambda a: trio.run(
-        lambda: consume(a.dir, a.store, rss_at=a.rss_at, gc_tuned=not a.default_gc)
+        lambda: consume(a.dir, a.store, rss_at=a.rss_at, gc_tuned=not a.default_gc, form=a.form)
     ),
     "floor": lambda a: floor(a.dir),
     "bytewax": lambda a: bytewax_run(a.dir),
@@ -720,6 +768,7 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=1)
     parser.add_argument("--rss-at", type=int, default=0)
     parser.add_argument("--default-gc", action="store_true")
+    parser.add_argument("--form", default="full", choices=["full", "aggregate"])
     parser.add_argument("--rate", type=int, default=5_000)
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
