@@ -1,8 +1,9 @@
 """Resource limits of gazette-trio's servers, and the process's descriptor limit.
 
 A server must survive clients that are slow, idle, numerous or hostile. Each
-bound here is one an operator can set (`[limits]` in a member's config,
-`gazette-trio broker serve --max-…` flags); the defaults are upstream
+bound here is one an operator can set (`[limits]` in a member's config, or
+for `gazette-trio broker serve` the same keys as `GAZETTE_TRIO_LIMITS__<KEY>`
+environment variables, which also override a member's config); the defaults are upstream
 Gazette's where it has one (`--max-grpc-recv-size`, 4 MiB) and otherwise
 chosen so that a default descriptor limit of 1,024 cannot take the process
 down (docs/limits.md lists them all).
@@ -20,8 +21,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import resource
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +96,55 @@ class Limits:
         return max(16, soft - self.reserved_descriptors)
 
 
-_current = Limits()
+# The settings an operator may give, by their config key (`[limits]`) and
+# environment variable `GAZETTE_TRIO_LIMITS__<KEY>`, as the Limits field each sets.
+SETTINGS: dict[str, str] = {
+    "max_grpc_recv_size": "max_grpc_recv_size",
+    "max_append_size": "max_append_size",
+    "max_connections": "max_connections",
+    "max_concurrent_streams": "max_concurrent_streams",
+    "idle_timeout": "idle_timeout",
+    "max_http_connections": "max_http_connections",
+    "stream_buffer": "stream_buffer_bytes",
+}
+ENV_PREFIX = "GAZETTE_TRIO_LIMITS__"
+
+
+def from_env(env: Mapping[str, str]) -> Limits:
+    """The defaults, with any `GAZETTE_TRIO_LIMITS__<KEY>` of `env` applied:
+    how `gazette-trio broker serve` is configured, under the same names as a
+    member's `[limits]` keys. A bad value raises ValueError naming the variable."""
+    values: dict[str, Any] = {}
+    for name, value in env.items():
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        if key not in SETTINGS:
+            raise ValueError(f"{name}: unknown limit (expected one of: {', '.join(SETTINGS)})")
+        try:
+            if key == "idle_timeout":
+                from .broker.durations import parse_duration
+
+                values[SETTINGS[key]] = parse_duration(value.strip()).total_seconds()
+            else:
+                values[SETTINGS[key]] = int(value.strip().replace("_", ""))
+        except ValueError as exc:
+            raise ValueError(f"{name}={value!r}: {exc}") from None
+    try:
+        return Limits(**values)
+    except ValueError as exc:
+        raise ValueError(f"{ENV_PREFIX}*: {exc}") from None
+
+
+_current: Limits | None = None
 
 
 def current() -> Limits:
-    """The limits servers started from now on enforce."""
+    """The limits servers started from now on enforce: those `configure`
+    set, else the defaults with the environment's `GAZETTE_TRIO_LIMITS__*`."""
+    global _current
+    if _current is None:
+        _current = from_env(os.environ)
     return _current
 
 

@@ -50,7 +50,7 @@ from pathlib import Path
 import click
 import trio
 
-from .. import aio
+from .. import aio, limits
 from ..allocator import ApplyConflict, item_key
 from ..allocator.apply import MAX_TXN_OPS, apply_in_batches
 from ..broker import LocalJournalClient
@@ -174,6 +174,8 @@ async def run_member(
     task_status: trio.TaskStatus[Endpoints] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run one member until `draining` is set (then leave gracefully) or cancelled."""
+    # Before any server is built: each reads the process's limits as it starts.
+    limits.configure(cfg.limits.to_limits())
     data_dir = Path(cfg.data_dir)
     os.makedirs(data_dir, exist_ok=True)
     async with aio.asyncio_island(), contextlib.AsyncExitStack() as stack:
