@@ -196,6 +196,24 @@ def test_stream_sum_on_gazette_brokers_sums_each_stream_once_through_a_kill(
     gazctl: Gazctl, gazette: GazetteCluster, group: ProcessGroup, tmp_path: Path
 ) -> None:
     prefix, config, members = start_group(group, gazette, tmp_path, "stream_sum")
+    # Each shard has a primary and, on the other member, a hot standby.
+    shards = gazctl.at(broker=gazette.address, consumer=members["alpha"].endpoint)
+
+    def standing() -> dict[str, tuple[str, str]]:
+        out = shards("shards", "list", "--primary", "--replicas").ok()
+        primary, replicas = column(out, "PRIMARY"), column(out, "REPLICAS")
+        return {shard: (primary[shard], replicas[shard]) for shard in primary}
+
+    def paired() -> bool:
+        table = standing()
+        return len(table) == 4 and all(
+            {p.split(":")[0], r.split(":")[0]} == {"alpha", "beta"}
+            and p.endswith(":PRIMARY")
+            and r.endswith(":STANDBY")
+            for p, r in table.values()
+        )
+
+    wait_until("every shard has a primary and a standby", paired, timeout=60)
     chunker = group.start(
         "chunker",
         [
