@@ -16,6 +16,11 @@ stood when the run began, and checks every sum:
 - at the end, a second pass over everything the sums journal committed
   during the run finds each stream's sum exactly once.
 
+With `--committed`, chunks are published as upstream's Go chunker publishes
+them instead: each committed on its own, with no transactions and so no ACKs.
+Upstream's Go summer needs this: it folds every message it reads into a sum,
+ACKs included, and fails on the first ACK it meets.
+
 Any violation stops the run at once: the message names the stream and what
 was wrong, and the exit status is 1. Success prints a summary and exits 0.
 SIGINT or SIGTERM stop starting streams: the open ones are finished and
@@ -93,6 +98,9 @@ class ChunkerOptions:
     """Longest wait, in seconds, for a finished stream's sum."""
     seed: int | None = None
     """Seed of the random choices (the data, the interleaving, the run id)."""
+    committed: bool = False
+    """Publish each chunk committed on its own (no transactions, no ACKs),
+    as upstream's Go chunker does."""
     sums_journal: str = SUMS_JOURNAL
     chunks_selector: str = CHUNKS_SELECTOR
 
@@ -303,6 +311,7 @@ async def generate_and_verify(
         nonlocal acks_since
         open_streams: list[_Stream] = []
         in_flight: collections.deque[tuple[float, list[OpFuture[Any]]]] = collections.deque()
+        pending: list[OpFuture[Any]] = []  # Committed chunks of this round.
         async with open_append_service(client) as appends:
             publisher = Publisher(appends)
             while True:
@@ -327,11 +336,18 @@ async def generate_and_verify(
                         verifier.expect(stream.id, stream.seq, stream.value, trio.current_time())
                         open_streams[i] = open_streams[-1]
                         open_streams.pop()
-                    publisher.publish_uncommitted(
-                        mapping, chunk_message(stream.id, stream.seq, data)
-                    )
+                    chunk = chunk_message(stream.id, stream.seq, data)
+                    if options.committed:
+                        pending.append(publisher.publish_committed(mapping, chunk))
+                    else:
+                        publisher.publish_uncommitted(mapping, chunk)
                     report.chunks += 1
-                acks = [appends.append(j, ack) for j, ack in publisher.build_ack_intents().items()]
+                if options.committed:
+                    acks, pending = pending, []
+                else:
+                    acks = [
+                        appends.append(j, ack) for j, ack in publisher.build_ack_intents().items()
+                    ]
                 in_flight.append((trio.current_time(), acks))
                 report.transactions += 1
                 # A bounded window of transactions in flight bounds memory.
@@ -418,6 +434,12 @@ def _unwrap(group: BaseExceptionGroup[Any]) -> BaseException:
 @click.option("--rate", default=0.0, show_default=True, help="Chunks per second; 0: unthrottled.")
 @click.option("--delay", default=30.0, show_default=True, help="Seconds a sum may take.")
 @click.option("--seed", type=int, default=None, help="Seed of the random choices.")
+@click.option(
+    "--committed",
+    is_flag=True,
+    help="Publish each chunk committed, without transactions (as upstream's Go chunker; "
+    "upstream's Go summer needs it).",
+)
 def main(
     broker: str,
     streams: int,
@@ -427,6 +449,7 @@ def main(
     rate: float,
     delay: float,
     seed: int | None,
+    committed: bool,
 ) -> None:
     """Write interleaved streams of chunks and verify that each stream's sum
     arrives exactly once and is right. Exits 1 on any violation.
@@ -453,6 +476,7 @@ def main(
         rate=rate,
         delay=delay,
         seed=seed,
+        committed=committed,
     )
     try:
         report = trio.run(functools.partial(_run, broker, options))

@@ -57,9 +57,9 @@ from stream_sum import (
     sum_message,
 )
 
-from gazette_trio.message import Envelope
+from gazette_trio.message import Envelope, open_uncommitted
 from gazette_trio.message.json_framing import JSONFraming
-from gazette_trio.message.uuids import UUID
+from gazette_trio.message.uuids import OUTSIDE_TXN, UUID
 from gazette_trio.protocol import consumer as pc
 from gazette_trio.protocol import protocol as pb
 from gazette_trio.testing.cluster import Cluster
@@ -235,6 +235,20 @@ async def test_every_streams_sum_arrives_exactly_once(cluster: Cluster) -> None:
     assert report.streams == 60 and len(report.latencies) == 60
     assert report.chunks == 60 * 7
     assert "60 streams, each sum arrived exactly once and matched" in report.summary()
+
+
+async def test_chunks_published_committed_as_upstreams_chunker_are_summed_too(
+    cluster: Cluster,
+) -> None:
+    await cluster.add_member("alpha")
+    with trio.fail_after(30):
+        report = await generate_and_verify(cluster.journals, options(streams=30, committed=True))
+    assert len(report.latencies) == 30
+    # No transactions: nothing but chunks in the partitions, each committed alone.
+    for journal in CHUNKS:
+        async with open_uncommitted(cluster.journals, journal, Chunk, block=False) as reader:
+            flags = {envelope.flags async for envelope in reader}
+        assert flags == {OUTSIDE_TXN}
 
 
 async def test_exactly_once_while_members_crash_and_standbys_take_over(

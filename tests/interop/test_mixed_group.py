@@ -62,48 +62,18 @@ import pytest
 from gazette_trio.message.mapping import fnv1a_32
 
 from ..examples.processes import Proc, ProcessGroup
-from ..services import free_port
-from .conftest import Gazctl, GazetteCluster, peer, wait_until
+from .conftest import Gazctl, GazetteCluster, wait_until
 from .test_stream_sum_go import (
     SHARDS,
     Group,
     committed_sums,
     start_go_chunker,
+    start_go_summer,
     start_trio_summer,
     sums_by_stream,
 )
 
 pytestmark = pytest.mark.etcd
-
-
-def start_go_summer(
-    procs: ProcessGroup, gazette: GazetteCluster, group: Group, name: str, zone: str, tmp: Path
-) -> tuple[Proc, str]:
-    """Upstream's summer in `group`; its shard stores live under `tmp` (its TMPDIR)."""
-    port = free_port()
-    tmp.mkdir(parents=True, exist_ok=True)
-    proc = procs.start(
-        name,
-        [
-            peer("summer"),
-            "serve",
-            "--consumer.host=127.0.0.1",
-            f"--consumer.port={port}",
-            f"--consumer.zone={zone}",
-            f"--consumer.id={name}",
-            f"--etcd.address={gazette.etcd}",
-            f"--etcd.prefix={group.prefix}",
-            "--etcd.lease=2s",
-            f"--broker.address={gazette.address}",
-            f"--broker.file-root={gazette.file_root}",
-            "--broker.cache.size=256",
-            "--log.level=info",
-            "--log.format=json",
-        ],
-        {"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp)},
-    )
-    proc.wait_for_log("starting consumer")
-    return proc, f"127.0.0.1:{port}"
 
 
 def assignments(gazctl: Gazctl, consumer: str) -> dict[str, list[tuple[str, str]]]:

@@ -21,8 +21,13 @@ What is promised:
   was still running, and a standby on the other member took over (the
   summer logs "first commit here ... after the last commit of ...").
 
-The helpers here (members, the Go chunker, reading the sums) are shared with
-test_mixed_group.py.
+And the other way round: the example's own `chunker.py` verifies upstream's
+Go summer when it publishes as upstream's chunker does (`--committed`);
+its default, transactional chunks carry ACKs that upstream's summer cannot
+take (it exits on the first, as shown).
+
+The helpers here (members of both kinds, the Go chunker, reading the sums)
+are shared with test_mixed_group.py.
 """
 
 from __future__ import annotations
@@ -41,18 +46,25 @@ import trio
 
 from gazette_trio import aio
 from gazette_trio.broker import GrpcJournalClient
+from gazette_trio.broker.journal_spec import new_journal_spec
+from gazette_trio.broker.list_apply import apply_journals, upsert
 from gazette_trio.message import open_committed
+from gazette_trio.protocol.labels import CONTENT_TYPE_RECOVERY_LOG
+from gazette_trio.runtime.config import load_config
 
 from ..examples.processes import (
+    PYTHON,
     REPO,
     SERVING,
     MemberPorts,
     Proc,
     ProcessGroup,
+    clean_env,
     member_env,
     serve_args,
 )
-from .conftest import GazetteCluster, peer, wait_until
+from ..services import free_port
+from .conftest import Gazctl, GazetteCluster, peer, wait_until
 
 # The example's modules, importable as `gazette-trio serve` imports them.
 if str(REPO / "examples" / "stream_sum") not in sys.path:
@@ -63,6 +75,7 @@ from stream_sum import Sum
 pytestmark = pytest.mark.etcd
 
 SUMS = "examples/stream-sum/sums"
+CHUNKER = str(REPO / "examples" / "stream_sum" / "chunker.py")
 SHARDS = [f"chunks-part-00{i}" for i in range(4)]
 GO_CHUNKER_DIAGNOSTICS = 8080
 """The Go chunker serves diagnostics on :8080 whatever its flags say, and
@@ -162,6 +175,36 @@ def start_go_chunker(
     )
 
 
+def start_go_summer(
+    procs: ProcessGroup, gazette: GazetteCluster, group: Group, name: str, zone: str, tmp: Path
+) -> tuple[Proc, str]:
+    """Upstream's summer in `group`; its shard stores live under `tmp` (its TMPDIR)."""
+    port = free_port()
+    tmp.mkdir(parents=True, exist_ok=True)
+    proc = procs.start(
+        name,
+        [
+            peer("summer"),
+            "serve",
+            "--consumer.host=127.0.0.1",
+            f"--consumer.port={port}",
+            f"--consumer.zone={zone}",
+            f"--consumer.id={name}",
+            f"--etcd.address={gazette.etcd}",
+            f"--etcd.prefix={group.prefix}",
+            "--etcd.lease=2s",
+            f"--broker.address={gazette.address}",
+            f"--broker.file-root={gazette.file_root}",
+            "--broker.cache.size=256",
+            "--log.level=info",
+            "--log.format=json",
+        ],
+        {"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp)},
+    )
+    proc.wait_for_log("starting consumer")
+    return proc, f"127.0.0.1:{port}"
+
+
 async def _committed_sums(endpoint: str) -> list[Any]:
     out: list[Any] = []
     async with aio.asyncio_island(), aio.Channel(endpoint) as channel:
@@ -230,3 +273,55 @@ def test_upstreams_chunker_verifies_gazette_trio_summers_killed_and_restarted(
     for member in members.values():
         assert member.alive(), member.proc.tail()
         assert member.proc.terminate(timeout=30) == 0, member.proc.tail()
+
+
+def shards_yaml(group: Group, recovery_logs: str) -> str:
+    """The example's shards as a gazctl shardspace, as upstream's
+    generate-shards.sh writes them (SQLite store on each)."""
+    return (
+        f"common:\n  recovery_log_prefix: {recovery_logs}\n  hint_prefix: {group.hints}\n"
+        "  hint_backups: 2\n  max_txn_duration: 1s\n  hot_standbys: 1\nshards:\n"
+    ) + "".join(
+        f"- id: {shard}\n  sources: [journal: examples/stream-sum/chunks/part-00{i}]\n"
+        "  labels:\n    - name: store\n      value: sqlite\n"
+        for i, shard in enumerate(SHARDS)
+    )
+
+
+async def _create_journals(endpoint: str, recovery_logs: str) -> None:
+    """The example's declared journals, and recovery logs under `recovery_logs`."""
+    specs = load_config(REPO / "examples" / "stream_sum" / "config.toml").declared_journals()
+    specs += [
+        new_journal_spec(f"{recovery_logs}/{shard}", content_type=CONTENT_TYPE_RECOVERY_LOG)
+        for shard in SHARDS
+    ]
+    async with aio.asyncio_island(), aio.Channel(endpoint) as channel:
+        client = GrpcJournalClient(channel, timeout=30)
+        await apply_journals(client, [upsert(spec, -1) for spec in specs])
+
+
+def test_gazette_trios_chunker_verifies_upstreams_go_summer_when_it_publishes_committed(
+    gazette: GazetteCluster, group: ProcessGroup, gazctl: Gazctl, tmp_path: Path
+) -> None:
+    """examples/stream_sum/chunker.py against upstream's Go summer (alone in
+    its group): with `--committed` (each chunk committed on its own, as
+    upstream's chunker writes them) it verifies every sum. Without, its
+    transactions put ACKs into the chunk journals, and upstream's summer,
+    which folds every message it reads into a sum (Gazette hands ACKs to
+    ConsumeMessage too), exits on the first one."""
+    consumers = Group.fresh()
+    recovery_logs = f"examples/stream-sum/recovery-logs-{consumers.prefix.rsplit('-', 1)[1]}"
+    trio.run(_create_journals, gazette.endpoint, recovery_logs)
+    go, endpoint = start_go_summer(group, gazette, consumers, "go-summer-0", "zone-b", tmp_path)
+    shards = gazctl.at(broker=gazette.endpoint, consumer=endpoint)
+    shards("shards", "apply", input=shards_yaml(consumers, recovery_logs)).ok()
+
+    chunker = [PYTHON, CHUNKER, "-b", gazette.endpoint, "--chunks", "10", "--delay", "60"]
+    code, out = group.run("chunker", [*chunker, "--streams", "40", "--committed"], clean_env(), 120)
+    assert code == 0, out
+    assert "40 streams, each sum arrived exactly once and matched" in out
+
+    late = group.start("chunker-txn", [*chunker, "--streams", "5"], clean_env())
+    assert go.wait(timeout=60) != 0
+    assert "invalid chunk.SeqNo (0; sum.SeqNo 0; id 00000000000000000000000000000000)" in go.text()
+    late.kill()
