@@ -25,8 +25,11 @@ task:
 Playback is cancellable at any point by the caller's cancel scope; a
 cancelled or failed playback removes the directory, as Gazette does. Errors
 that mean the log cannot yield the hinted state (hinted segments beyond the
-write head, a jump over hinted content, a frame that does not decode) raise
-`PlaybackError` naming the log and offset.
+write head, a jump over hinted content, a frame that does not decode, an op
+inside a hinted segment that breaks the checksum chain) raise
+`PlaybackError` naming the log and offset; a broker that finds its stored
+copy of the log damaged answers DATA_LOSS, which ends playback too. Either
+fails the shard: playback never goes on to rebuild some other state.
 """
 
 from __future__ import annotations
@@ -434,6 +437,10 @@ class Player:
                 outcome = fsm.apply(op, event.body)
                 if outcome is Outcome.APPLIED:
                     staging.reenact(op, fsm)
+                elif outcome is Outcome.CHECKSUM_MISMATCH:
+                    _refuse_a_broken_hinted_chain(fsm, op)
+                    staging.skip_payload()
+                    log.info("recovery log %s: did not apply %s: %s", op.log, op, outcome.value)
                 else:
                     staging.skip_payload()
                     if outcome not in _ROUTINE:
@@ -470,6 +477,39 @@ class Player:
         log.warning("recovery log %s: offset jump from %d to %d", decoder.log, self.offset, to)
         decoder.reset(to)
         self.offset = to
+
+
+def _refuse_a_broken_hinted_chain(fsm: FSM, op: RecordedOp) -> None:
+    """Raise PlaybackError if `op`, failing its checksum, lies in the hinted
+    segment being followed.
+
+    The hints name the author, sequence numbers and offsets of the history
+    to rebuild; an op of that author, with the sequence number playback
+    expects, inside that segment, can only fail the CRC-32C chain if log
+    bytes changed (in this op, or in the one before it, whose bytes the
+    chain covers). Upstream logs such an op and plays on, to fail later on
+    unused hints; stopping here names the damage. Outside hinted segments a
+    mismatch is a dead branch of concurrent recorders, and is skipped."""
+    segment = fsm.next_hinted_segment
+    if segment is None or segment.author != op.author:
+        return
+    if segment.log and segment.log != op.log:
+        return
+    if op.first_offset < segment.first_offset or (
+        segment.last_offset and op.first_offset >= segment.last_offset
+    ):
+        return
+    if op.seq_no < segment.first_seq_no or (
+        segment.last_seq_no and op.seq_no > segment.last_seq_no
+    ):
+        return
+    raise PlaybackError(
+        f"recovery log {op.log} at offset {op.first_offset}: op {op.seq_no} of author "
+        f"{op.author:#x} carries checksum {op.checksum:#010x}, but the history the hints "
+        f"describe continues with {fsm.next_checksum:#010x}: log content changed (in this op "
+        "or the one before it); refusing to play on and rebuild a different state "
+        "(possible data loss)"
+    )
 
 
 _ROUTINE = frozenset({Outcome.FNODE_NOT_TRACKED, Outcome.NOT_HINTED_AUTHOR, Outcome.WRONG_SEQ_NO})
