@@ -25,6 +25,7 @@ from .. import aio
 from ..protocol import labels as L
 from ..protocol import protocol as pb
 from ..protocol.validation import ValidationError
+from ..runtime.datadir import exit_if_locked
 from .appender import append
 from .client import JournalClient
 from .errors import JournalError
@@ -33,6 +34,7 @@ from .grpc_client import GrpcJournalClient
 from .journalspace import changes_from_yaml, dump_yaml, spec_to_dict, tree_from_journals
 from .list_apply import apply_journals, list_journals
 from .reader import open_reader
+from .server.repair import repair
 
 T = TypeVar("T")
 
@@ -99,7 +101,11 @@ def serve(data_dir: Path | None, memory: bool, host: str, port: int, log_level: 
                     nursery.cancel_scope.cancel()
                     break
 
-    trio.run(main)
+    with exit_if_locked():  # another process serves DATA-DIR: one line, exit 2
+        trio.run(main)
+
+
+broker.add_command(repair)
 
 
 # --------------------------------------------------------------------------

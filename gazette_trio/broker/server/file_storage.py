@@ -160,6 +160,8 @@ class _Damaged:
     path: Path
     write_head: int
     registers: pb.LabelSet
+    tail: tuple[int, int] | None
+    """Verified appends past the damage, in the same spool (see `_SpoolCheck`)."""
 
 
 @dataclass(slots=True)
@@ -190,6 +192,9 @@ class _SpoolCheck:
     """As of the last valid record anywhere in the log."""
     torn: bool = False
     problem: _Problem | None = None
+    tail: tuple[int, int] | None = None
+    """Past a problem: the last run of appends [begin, end) whose records
+    and bytes check out again (a repair keeps it)."""
 
 
 def _opens_spool(log_path: Path, begin: int) -> bool:
@@ -204,6 +209,21 @@ def _opens_spool(log_path: Path, begin: int) -> bool:
         and first.begin in (None, begin)
         and first.position == 0
     )
+
+
+def _extend_tail(
+    tail: tuple[int, int] | None, record: Record, spool_fd: int, begin: int, size: int | None
+) -> tuple[int, int] | None:
+    """The run of verified appends past a problem, with `record` considered."""
+    if record.begin is None or size is None or record.end - begin > size:
+        return None  # format 1 (where does it start?) or bytes missing
+    if record.begin == record.end:
+        return tail
+    if _crc_of(spool_fd, record.begin - begin, record.end - begin) != record.crc:
+        return None
+    if tail is not None and tail[1] == record.begin:
+        return (tail[0], record.end)
+    return (record.begin, record.end)
 
 
 def _check_spool(dir: Path, begin: int) -> _SpoolCheck:
@@ -232,6 +252,7 @@ def _check_spool(dir: Path, begin: int) -> _SpoolCheck:
                 if item.registers is not None:
                     check.latest_registers = item.registers
                 if check.problem is not None:
+                    check.tail = _extend_tail(check.tail, item, spool_fd, begin, spool_size)
                     continue
                 if not opened:
                     if item.position != 0 or item.end != begin or item.begin not in (None, begin):
@@ -471,6 +492,7 @@ class FileStorage:
                 first.path,
                 highest,
                 latest if latest is not None else out.registers,
+                check.tail if check is not None and first.kind == "spool" else None,
             )
             for problem in problems:
                 log.error(
@@ -569,8 +591,17 @@ class FileStorage:
             source = spool if spool.is_file() else None
             moving = [p for p in (spool, dir / f"{lo:016x}.commits") if p.is_file()]
         if source is not None and truncate_at > lo:
-            kept = self._copy_prefix(source, dir, lo, truncate_at)
+            kept = self._copy_range(source, lo, dir, lo, truncate_at)
             done.append(f"kept offsets [{lo}, {truncate_at}) as {self._relative(kept)}")
+        set_aside_to = damaged.write_head
+        if source is not None and damaged.tail is not None:
+            tail_begin, tail_end = damaged.tail
+            kept = self._copy_range(source, lo, dir, tail_begin, tail_end)
+            done.append(
+                f"kept offsets [{tail_begin}, {tail_end}) (verified appends after the damage) "
+                f"as {self._relative(kept)}"
+            )
+            set_aside_to = tail_begin
         for path in moving:
             os.rename(path, quarantine / path.name)
             done.append(f"moved {self._relative(path)} to {self._relative(quarantine)}/")
@@ -588,11 +619,13 @@ class FileStorage:
                 os.close(fd)
         _fsync_dir(dir)
         _fsync_dir(quarantine)
-        if truncate_at < write_head and damaged.kind == "spool":
-            done.append(
-                f"offsets [{truncate_at}, {write_head}) are no longer stored: readers skip "
-                f"them, and appends resume at {write_head} (no offset is used twice)"
-            )
+        if damaged.kind == "spool":
+            if truncate_at < set_aside_to:
+                done.append(
+                    f"offsets [{truncate_at}, {set_aside_to}) are no longer stored: readers "
+                    "skip them"
+                )
+            done.append(f"appends resume at offset {write_head} (no offset is used twice)")
         elif damaged.kind == "fragment" and (m := _RAW.match(damaged.path.name)):
             done.append(
                 f"offsets [{truncate_at}, {int(m.group(2), 16)}) are no longer stored: "
@@ -601,13 +634,14 @@ class FileStorage:
         del self._damaged[journal]
         return done
 
-    def _copy_prefix(self, source: Path, dir: Path, begin: int, end: int) -> Path:
-        """Bytes [begin, end) of `source` (a file beginning at `begin`) as a
-        rolled fragment file named by their SHA-1."""
+    def _copy_range(self, source: Path, source_begin: int, dir: Path, begin: int, end: int) -> Path:
+        """Journal bytes [begin, end) of `source` (a file holding the journal
+        from `source_begin`) as a rolled fragment file named by their SHA-1."""
         # A leading "." can never be a journal's directory (segments are escaped).
         tmp = dir / f".repair-{begin:016x}.tmp"
         digest = hashlib.sha1()
         with open(source, "rb", buffering=0) as src, open(tmp, "wb") as dst:
+            src.seek(begin - source_begin)
             remaining = end - begin
             while remaining:
                 chunk = src.read(min(_CHUNK, remaining))
