@@ -100,9 +100,13 @@ def publish(ctl: Gazctl, lines: list[str]) -> None:
             "attach-uuids", f"--template={template}", input="".join(f"{x}\n" for x in chunk)
         )
         journal = f"examples/word-count/lines/part-00{part}"
-        for _ in range(20):
+        # A broker's gRPC connection to a restarted peer backs off for a
+        # while before it redials; Gazette's own clients retry through it.
+        deadline = time.monotonic() + 90
+        while True:
             done = ctl("journals", "append", "-l", f"name={journal}", input=framed.ok())
-            if done.code == 0 or not any(e in done.stderr for e in TRANSIENT):
+            transient = any(e in done.stderr for e in TRANSIENT)
+            if done.code == 0 or not transient or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
         done.ok()
