@@ -33,10 +33,11 @@ import contextlib
 import contextvars
 import logging
 import socket
+import ssl
 import threading
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
@@ -433,20 +434,69 @@ _CLIENT_CONFIG = grpclib.config.Configuration(http2_connection_window_size=_CONN
 _SERVER_CONFIG = grpclib.config.Configuration(http2_connection_window_size=_CONNECTION_WINDOW)
 
 
+MetadataHook = Callable[[str, Any], Mapping[str, str] | None]
+
+
+@dataclass(frozen=True)
+class DialCredentials:
+    """What a channel presents: a TLS context for `https://` endpoints (the
+    CA bundle to trust, and an optional client certificate), and a hook
+    giving each call's metadata from its path and request (the bearer token
+    `gazette_trio.auth` signs). Plain `http://` endpoints never use TLS, as
+    Gazette's dialer decides by the endpoint's scheme."""
+
+    ssl: ssl.SSLContext | None = None
+    metadata: MetadataHook | None = None
+
+
+_DIAL = DialCredentials()
+
+
+def set_dial_credentials(credentials: DialCredentials) -> DialCredentials:
+    """Make `credentials` what channels created without their own use; returns
+    the previous ones. A process sets them once, at its root, so every client
+    it builds (journal, shard, routed, proxies) dials and signs the same way."""
+    global _DIAL
+    previous, _DIAL = _DIAL, credentials
+    return previous
+
+
+def dial_credentials() -> DialCredentials:
+    """The credentials channels use by default."""
+    return _DIAL
+
+
+def _default_tls() -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.set_alpn_protocols(["h2"])
+    return context
+
+
 class Channel:
     """A gRPC channel to one endpoint, living on the asyncio island.
 
     Cheap to create; the connection opens on first use and re-opens after a
-    failure. Close it with `aclose()` (or `async with`).
+    failure. Close it with `aclose()` (or `async with`). An `https://`
+    endpoint is dialed with TLS; `credentials` default to the process's
+    (`set_dial_credentials`).
     """
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, *, credentials: DialCredentials | None = None) -> None:
         _require_island()
         self.endpoint = endpoint
+        self.credentials = _DIAL if credentials is None else credentials
         host, port, path = parse_endpoint(endpoint)
+        tls: ssl.SSLContext | None = None
+        if path is None and endpoint.startswith("https://"):
+            tls = self.credentials.ssl or _default_tls()
         self._grpc = grpclib.client.Channel(
-            host=host, port=port, path=path, codec=CODEC, config=_CLIENT_CONFIG
+            host=host, port=port, path=path, codec=CODEC, config=_CLIENT_CONFIG, ssl=tls
         )
+
+    def call_metadata(self, path: str, request: Any) -> Mapping[str, str] | None:
+        """The metadata a call of `path` with `request` carries (its token)."""
+        hook = self.credentials.metadata
+        return None if hook is None else hook(path, request)
 
     @property
     def grpclib_channel(self) -> grpclib.client.Channel:
@@ -479,8 +529,12 @@ async def unary(
     reply_type: type[Resp],
     *,
     timeout: float | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> Resp:
-    """Make a unary call and return its reply."""
+    """Make a unary call and return its reply. Without `metadata`, the
+    channel's credentials give it (`Channel.call_metadata`)."""
+    if metadata is None:
+        metadata = channel.call_metadata(path, request)
 
     async def call() -> Resp:
         try:
@@ -490,6 +544,7 @@ async def unary(
                 type(request),
                 reply_type,
                 timeout=timeout,
+                metadata=metadata,
             ) as stream:
                 await stream.send_message(request, end=True)
                 reply = await stream.recv_message()
@@ -558,6 +613,7 @@ async def _run_stream(
     request_type: type[Req],
     reply_type: type[Resp],
     timeout: float | None,
+    metadata: Mapping[str, str] | None = None,
 ) -> AsyncIterator[None]:
     """Run `body(stream)` on the asyncio side for the life of the block.
 
@@ -570,7 +626,7 @@ async def _run_stream(
     async def pump() -> None:
         try:
             async with channel.grpclib_channel.request(
-                path, cardinality, request_type, reply_type, timeout=timeout
+                path, cardinality, request_type, reply_type, timeout=timeout, metadata=metadata
             ) as stream:
                 await stream.send_request()
                 await body(stream)
@@ -633,8 +689,12 @@ async def server_stream(
     *,
     timeout: float | None = None,
     buffer: int = 32,
+    metadata: Mapping[str, str] | None = None,
 ) -> AsyncIterator[ServerStreamCall[Resp]]:
-    """Open a server-streaming call; iterate the yielded object for replies."""
+    """Open a server-streaming call; iterate the yielded object for replies.
+    Without `metadata`, the channel's credentials give it."""
+    if metadata is None:
+        metadata = channel.call_metadata(path, request)
     call: ServerStreamCall[Resp] = ServerStreamCall(buffer)
     call._requests.put_nowait(request)
     call.end()
@@ -652,6 +712,7 @@ async def server_stream(
         type(request),
         reply_type,
         timeout,
+        metadata,
     ):
         yield call
 
@@ -665,9 +726,12 @@ async def client_stream(
     *,
     timeout: float | None = None,
     buffer: int = 32,
+    metadata: Mapping[str, str] | None = None,
 ) -> AsyncIterator[ClientStreamCall[Req]]:
     """Open a client-streaming call. Leaving the block without `finish()`
-    cancels the call, so the server sees a broken stream."""
+    cancels the call, so the server sees a broken stream. The requests are
+    not known when it opens: pass the call's `metadata` (e.g.
+    `channel.call_metadata(path, first_request)`), or it carries none."""
     call: ClientStreamCall[Req] = ClientStreamCall(buffer)
 
     async def body(stream: Any) -> None:
@@ -696,6 +760,7 @@ async def client_stream(
         request_type,
         reply_type,
         timeout,
+        metadata,
     ):
         yield call
 
@@ -709,8 +774,9 @@ async def bidi_stream(
     *,
     timeout: float | None = None,
     buffer: int = 32,
+    metadata: Mapping[str, str] | None = None,
 ) -> AsyncIterator[BidiStreamCall[Req, Resp]]:
-    """Open a bidirectional call."""
+    """Open a bidirectional call (with `metadata`, as `client_stream`)."""
     call: BidiStreamCall[Req, Resp] = BidiStreamCall(buffer)
 
     async def body(stream: Any) -> None:
@@ -735,6 +801,7 @@ async def bidi_stream(
         request_type,
         reply_type,
         timeout,
+        metadata,
     ):
         yield call
 
@@ -767,6 +834,54 @@ class Method:
     request_type: type
     reply_type: type
     fn: Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class IncomingCall:
+    """The call a server handler is serving: its path, the metadata the
+    client sent (lower-case keys; the last value of a repeated key), and the
+    peer's address (None for a Unix socket)."""
+
+    path: str
+    metadata: Mapping[str, str]
+    peer: tuple[str, int] | None
+
+
+_INCOMING: contextvars.ContextVar[IncomingCall | None] = contextvars.ContextVar(
+    "gazette_trio_incoming_call", default=None
+)
+
+
+def incoming_call() -> IncomingCall | None:
+    """The call being served by the current Trio handler (and tasks it starts)."""
+    return _INCOMING.get()
+
+
+def _call_info(stream: Any, path: str) -> IncomingCall:
+    metadata: dict[str, str] = {}
+    for key, value in (getattr(stream, "metadata", None) or {}).items():
+        if isinstance(value, str):
+            metadata[key.lower()] = value
+    peer: tuple[str, int] | None = None
+    with contextlib.suppress(Exception):
+        addr = stream.peer.addr()
+        if isinstance(addr, tuple) and len(addr) >= 2:
+            peer = (str(addr[0]), int(addr[1]))
+    return IncomingCall(path, metadata, peer)
+
+
+def _with_incoming_call(
+    handler: Callable[[Any], Awaitable[None]], path: str
+) -> Callable[[Any], Awaitable[None]]:
+    """`handler` with the call's `IncomingCall` set first. grpclib runs each
+    call in its own asyncio task, and `trio_as_aio` carries the task's
+    context into the Trio handler, so the Trio side sees it too."""
+
+    async def handle(stream: Any) -> None:
+        _INCOMING.set(_call_info(stream, path))
+        await handler(stream)
+
+    return handle
 
 
 def _grpc_error(exc: BaseException, path: str) -> grpclib.exceptions.GRPCError:
@@ -912,7 +1027,10 @@ class Service:
     def __mapping__(self) -> dict[str, grpclib.const.Handler]:
         return {
             m.path: grpclib.const.Handler(
-                _handler(m, self._buffer), m.cardinality, m.request_type, m.reply_type
+                _with_incoming_call(_handler(m, self._buffer), m.path),
+                m.cardinality,
+                m.request_type,
+                m.reply_type,
             )
             for m in self.methods
         }
@@ -943,13 +1061,15 @@ async def serve(
     port: int = 0,
     *,
     sock: socket.socket | None = None,
+    tls: ssl.SSLContext | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve `services` on host:port (or an already bound `sock`) until cancelled.
 
     `task_status.started` reports the bound port (useful with port 0). On
     cancellation the server stops accepting, lets in-flight calls see the
-    shutdown, and closes.
+    shutdown, and closes. With `tls`, every connection is TLS (a plaintext
+    client fails its handshake); the context must offer ALPN `h2`.
     """
     _require_island()
     server = _Server(list(services), codec=CODEC, config=_SERVER_CONFIG)
@@ -958,9 +1078,9 @@ async def serve(
 
     async def run() -> None:
         if sock is not None:
-            await server.start(sock=sock)
+            await server.start(sock=sock, ssl=tls)
         else:
-            await server.start(host, port, reuse_address=True)
+            await server.start(host, port, reuse_address=True, ssl=tls)
         sockets = getattr(server._server, "sockets", None) or []
         bound.append(sockets[0].getsockname()[1] if sockets else port)
         started.set()

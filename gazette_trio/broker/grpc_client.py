@@ -116,12 +116,15 @@ class GrpcJournalClient:
     ) -> pb.AppendResponse:
         if isinstance(content, (bytes, bytearray, memoryview)):
             raise TypeError("content must be an iterable of bytes chunks, e.g. [data], not bytes")
+        path = f"{SERVICE}/Append"
         async with aio.client_stream(
             self.channel,
-            f"{SERVICE}/Append",
+            path,
             pb.AppendRequest,
             pb.AppendResponse,
             timeout=self.timeout,
+            # Authorized by the header message, as Gazette's appender does.
+            metadata=self.channel.call_metadata(path, request),
         ) as call:
             await call.send(_header_of(request))
             coalescer = _Coalescer()

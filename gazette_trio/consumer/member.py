@@ -24,6 +24,7 @@ from pathlib import Path
 import trio
 
 from ..allocator import MemberSession, open_member
+from ..auth.verifier import OPEN, Verifier
 from ..broker.client import JournalClient
 from ..etcd import Etcd
 from ..protocol import consumer as pc
@@ -87,8 +88,10 @@ async def open_consumer(
     wall_clock_ns: Callable[[], int] = time.time_ns,
     hints_interval: float = HINTS_INTERVAL,
     apply_delay: float = 0.03,
+    verifier: Verifier = OPEN,
 ) -> AsyncIterator[Consumer]:
-    """Join the group under `root` as `zone`/`suffix` and run `app` on it."""
+    """Join the group under `root` as `zone`/`suffix` and run `app` on it.
+    The Shard API verifies calls with `verifier` (by default, none)."""
     spec = pc.ConsumerSpec(
         process_spec=pb.ProcessSpec(
             id=pb.ProcessSpecId(zone=zone, suffix=suffix), endpoint=endpoint
@@ -117,7 +120,7 @@ async def open_consumer(
             hints_interval=hints_interval,
         )
         service = Service(ctx)
-        api = ShardAPI(service, etcd, journals)
+        api = ShardAPI(service, etcd, journals, verifier)
         block_error: BaseException | None = None
         async with trio.open_nursery() as nursery:
             await nursery.start(service.run)

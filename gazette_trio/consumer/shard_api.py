@@ -27,6 +27,13 @@ Every header names this member (its process id), an unrouted route
 (primary -1) unless a shard was resolved, and etcd's own response header:
 cluster, member, raft term and the revision the answer reflects.
 
+Every call is verified first, as Gazette's `VerifiedShardServer`: READ for
+Stat and GetHints, LIST for List, APPLY for Apply and Unassign. The token's
+selector scopes it (with the meta-label `id`): a shard it does not reach is
+SHARD_NOT_FOUND to Stat and GetHints and absent from List; an Apply upsert
+or deletion, or an Unassign, of one is UNAUTHENTICATED. A Stat proxied to
+the primary carries a token this member signs for that shard.
+
 This module owns the RPC semantics; resolution is the `Resolver`'s, writes
 to etcd are the allocator's and the hint store's.
 """
@@ -41,6 +48,9 @@ from grpclib.const import Cardinality
 from .. import aio
 from ..allocator import ApplyConflict, apply_shard_specs
 from ..allocator.specs import validate_shard_id
+from ..auth import capabilities as caps
+from ..auth.claims import Claims
+from ..auth.verifier import OPEN, Verifier
 from ..broker.client import JournalClient
 from ..broker.list_apply import get_journal
 from ..etcd import Compare, Delete, Etcd, InvalidRequest
@@ -63,10 +73,13 @@ RECOVERY_LOG_CONTENT_TYPE = shard_spec.CONTENT_TYPE_RECOVERY_LOG
 class ShardAPI:
     """Trio implementations of the Shard service for one member."""
 
-    def __init__(self, service: Service, etcd: Etcd, journals: JournalClient) -> None:
+    def __init__(
+        self, service: Service, etcd: Etcd, journals: JournalClient, verifier: Verifier = OPEN
+    ) -> None:
         self.service = service
         self.etcd = etcd
         self.journals = journals
+        self.verifier = verifier
         self._channels: dict[str, aio.Channel] = {}
 
     def grpc_service(self) -> aio.Service:
@@ -112,7 +125,19 @@ class ShardAPI:
 
     # ------------------------------------------------------------------
 
+    def _hidden(self, shard_id: str, claims: Claims) -> bool:
+        if not self.verifier.enabled:
+            return False
+        item = self.service.state.item_by_id.get(shard_id)
+        return item is not None and not claims.matches_shard(item.id, item.spec.labels)
+
     async def stat(self, request: pc.StatRequest) -> pc.StatResponse:
+        claims = self.verifier.verify(caps.READ)
+        if self._hidden(request.shard, claims):
+            state = self.service.state
+            return pc.StatResponse(
+                status=pc.Status.SHARD_NOT_FOUND, header=self.service.resolver.header(state)
+            )
         if not request.shard:
             raise aio.InvalidArgument("Shard: expected a shard id")
         for journal, offset in request.read_through.items():
@@ -156,6 +181,7 @@ class ShardAPI:
         )
 
     async def list(self, request: pc.ListRequest) -> pc.ListResponse:
+        claims = self.verifier.verify(caps.LIST)
         selector = request.selector
         try:
             lbl.validate_selector(selector)
@@ -168,6 +194,8 @@ class ShardAPI:
             if selector is not None and not lbl.matches(
                 selector, item.spec.labels, shard_spec.meta_labels(item.spec)
             ):
+                continue
+            if self.verifier.enabled and not claims.matches_shard(item.id, item.spec.labels):
                 continue
             route = resolver.route(state, item.id)
             assignments = sorted(state.assignments_by_item.get(item.id, ()), key=lambda a: a.member)
@@ -183,6 +211,13 @@ class ShardAPI:
         return response
 
     async def apply(self, request: pc.ApplyRequest) -> pc.ApplyResponse:
+        claims = self.verifier.verify(caps.APPLY)
+        for change in request.changes:
+            if change.upsert is not None:
+                if not claims.matches_shard(change.upsert.id, change.upsert.labels):
+                    raise aio.Unauthenticated(f"not authorized to {change.upsert.id}")
+            elif not claims.matches_id(change.delete):
+                raise aio.Unauthenticated(f"not authorized to {change.delete}")
         for i, change in enumerate(request.changes):
             if change.upsert is not None:
                 try:
@@ -252,10 +287,11 @@ class ShardAPI:
                     )
 
     async def get_hints(self, request: pc.GetHintsRequest) -> pc.GetHintsResponse:
+        claims = self.verifier.verify(caps.READ)
         state = self.service.state
         header = self.service.resolver.header(state)
         item = state.item_by_id.get(request.shard)
-        if item is None:
+        if item is None or self._hidden(request.shard, claims):
             return pc.GetHintsResponse(status=pc.Status.SHARD_NOT_FOUND, header=header)
         response = pc.GetHintsResponse(
             status=pc.Status.OK,
@@ -272,11 +308,15 @@ class ShardAPI:
         return response
 
     async def unassign(self, request: pc.UnassignRequest) -> pc.UnassignResponse:
+        claims = self.verifier.verify(caps.APPLY)
         for i, shard_id in enumerate(request.shards):
             try:
                 validate_shard_id(shard_id)
             except ValidationError as exc:
                 raise aio.InvalidArgument(f"Shards[{i}].{exc}") from None
+            # As Gazette's, Unassign is authorized by the `id` label alone.
+            if not claims.matches_id(shard_id):
+                raise aio.Unauthenticated(f"not authorized to {shard_id}")
         state = self.service.state
         compares: list[Compare] = []
         ops: list[Any] = []

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -218,17 +219,25 @@ def _backoff(attempt: int) -> float:
 
 class GrpcEtcd:
     """A client of a real etcd. Open it with `async with GrpcEtcd.open(endpoint)`
-    (inside the asyncio island)."""
+    (inside the asyncio island).
 
-    def __init__(self, endpoint: str, *, timeout: float | None = 30.0) -> None:
+    An `https://` endpoint is dialed with TLS: `tls` is etcd's own (its CA,
+    and a client certificate if etcd requires one), apart from the Gazette
+    services' settings; etcd calls never carry Gazette tokens."""
+
+    def __init__(
+        self, endpoint: str, *, timeout: float | None = 30.0, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
-        self._channel = aio.Channel(endpoint)
+        self._channel = aio.Channel(endpoint, credentials=aio.DialCredentials(ssl=tls))
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def open(cls, endpoint: str, *, timeout: float | None = 30.0) -> AsyncIterator[GrpcEtcd]:
-        etcd = cls(endpoint, timeout=timeout)
+    async def open(
+        cls, endpoint: str, *, timeout: float | None = 30.0, tls: ssl.SSLContext | None = None
+    ) -> AsyncIterator[GrpcEtcd]:
+        etcd = cls(endpoint, timeout=timeout, tls=tls)
         try:
             yield etcd
         finally:

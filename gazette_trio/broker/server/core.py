@@ -273,9 +273,17 @@ class JournalServerCore:
     # ------------------------------------------------------------------
     # List and Apply
 
-    async def list(self, request: pb.ListRequest, send: SendList) -> None:
+    async def list(
+        self,
+        request: pb.ListRequest,
+        send: SendList,
+        *,
+        scope: Callable[[str, pb.LabelSet | None], bool] | None = None,
+    ) -> None:
         """Serve a List: send a snapshot of the matching journals, in name
         order, as one or more responses of at most `LIST_PAGE` journals.
+        With `scope` (a caller's authorization), journals it refuses are
+        left out as if they did not exist.
 
         Without `watch` the RPC ends after the snapshot. With it, each
         snapshot is followed by an empty response that marks its end, and a
@@ -304,6 +312,7 @@ class JournalServerCore:
                 (name, record)
                 for name, record in sorted(self._specs.items())
                 if match(name, record.spec.labels)
+                and (scope is None or scope(name, record.spec.labels))
             ]
             shape = (len(matched), max((r.mod_revision for _, r in matched), default=-1))
             if shape != last:

@@ -8,6 +8,13 @@ that asks to commit, then the end of the stream. A stream that breaks, or
 ends without the commit chunk, appends nothing.
 
 Replicate answers UNIMPLEMENTED: this server is a single node.
+
+Every call is verified first, as Gazette's `VerifiedJournalServer` does
+(`gazette_trio.auth.verifier`): the capability each RPC requires, then the
+token's selector. A journal the selector does not reach is JOURNAL_NOT_FOUND
+to Read, Append and ListFragments and absent from List; Apply of one is
+UNAUTHENTICATED. A Read ends when its token expires (DEADLINE_EXCEEDED), and
+the reader resumes with a fresh one.
 """
 
 from __future__ import annotations
@@ -16,47 +23,92 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from grpclib.const import Cardinality
 
-from ... import aio
+from ... import aio, limits
+from ...auth import capabilities as caps
+from ...auth import claims as auth_claims
+from ...auth.verifier import OPEN, Verifier, expiring
 from ...protocol import protocol as pb
 from ...protocol.validation import ValidationError
 from .. import fast_codec  # noqa: F401  (registers the content codecs)
 from .core import JournalServerCore
-from .requests import validate_append_chunk
+from .requests import validate_append_chunk, validate_append_header
 
 SERVICE = "protocol.Journal"
 
 
-def journal_service(core: JournalServerCore) -> aio.Service:
-    """The `protocol.Journal` service backed by `core`."""
+def journal_service(core: JournalServerCore, verifier: Verifier = OPEN) -> aio.Service:
+    """The `protocol.Journal` service backed by `core`, its calls verified by
+    `verifier` (by default, none are)."""
+
+    max_append_size = limits.current().max_append_size
+
+    def hidden(journal: str, claims: auth_claims.Claims) -> bool:
+        # A journal outside the token's selector is answered as missing.
+        if not verifier.enabled:
+            return False
+        spec = core.spec(journal.split(";", 1)[0])
+        return spec is not None and not claims.matches_journal(spec.name, spec.labels)
 
     async def list_journals(
         request: pb.ListRequest, send: Callable[[pb.ListResponse], Awaitable[None]]
     ) -> None:
-        await core.list(request, send)
+        claims = verifier.verify(caps.LIST)
+        with expiring(claims):
+            await core.list(
+                request, send, scope=claims.matches_journal if verifier.enabled else None
+            )
 
     async def apply(request: pb.ApplyRequest) -> pb.ApplyResponse:
+        claims = verifier.verify(caps.APPLY)
+        for change in request.changes:
+            if change.upsert is not None:
+                if not claims.matches_journal(change.upsert.name, change.upsert.labels):
+                    raise aio.Unauthenticated(f"not authorized to {change.upsert.name}")
+            elif not claims.matches_name(change.delete):
+                raise aio.Unauthenticated(f"not authorized to {change.delete}")
         return await core.apply(request)
 
     async def list_fragments(request: pb.FragmentsRequest) -> pb.FragmentsResponse:
+        claims = verifier.verify(caps.READ)
+        if hidden(request.journal, claims):
+            return pb.FragmentsResponse(status=pb.Status.JOURNAL_NOT_FOUND, header=core.header())
         return await core.list_fragments(request)
 
     async def fragment_store_health(
         request: pb.FragmentStoreHealthRequest,
     ) -> pb.FragmentStoreHealthResponse:
+        verifier.verify(caps.READ)
         return await core.fragment_store_health(request)
 
     async def read(
         request: pb.ReadRequest, send: Callable[[pb.ReadResponse], Awaitable[None]]
     ) -> None:
-        await core.read(request, send)
+        claims = verifier.verify(caps.READ)
+        if hidden(request.journal, claims):
+            await send(pb.ReadResponse(status=pb.Status.JOURNAL_NOT_FOUND, header=core.header()))
+            return
+        with expiring(claims):
+            await core.read(request, send)
 
     async def append(requests: AsyncIterator[pb.AppendRequest]) -> pb.AppendResponse:
+        claims = verifier.verify(caps.APPEND)
         header: pb.AppendRequest | None = None
         chunks: list[bytes] = []
+        held = 0
         committed = False
         async for request in requests:
             if header is None:
                 header = request
+                try:
+                    # Checked before any content is taken in, not at the end.
+                    validate_append_header(header)
+                except ValidationError as exc:
+                    raise aio.InvalidArgument(str(exc)) from None
+                if hidden(header.journal, claims):
+                    # Answered before any content is read: nothing is appended.
+                    return pb.AppendResponse(
+                        status=pb.Status.JOURNAL_NOT_FOUND, header=core.header()
+                    )
                 continue
             if committed:
                 raise aio.InvalidArgument("expected EOF after empty Content chunk")
@@ -65,6 +117,14 @@ def journal_service(core: JournalServerCore) -> aio.Service:
             except ValidationError as exc:
                 raise aio.InvalidArgument(str(exc)) from None
             if request.content:
+                held += len(request.content)
+                if held > max_append_size:
+                    # The content is held until the commit chunk: past the
+                    # limit the append is refused whole, nothing written.
+                    raise aio.ResourceExhausted(
+                        f"journal {header.journal}: append exceeds the server's limit of "
+                        f"{max_append_size} bytes (max_append_size); nothing was appended"
+                    )
                 chunks.append(request.content)
             else:
                 committed = True
@@ -81,6 +141,7 @@ def journal_service(core: JournalServerCore) -> aio.Service:
         requests: AsyncIterator[pb.ReplicateRequest],
         send: Callable[[pb.ReplicateResponse], Awaitable[None]],
     ) -> None:
+        verifier.verify(caps.REPLICATE)
         raise aio.Unimplemented(
             "gazette-trio's journal server is a single node: it neither replicates "
             "to peers nor accepts replicas"
