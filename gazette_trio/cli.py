@@ -11,6 +11,7 @@ import click
 
 from . import __version__
 from .broker.cli import broker, journals
+from .publish_cli import publish
 from .runtime.serve import serve
 from .runtime.shards_cli import shards
 
@@ -26,6 +27,7 @@ def main() -> None:
       gazette-trio broker serve --data-dir data --port 8081   run a journal server
       gazette-trio journals -e 127.0.0.1:8081 list            list its journals
       gazette-trio shards list -e 127.0.0.1:8080              list shards of a consumer group
+      gazette-trio publish -l topic=clicks -k user events.jsonl   publish JSON lines
     """
 
 
@@ -33,3 +35,4 @@ main.add_command(serve)
 main.add_command(broker)
 main.add_command(journals)
 main.add_command(shards)
+main.add_command(publish)

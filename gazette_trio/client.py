@@ -116,26 +116,64 @@ class PublishProgress:
 
 @dataclass(slots=True)
 class _InFlight:
-    kind: Literal["message", "ack", "commit"]
+    """One append: a batch of frames to one journal, or a commit marker."""
+
     journal: str
     size: int
     future: OpFuture[pb.AppendResponse]
+    messages: int
+    """Messages in the batch; for a commit marker, the messages it commits."""
+    commit: bool = False
+    shared: OpFuture[pb.AppendResponse] | None = None
+    """The future the batch's messages were given, settled with `future`."""
+
+
+@dataclass(slots=True)
+class _Open:
+    chunks: list[bytes] = field(default_factory=list)
+    size: int = 0
     messages: int = 0
-    """For a commit marker: the messages its transaction committed."""
+    # The one future every message of the batch is given: publishing makes
+    # a future per message, and a future per message in flight cost ~2 KB
+    # each, where the frames themselves are tens of bytes.
+    future: OpFuture[pb.AppendResponse] = field(default_factory=OpFuture)
 
 
-class _SizedAppender:
-    """Hands appends to the append service, noting the last one's journal
-    and size for the publisher's accounting (publishing is synchronous up to
-    the append, so "the last one" is the message just published)."""
+class _Batcher:
+    """Joins frames to one journal into one append, up to `BATCH_BYTES`,
+    and hands each batch to the append service when it is full or flushed.
+    Order within a journal is kept: batches go in the order they filled."""
 
-    def __init__(self, appends: AppendService) -> None:
+    def __init__(self, appends: AppendService, sent: Callable[[_InFlight], None]) -> None:
         self._appends = appends
-        self.last: tuple[str, int] = ("", 0)
+        self._sent = sent
+        self._open: dict[str, _Open] = {}
 
     def append(self, journal: str, content: bytes) -> OpFuture[pb.AppendResponse]:
-        self.last = (journal, len(content))
-        return self._appends.append(journal, content)
+        batch = self._open.get(journal)
+        if batch is None:
+            batch = self._open[journal] = _Open()
+        batch.chunks.append(content)
+        batch.size += len(content)
+        batch.messages += 1
+        if batch.size >= BATCH_BYTES:
+            self.flush(journal)
+        return batch.future
+
+    def flush(self, journal: str | None = None) -> None:
+        for name in [journal] if journal is not None else list(self._open):
+            batch = self._open.pop(name, None)
+            if batch is None:
+                continue
+            future = self._appends.append(name, b"".join(batch.chunks))
+            self._sent(_InFlight(name, batch.size, future, batch.messages, shared=batch.future))
+
+
+BATCH_BYTES = 1 << 16
+"""Frames to one journal are joined into appends of up to 64 KiB."""
+
+LINGER = 0.05
+"""Seconds a partial batch waits for more frames before it is sent."""
 
 
 class Publisher:
@@ -144,7 +182,7 @@ class Publisher:
     def __init__(
         self,
         endpoint: str,
-        appender: _SizedAppender,
+        appends: AppendService,
         mapping: Mapping,
         *,
         transactional: bool,
@@ -156,8 +194,8 @@ class Publisher:
     ) -> None:
         self.endpoint = endpoint
         self.progress = PublishProgress()
-        self._appender = appender
-        self._publisher = MessagePublisher(appender)
+        self._batcher = _Batcher(appends, self._sent)
+        self._publisher = MessagePublisher(self._batcher)
         self._mapping = mapping
         self._transactional = transactional
         self._txn_size = txn_size
@@ -165,8 +203,8 @@ class Publisher:
         self._give_up_after = give_up_after
         self._warn_every = warn_every
         self._on_progress = on_progress
-        # Appends in the order they were queued, reaped from the front as
-        # they are acknowledged; a commit marker follows a transaction's ACKs.
+        # Appends in the order they were sent, reaped from the front as they
+        # are acknowledged; a commit marker follows a transaction's ACKs.
         self._in_flight: deque[_InFlight] = deque()
         self._in_flight_bytes = 0
         self._uncommitted = 0
@@ -175,38 +213,57 @@ class Publisher:
         """Publish `message`: map, stamp, frame and queue it. Returns at once
         unless `max_in_flight` bytes are unacknowledged, then waits for room."""
         if self._transactional:
-            future = self._publisher.publish_uncommitted(self._mapping, message)
+            self._publisher.publish_uncommitted(self._mapping, message)
             self._uncommitted += 1
         else:
-            future = self._publisher.publish_committed(self._mapping, message)
+            self._publisher.publish_committed(self._mapping, message)
         self.progress.published += 1
-        self._queue("message", future)
         if self._transactional and self._uncommitted >= self._txn_size:
             self._write_acks()
-        while self._in_flight_bytes > self._max_in_flight:
-            await self._settle_oldest()
-        self._reap()
+        if self._in_flight_bytes > self._max_in_flight:
+            self._batcher.flush()
+            while self._in_flight_bytes > self._max_in_flight:
+                await self._settle_oldest()
+        elif self._in_flight and self._in_flight[0].future.done():
+            self._reap()
+        else:
+            await trio.lowlevel.checkpoint()
 
     async def commit(self) -> None:
         """Commit what was published (when transactional) and wait until
         every append is acknowledged."""
         if self._transactional and self._uncommitted:
             self._write_acks()
+        self._batcher.flush()
         while self._in_flight:
             await self._settle_oldest()
 
+    async def _settle_sent(self) -> None:
+        """Wait for what was sent (not the open transaction's batches),
+        ignoring errors: the caller is already failing."""
+        if not self._transactional:
+            self._batcher.flush()
+        while self._in_flight:
+            with contextlib.suppress(Exception):  # a failed append is popped as it raises
+                await self._settle_oldest()
+
+    def flush(self) -> None:
+        """Send partial batches now (the publisher does so every `LINGER`)."""
+        self._batcher.flush()
+
     # ------------------------------------------------------------------
 
-    def _queue(self, kind: Literal["message", "ack"], future: OpFuture[pb.AppendResponse]) -> None:
-        journal, size = self._appender.last
-        self._in_flight.append(_InFlight(kind, journal, size, future))
-        self._in_flight_bytes += size
+    def _sent(self, entry: _InFlight) -> None:
+        self._in_flight.append(entry)
+        self._in_flight_bytes += entry.size
 
     def _write_acks(self) -> None:
+        # Each ACK joins its journal's open batch, behind the messages it commits.
         for journal, ack in self._publisher.build_ack_intents().items():
-            self._queue("ack", self._appender.append(journal, ack))
+            self._batcher.append(journal, ack)
+        self._batcher.flush()
         done: OpFuture[pb.AppendResponse] = OpFuture.resolved(pb.AppendResponse())
-        self._in_flight.append(_InFlight("commit", "", 0, done, messages=self._uncommitted))
+        self._in_flight.append(_InFlight("", 0, done, self._uncommitted, commit=True))
         self._uncommitted = 0
 
     def _reap(self) -> None:
@@ -218,16 +275,23 @@ class Publisher:
             entry = self._in_flight.popleft()
             self._in_flight_bytes -= entry.size
             changed = True
-            if entry.kind == "commit":
+            if entry.commit:
                 # Every append before it, the transaction's ACKs included, is in.
                 self.progress.acknowledged += entry.messages
                 self.progress.commits += 1
                 continue
-            entry.future.result()
+            error = entry.future.error()
+            if entry.shared is not None:
+                if error is None:
+                    entry.shared.resolve(entry.future.result())
+                else:
+                    entry.shared.fail(error)
+            if error is not None:
+                raise error
             self.progress.journals.add(entry.journal)
             self.progress.bytes_acknowledged += entry.size
-            if entry.kind == "message" and not self._transactional:
-                self.progress.acknowledged += 1
+            if not self._transactional:
+                self.progress.acknowledged += entry.messages
         if changed and self._on_progress is not None:
             self._on_progress(self.progress)
 
@@ -245,7 +309,7 @@ class Publisher:
             if trio.current_time() >= deadline:
                 raise PublishTimeout(self.endpoint, self._give_up_after, waiting)
             log.warning(
-                "%s: waiting for acknowledgement of %d append(s) (%s); retrying the brokers, "
+                "%s: waiting for acknowledgement of %d message(s) (%s); retrying the brokers, "
                 "giving up in %.0f s",
                 self.endpoint,
                 sum(waiting.values()),
@@ -257,9 +321,14 @@ class Publisher:
     def _unacknowledged(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for entry in self._in_flight:
-            if entry.kind != "commit" and not entry.future.done():
-                out[entry.journal] = out.get(entry.journal, 0) + 1
+            if not entry.commit and not entry.future.done():
+                out[entry.journal] = out.get(entry.journal, 0) + entry.messages
         return out
+
+    async def _linger(self) -> None:
+        while True:
+            await trio.sleep(LINGER)
+            self._batcher.flush()
 
 
 @contextlib.asynccontextmanager
@@ -315,7 +384,7 @@ async def open_publisher(
         )
         publisher = Publisher(
             endpoint,
-            _SizedAppender(appends),
+            appends,
             chosen,
             transactional=transactional,
             txn_size=txn_size,
@@ -324,8 +393,23 @@ async def open_publisher(
             warn_every=warn_every,
             on_progress=on_progress,
         )
-        yield publisher
-        await publisher.commit()
+        # The block's own error leaves as itself, not in the nursery's group.
+        error: BaseException | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(publisher._linger)
+            try:
+                yield publisher
+                await publisher.commit()
+            except BaseException as exc:
+                error = exc
+                # Transactions committed before the error are settled, so
+                # that `progress` says truly what was committed.
+                with trio.CancelScope(shield=True), trio.move_on_after(give_up_after):
+                    await publisher._settle_sent()
+            finally:
+                nursery.cancel_scope.cancel()
+        if error is not None:
+            raise error
 
 
 @contextlib.asynccontextmanager

@@ -8,6 +8,9 @@ gazette_trio.broker.server`) and talks to it only through
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import trio
 from gazette_trio import aio
 from gazette_trio.broker import GrpcJournalClient, apply_journals, new_journal_spec, upsert
 from gazette_trio.client import (
+    BATCH_BYTES,
     PublishProgress,
     PublishTimeout,
     SyncPublisher,
@@ -107,13 +111,18 @@ async def test_a_publisher_that_fails_mid_block_leaves_nothing_visible_to_commit
 
 
 async def test_memory_is_bounded_by_waiting_for_acknowledgements(broker: str) -> None:
+    # 20,000 messages of ~60 bytes (1.2 MB) through a buffer of 4 KiB: what
+    # is written but unacknowledged never exceeds the buffer and one batch.
+    peak = 0
     async with open_publisher(
         broker, journal=PARTS[1], max_in_flight=4096, transactional=False
     ) as publisher:
-        for i in range(2000):
+        for i in range(20_000):
             await publisher.publish({"n": i, "pad": "x" * 40})
-            assert publisher._in_flight_bytes <= 4096 + 100  # one message over, at most
-    assert len((await read_all(broker))[PARTS[1]]) == 2000
+            peak = max(peak, publisher._in_flight_bytes)
+    assert peak <= 4096 + BATCH_BYTES
+    assert publisher.progress.bytes_acknowledged > 15 * (4096 + BATCH_BYTES)
+    assert len((await read_all(broker))[PARTS[1]]) == 20_000
 
 
 async def test_a_broker_that_goes_away_is_given_up_on_naming_what_is_unacknowledged(
@@ -157,3 +166,51 @@ def test_a_destination_must_be_named_once(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="exactly one of journal= or selector="):
         trio.run(main)
+
+
+async def test_the_publish_command_streams_a_million_events_in_bounded_memory(
+    broker: str, tmp_path: Path
+) -> None:
+    events = tmp_path / "events.jsonl"
+    with events.open("wb") as out:
+        for i in range(1_000_000):
+            out.write(b'{"user":"user-%d","page":"/p/%d","n":%d}\n' % (i % 5000, i % 97, i))
+    command = [sys.executable, "-m", "gazette_trio", "publish", "-e", broker]
+    # Popen and wait4 (in a thread): the peak RSS of exactly this child.
+    proc = subprocess.Popen(  # noqa: ASYNC220
+        [*command, "-l", "topic=clicks", "-k", "user", str(events)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    _, status, usage = await trio.to_thread.run_sync(os.wait4, proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    assert proc.returncode == 0, stderr
+    assert "published 1000000 message(s) to 4 journal(s)" in stderr
+    assert usage.ru_maxrss < 150 * 1024, f"peak RSS {usage.ru_maxrss / 1024:.0f} MB"
+    # Read back: every event once, a user's events on one journal.
+    seen = bytearray(1_000_000)
+    for journal in PARTS:
+        users: set[str] = set()
+        async with open_reader(broker, journal, block=False) as messages:
+            async for envelope in messages:
+                seen[int(envelope.message["n"])] += 1
+                users.add(str(envelope.message["user"]))
+        assert users  # rendezvous spreads 5,000 users over all four
+    assert set(seen) == {1}
+
+
+async def test_publish_names_a_bad_line_and_what_was_committed(
+    broker: str, tmp_path: Path
+) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"n": 1}\n{"n": 2}\n[3]\n{"n": 4}\n')
+    command = [sys.executable, "-m", "gazette_trio", "publish", "-e", broker, "-j", PARTS[3]]
+    result = await trio.run_process(
+        [*command, "--txn-size", "1", str(events)], capture_stderr=True, check=False
+    )
+    stderr = result.stderr.decode()
+    assert result.returncode == 1
+    assert f"{events}:3: expected a JSON object, not list" in stderr
+    assert "2 earlier message(s) were committed" in stderr
+    assert [m["n"] for m in (await read_all(broker))[PARTS[3]]] == [1, 2]
