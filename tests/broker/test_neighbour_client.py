@@ -214,3 +214,28 @@ async def test_publish_names_a_bad_line_and_what_was_committed(
     assert f"{events}:3: expected a JSON object, not list" in stderr
     assert "2 earlier message(s) were committed" in stderr
     assert [m["n"] for m in (await read_all(broker))[PARTS[3]]] == [1, 2]
+
+
+def docs_snippet(title: str) -> str:
+    """The first Python block under the docs/messages.md heading `title`."""
+    text = (Path(__file__).parents[2] / "docs" / "messages.md").read_text()
+    section = text[text.index(title) :]
+    start = section.index("```python\n") + len("```python\n")
+    return section[start : section.index("```", start)]
+
+
+async def test_the_docs_publishing_snippet_runs_as_written(broker: str, tmp_path: Path) -> None:
+    script = tmp_path / "snippet.py"
+    script.write_text(docs_snippet("## Publishing and reading from your own code"))
+    result = await trio.run_process(
+        [sys.executable, str(script)],
+        env={**os.environ, "GAZETTE_BROKER_ENDPOINT": broker},
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    lines = result.stdout.decode().splitlines()
+    assert lines[0] == "1000 events published"
+    on_part_zero = (await read_all(broker))[PARTS[0]]
+    assert lines[1:] == [f"{m['user']} {m['page']}" for m in on_part_zero]
