@@ -1,20 +1,33 @@
 """gazette-trio: Gazette's consumer framework for Python, on Trio.
 
-An application author writes a class with the `Application` methods and runs
-it with `gazette-trio serve config.toml`. What such a class needs is
-exported here:
+An application author writes an `Aggregation` (keyed state, a key function
+and a reducer) or a full `Application`, and runs it with `gazette-trio serve
+config.toml`. What applications import is exported here, and listed in
+`__all__`:
 
-- the contracts: `Application`, `Store`, `Shard`, `BeginFinisher`,
-  `BatchConsumer`,
-  `OpFuture`/`OpFutures`;
+- the contracts: `Application`, `BaseApplication`, `Aggregation`, `Store`,
+  `Shard`, `BeginFinisher`, `BatchConsumer`, `PerTransaction` (typed
+  per-transaction state), `OpFuture`/`OpFutures`, and `Recorder` (what
+  `new_store` is given with a recovery log);
 - messages: `Envelope`, `JSONMessage`, `Message`, `Publisher`, and the
-  mappings that pick a journal for a message (`fixed_mapping`,
-  `modulo_mapping`, `rendezvous_mapping`);
-- stores: `JSONFileStore`, `SQLiteStore`, `SQLStore`, `MemoryStore`
-  (imported on first use, since they pull in database drivers).
+  mappings that pick a journal for a message (`Mapping`, `Partitions`,
+  `fixed_mapping`, `modulo_mapping`, `rendezvous_mapping`);
+- stores: `JSONFileStore`, `SQLiteStore`, `SQLStore`, `MemoryStore`;
+- serving: `Consumer` (the member, as `grpc_services(consumer)` gets it),
+  `JournalClient`;
+- errors: `GazetteTrioError`, the root of every error gazette-trio raises,
+  and the ones applications meet: `ConsumerError`, `ResolveError`,
+  `ShardStopped`, `StoreError`, `BrokerError`, `MessageError`.
 
-Everything else is importable from its module (see the package layout in
-README.md) but not advertised here.
+Stores, the member and the journal client are imported on first use, since
+they pull in database drivers and the whole runtime.
+
+A few modules and subpackages are public too:
+`gazette_trio.aio` (gRPC services and errors for an application's own API),
+`gazette_trio.message` (framing, readers, sequencing), `gazette_trio.protocol`
+(Gazette's protocol messages and labels), `gazette_trio.testing` (an
+in-process consumer group for tests), `gazette_trio.errors` (every layer's
+error base). Everything else is the runtime's.
 """
 
 from __future__ import annotations
@@ -32,6 +45,7 @@ from .consumer.contracts import (
     Store,
 )
 from .consumer.scratch import PerTransaction
+from .errors import BrokerError, ConsumerError, GazetteTrioError, MessageError
 from .message import (
     Envelope,
     JSONMessage,
@@ -46,16 +60,27 @@ from .message import (
 from .opfuture import OpFuture, OpFutures
 
 if TYPE_CHECKING:
-    from .consumer.stores import JSONFileStore, SQLiteStore, SQLStore
+    from .broker.client import JournalClient
+    from .consumer.member import Consumer
+    from .consumer.service import ResolveError
+    from .consumer.shard import ShardStopped
+    from .consumer.stores import JSONFileStore, SQLiteStore, SQLStore, StoreError
     from .consumer.stores.memory import MemoryStore
+    from .recoverylog import Recorder
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    "Consumer": "gazette_trio.consumer.member",
     "JSONFileStore": "gazette_trio.consumer.stores.json_file",
-    "SQLiteStore": "gazette_trio.consumer.stores.sqlite",
-    "SQLStore": "gazette_trio.consumer.stores.sql",
+    "JournalClient": "gazette_trio.broker.client",
     "MemoryStore": "gazette_trio.consumer.stores.memory",
+    "Recorder": "gazette_trio.recoverylog",
+    "ResolveError": "gazette_trio.consumer.service",
+    "SQLStore": "gazette_trio.consumer.stores.sql",
+    "SQLiteStore": "gazette_trio.consumer.stores.sqlite",
+    "ShardStopped": "gazette_trio.consumer.shard",
+    "StoreError": "gazette_trio.consumer.stores.errors",
 }
 
 
@@ -66,27 +91,41 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
 __all__ = [
     "Aggregation",
     "Application",
     "BaseApplication",
     "BatchConsumer",
     "BeginFinisher",
+    "BrokerError",
+    "Consumer",
+    "ConsumerError",
     "Envelope",
+    "GazetteTrioError",
     "JSONFileStore",
     "JSONMessage",
+    "JournalClient",
     "Mapping",
     "MemoryStore",
     "Message",
+    "MessageError",
     "OpFuture",
     "OpFutures",
     "Partitions",
     "PerTransaction",
     "Publisher",
+    "Recorder",
+    "ResolveError",
     "SQLStore",
     "SQLiteStore",
     "Shard",
+    "ShardStopped",
     "Store",
+    "StoreError",
     "__version__",
     "fixed_mapping",
     "modulo_mapping",

@@ -34,10 +34,10 @@ from .etcd import (
     NO_HEADER,
     Compacted,
     Etcd,
+    EtcdUnavailable,
     EventType,
     KeyValue,
     ResponseHeader,
-    Unavailable,
     WatchBatch,
 )
 
@@ -276,7 +276,7 @@ class KeySpace:
                 return
             except Compacted:
                 continue  # compacted again while paging: read a newer revision
-            except Unavailable as exc:
+            except EtcdUnavailable as exc:
                 delay = min(0.05 * 2**attempt, 5.0)
                 log.warning(
                     "keyspace %s: reload failed (%s); retrying in %.2fs", self.root, exc, delay

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import trio
 
+from ..errors import AllocatorError
 from ..etcd import Compare, Etcd, EtcdError
 from . import solver
 from .converge import RoundStats, batch, converge
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 Desired = dict[str, list[tuple[str, str]]]
 
 
-class MemberKeyMissing(Exception):
+class MemberKeyMissing(AllocatorError):
     """The local member's key is not in etcd (its lease ended)."""
 
 

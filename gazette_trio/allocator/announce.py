@@ -17,12 +17,13 @@ from dataclasses import dataclass
 
 import trio
 
+from ..errors import AllocatorError
 from ..etcd import Compare, Etcd, EtcdError, Put
 
 log = logging.getLogger(__name__)
 
 
-class AnnouncementLost(Exception):
+class AnnouncementLost(AllocatorError):
     """The announced key was changed or deleted by someone else."""
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..errors import AllocatorError
 from ..etcd import Compare, Delete, Etcd, Op, Put
 from ..protocol import consumer as pc
 from ..recoverylog.hint_store import hint_primary_key
@@ -32,7 +33,7 @@ from .model import item_key
 from .specs import ValidationError, validate_shard_id, validate_shard_spec
 
 
-class ApplyConflict(Exception):
+class ApplyConflict(AllocatorError):
     """An expected revision did not match: someone else changed a shard."""
 
     def __init__(self, revision: int) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 
 import trio
 
+from ..errors import AllocatorError
 from ..etcd import Compare, Etcd, EtcdError, LeaseLost, LeaseNotFound, Put
 from ..keyspace import KeySpace
 from ..protocol import consumer as pc
@@ -44,11 +45,11 @@ from .state import State, StateView
 log = logging.getLogger(__name__)
 
 
-class AssignmentChanged(Exception):
+class AssignmentChanged(AllocatorError):
     """A local assignment changed (or went away) before a status update."""
 
 
-class NotAssigned(Exception):
+class NotAssigned(AllocatorError):
     """The item is not assigned to this member."""
 
 

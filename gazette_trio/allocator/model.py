@@ -25,6 +25,7 @@ import posixpath
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ..errors import AllocatorError
 from ..etcd import KeyValue
 from ..keyspace import Decoder, KeySpace
 from ..protocol import consumer as pc
@@ -43,7 +44,7 @@ ASSIGN = "/assign/"
 SEP = "#"
 
 
-class MalformedKey(ValueError):
+class MalformedKey(AllocatorError, ValueError):
     """A key under the consumer root does not have the expected shape."""
 
 

@@ -55,6 +55,7 @@ from itertools import islice
 
 import trio
 
+from ..errors import BrokerError
 from ..opfuture import OpFuture, OpFutures, wait_all
 from ..protocol import protocol as pb
 from .appender import append_request
@@ -68,7 +69,7 @@ DEFAULT_MAX_BATCH_BYTES = 1 << 21
 """Batched appends to one journal stop growing at 2 MiB."""
 
 
-class DependencyFailed(Exception):
+class DependencyFailed(BrokerError):
     """An append was not written because the future it depended on failed
     (the failure is the `__cause__`)."""
 
@@ -78,7 +79,7 @@ class DependencyFailed(Exception):
         self.__cause__ = cause
 
 
-class JournalFailed(Exception):
+class JournalFailed(BrokerError):
     """An append was not written because an earlier append to the same
     journal failed for good (the first failure is the `__cause__`): it would
     have landed after a hole."""
@@ -92,7 +93,7 @@ class JournalFailed(Exception):
         self.__cause__ = cause
 
 
-class AppendServiceClosed(Exception):
+class AppendServiceClosed(BrokerError):
     """The service stopped before this append was known to be written."""
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import BrokerError
 from ..protocol import protocol as pb
 
 RETRYABLE_STATUSES = frozenset(
@@ -35,7 +36,7 @@ journal stays so until an append resumes it) is a verdict about the request
 itself."""
 
 
-class JournalError(Exception):
+class JournalError(BrokerError):
     """A journal operation was answered with `status` (not OK)."""
 
     def __init__(

@@ -10,8 +10,6 @@ that report commit ranges; it stores and reads nothing.
 
 from __future__ import annotations
 
-import re
-
 from ..protocol import protocol as pb
 
 _EXTENSIONS = {
@@ -21,7 +19,6 @@ _EXTENSIONS = {
     pb.CompressionCodec.SNAPPY: ".sz",
     pb.CompressionCodec.GZIP_OFFLOAD_DECOMPRESSION: "",
 }
-_NAME = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})-([0-9a-f]{40})(\.[a-z]+)?$")
 
 
 def sha1_sum(digest: bytes) -> pb.Sha1Sum:
@@ -53,11 +50,3 @@ def content_name(
     """Gazette's content-addressed file name of a fragment, e.g.
     `0000000000000000-0000000000000400-<40 hex>.raw`."""
     return f"{begin:016x}-{end:016x}-{digest.hex()}{_EXTENSIONS[codec]}"
-
-
-def parse_content_name(name: str) -> tuple[int, int, bytes, str]:
-    """(begin, end, digest, extension) of a content name; ValueError if it is not one."""
-    m = _NAME.match(name)
-    if m is None:
-        raise ValueError(f"not a fragment content name: {name!r}")
-    return int(m.group(1), 16), int(m.group(2), 16), bytes.fromhex(m.group(3)), m.group(4) or ""

@@ -58,6 +58,7 @@ from ..broker.appender import append
 from ..broker.client import JournalClient
 from ..broker.errors import JournalError
 from ..broker.reader import Backoff, is_retryable
+from ..errors import ConsumerError
 from ..message.frames import Committed
 from ..message.publisher import Publisher
 from ..opfuture import OpFuture
@@ -155,7 +156,7 @@ class Completion:
                 raise CommitFailed(f"writing ACK to journal {journal} failed: {exc}") from exc
 
 
-class CommitFailed(Exception):
+class CommitFailed(ConsumerError):
     """A transaction's store commit or one of its ACK appends failed."""
 
 
@@ -447,7 +448,7 @@ async def _write_recovered_ack(
         await trio.sleep(backoff.delay(attempt))
 
 
-class TransactionAborted(Exception):
+class TransactionAborted(ConsumerError):
     """The shard stopped (was cancelled) before the transaction started to
     commit: what a BeginFinisher's `finished_txn` future fails with then."""
 

@@ -27,6 +27,7 @@ from typing import Any
 import trio
 
 from ..broker.client import JournalClient
+from ..errors import ConsumerError
 from ..message import Envelope, Sequencer, open_uncommitted, sequence
 from ..message.frames import Committed, Frames
 from ..message.reader import fetch_spec
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 PRUNE_HORIZON_NS = 24 * 3600 * 10**9
 
 
-class SourceError(Exception):
+class SourceError(ConsumerError):
     """Reading a source journal failed; the message names journal and offset."""
 
 

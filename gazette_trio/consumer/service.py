@@ -1,6 +1,6 @@
 """The consumer service of one member: its shards, and resolving shard ids.
 
-`Service.run` follows the group's allocator state (from the member session)
+`ShardService.run` follows the group's allocator state (from the member session)
 and keeps one `LocalShard` running per assignment of this member: it starts
 a shard when an assignment appears, tells it when its spec or slot changes
 (a standby promoted to primary), and cancels it when the assignment goes
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import trio
 
 from ..allocator.state import LocalItem, State
+from ..errors import ConsumerError
 from ..etcd import ResponseHeader
 from ..protocol import consumer as pc
 from ..protocol import protocol as pb
@@ -34,8 +35,9 @@ from .shard import LocalShard, ShardContext, ShardStopped
 log = logging.getLogger(__name__)
 
 
-class Service:
-    """Runs this member's shards; see the module docstring."""
+class ShardService:
+    """Runs this member's shards; see the module docstring. (Not a gRPC
+    service: those are `aio.Service`.)"""
 
     def __init__(self, ctx: ShardContext) -> None:
         self.ctx = ctx
@@ -132,14 +134,14 @@ class Resolution:
     """This member's shard, if it is the ready primary."""
 
 
-class ResolveError(Exception):
+class ResolveError(ConsumerError):
     """A proxied request is inconsistent with this member's view."""
 
 
 class Resolver:
     """Maps shard ids to local shards or peers; see the module docstring."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: ShardService) -> None:
         self._service = service
 
     def local_process_id(self, state: State) -> pb.ProcessSpecId:
@@ -261,3 +263,7 @@ def etcd_header(header: ResponseHeader) -> pb.HeaderEtcd:
 
 def _pid(pid: pb.ProcessSpecId) -> str:
     return f"{pid.zone}#{pid.suffix}"
+
+
+Service = ShardService
+"""The former name, kept importable."""

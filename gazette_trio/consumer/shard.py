@@ -42,6 +42,7 @@ from ..allocator.state import LocalItem
 from ..broker.append_service import AppendService, open_append_service
 from ..broker.client import JournalClient
 from ..broker.errors import JournalError
+from ..errors import ConsumerError
 from ..message import Clock, Publisher, Sequencer
 from ..message.sequencer import DEFAULT_BUFFER_SIZE
 from ..protocol import consumer as pc
@@ -82,7 +83,7 @@ HINTS_INTERVAL = 300.0
 READ_CHANNEL_BATCHES = 8
 
 
-class ShardStopped(Exception):
+class ShardStopped(ConsumerError):
     """The shard stopped (or failed) before the awaited condition held."""
 
 

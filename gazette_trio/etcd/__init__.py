@@ -23,6 +23,7 @@ from .types import (
     Delete,
     DeleteResult,
     EtcdError,
+    EtcdUnavailable,
     Event,
     EventType,
     FutureRevision,
@@ -42,10 +43,12 @@ from .types import (
     RangeResult,
     ResponseHeader,
     TxnResult,
-    Unavailable,
     WatchBatch,
     prefix_end,
     to_bytes,
+)
+from .types import (
+    Unavailable as Unavailable,  # the former name of EtcdUnavailable
 )
 
 __all__ = [
@@ -61,6 +64,7 @@ __all__ = [
     "Etcd",
     "EtcdError",
     "EtcdHooks",
+    "EtcdUnavailable",
     "Event",
     "EventType",
     "FutureRevision",
@@ -82,7 +86,6 @@ __all__ = [
     "RangeResult",
     "ResponseHeader",
     "TxnResult",
-    "Unavailable",
     "WatchBatch",
     "WatchStream",
     "prefix_end",

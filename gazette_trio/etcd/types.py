@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
+from ..errors import GazetteTrioError
+
 Key: TypeAlias = bytes | str
 """Keys and values may be given as `str` (encoded as UTF-8) or `bytes`."""
 
@@ -75,10 +77,6 @@ class KeyValue:
     mod_revision: int
     version: int
     lease: int = 0
-
-    @property
-    def key_str(self) -> str:
-        return self.key.decode()
 
 
 class EventType(enum.Enum):
@@ -378,13 +376,17 @@ class LeaseInfo:
 # Errors
 
 
-class EtcdError(Exception):
+class EtcdError(GazetteTrioError):
     """An etcd request failed."""
 
 
-class Unavailable(EtcdError):
+class EtcdUnavailable(EtcdError):
     """etcd could not be reached (or the in-process store refused service);
     the request may or may not have taken effect."""
+
+
+Unavailable = EtcdUnavailable
+"""The former name, kept importable (`aio.Unavailable` is the gRPC one)."""
 
 
 class InvalidRequest(EtcdError):

@@ -28,6 +28,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, NamedTuple, Protocol
 
+from ..errors import MessageError
 from ..protocol import protocol as pb
 from .frames import Frames
 from .message import Envelope
@@ -55,7 +56,7 @@ PROTO_FIXED = "application/x-protobuf-fixed"
 CSV = "text/csv"
 
 
-class FramingError(ValueError):
+class FramingError(MessageError, ValueError):
     """Journal content that cannot be decoded, at a journal offset."""
 
     def __init__(self, journal: str, offset: int, reason: str) -> None:

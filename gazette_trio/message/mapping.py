@@ -39,6 +39,7 @@ from typing_extensions import TypeVar
 from ..broker.client import JournalClient
 from ..broker.list_apply import list_journals, selector_of
 from ..broker.watch import WatchedList, open_watched_list
+from ..errors import MessageError
 from ..protocol import protocol as pb
 from ..protocol.labels import format_selector, value_of
 from .framing import CONTENT_TYPE
@@ -90,7 +91,7 @@ def fnv1a_32(data: bytes) -> int:
     return h
 
 
-class NoPartitions(LookupError):
+class NoPartitions(MessageError, LookupError):
     """No journal matches the mapping's selector (Gazette's ErrEmptyListResponse)."""
 
 

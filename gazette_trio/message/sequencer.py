@@ -46,6 +46,7 @@ from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from ..errors import MessageError
 from ..protocol import consumer as pc
 from .frames import Frames, Span
 from .message import Envelope
@@ -75,7 +76,7 @@ class ProducerState:
     """Offset of the first message of the producer's open transaction, or -1."""
 
 
-class ReplayError(ValueError):
+class ReplayError(MessageError, ValueError):
     """Envelopes handed to `Replay.select` are not from the range it asked for."""
 
 

@@ -145,9 +145,6 @@ class Clock:
         if proposed > self.value:
             self.value = proposed
 
-    def update_now(self) -> None:
-        self.update(time.time_ns())
-
     def tick(self) -> int:
         self.value = (self.value + TICK) & _U64
         return self.value

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import struct
 
+from ..errors import RecoveryLogError
 from ..protocol.recoverylog import (
     Property,
     RecordedOp,
@@ -44,7 +45,7 @@ _INT64_WRAP = 1 << 64
 _INT64_SIGN = 1 << 63
 
 
-class RecordedOpDecodeError(ValueError):
+class RecordedOpDecodeError(RecoveryLogError, ValueError):
     """Bytes that are not a valid RecordedOp encoding."""
 
 

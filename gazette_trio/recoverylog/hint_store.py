@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..errors import RecoveryLogError
 from ..etcd.interface import Etcd
 from ..etcd.types import Compare, Get, KeyValue, Put, RangeResult
 from ..protocol import consumer as pc
@@ -57,7 +58,7 @@ def assignment_guard(assignment_key: str | bytes, create_revision: int) -> Compa
     return Compare.create_revision(assignment_key, "=", create_revision)
 
 
-class HintsStoreError(Exception):
+class HintsStoreError(RecoveryLogError):
     """Hints could not be written: the guard failed or a value changed."""
 
 

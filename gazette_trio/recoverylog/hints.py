@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..errors import RecoveryLogError
 from ..protocol.recoverylog import FnodeSegments, FsmHints, Property, Segment
 from .segment import SegmentError, SegmentSet, validate_segment
 
 
-class HintsError(ValueError):
+class HintsError(RecoveryLogError, ValueError):
     """FSMHints that no player could follow."""
 
 

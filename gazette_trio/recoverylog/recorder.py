@@ -49,6 +49,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from ..broker.errors import JournalError
+from ..errors import RecoveryLogError
 from ..opfuture import OpFuture, wait_all
 from ..protocol import protocol as pb
 from ..protocol.recoverylog import (
@@ -139,7 +140,7 @@ class AllOf(OpFuture[pb.AppendResponse]):
         return self.result()
 
 
-class RecorderError(Exception):
+class RecorderError(RecoveryLogError):
     """The recorder cannot record: misuse (an unknown path) or a failed log."""
 
 

@@ -24,10 +24,11 @@ import bisect
 import copy
 from collections.abc import Iterator, Sequence
 
+from ..errors import RecoveryLogError
 from ..protocol.recoverylog import Segment
 
 
-class SegmentError(ValueError):
+class SegmentError(RecoveryLogError, ValueError):
     """A segment, or a pair of them, breaks the recovery-log invariants."""
 
 

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import RecoveryLogError
 from ..protocol.recoverylog import RecordedOp
 from .codec import FRAME_HEADER_LENGTH, FRAME_MAGIC, RecordedOpDecodeError, decode_op
 
 _MAGIC_LENGTH = len(FRAME_MAGIC)
 
 
-class LogDecodeError(ValueError):
+class LogDecodeError(RecoveryLogError, ValueError):
     """Log bytes that frame correctly but are not a RecordedOp."""
 
     def __init__(self, log: str, offset: int, reason: str) -> None:

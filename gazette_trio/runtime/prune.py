@@ -34,6 +34,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..broker.fragments import content_name, sha1_digest
+from ..errors import GazetteTrioError
 from ..protocol import consumer as pc
 from ..protocol import protocol as pb
 from ..protocol.recoverylog import FsmHints, Segment
@@ -50,7 +51,7 @@ __all__ = [
 ]
 
 
-class PruneError(Exception):
+class PruneError(GazetteTrioError):
     """Pruning cannot go on safely; the message says which shard or fragment and why."""
 
 

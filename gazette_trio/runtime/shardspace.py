@@ -44,6 +44,7 @@ import yaml
 
 from ..broker.durations import format_duration, parse_duration
 from ..consumer import shard_spec
+from ..errors import GazetteTrioError
 from ..protocol import consumer as pc
 from ..protocol import labels as lbl
 from ..protocol import protocol as pb
@@ -54,7 +55,7 @@ __all__ = ["SHARD_FIELDS", "ShardEntry", "ShardSpace", "SpecError", "join_path"]
 DURATION_EXAMPLES = '"1s", "500ms", "2m" or "1h30m"'
 
 
-class SpecError(ValueError):
+class SpecError(GazetteTrioError, ValueError):
     """A shardspace is malformed. `path` names where (`shards[1].id`)."""
 
     def __init__(self, path: str, message: str) -> None:
