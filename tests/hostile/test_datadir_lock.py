@@ -1,0 +1,171 @@
+"""One process per data directory: a second one is refused, in one line.
+
+Two `gazette-trio serve` on one data directory both ran every shard as
+primary and their journals diverged; two `broker serve` would do the same to
+journals. The first process holds an OS lock (flock) on
+`<data dir>/gazette-trio.lock` for its whole life; a second gets a one-line
+error naming the directory and the holder's pid and exits 2, and the first
+goes on serving. The lock dies with its process: after a SIGKILL the next
+start needs no cleanup.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gazette_trio.broker.server import FileStorage
+from gazette_trio.runtime.datadir import DataDirLocked
+from tests.services import _wait_port, free_port
+
+APP = """
+class Idle:
+    async def new_store(self, shard, recorder):
+        raise NotImplementedError
+
+    def new_message(self, spec):
+        return dict
+
+    async def consume_message(self, shard, store, envelope, publisher):
+        pass
+
+    async def finalize_txn(self, shard, store, publisher):
+        pass
+"""
+
+CONFIG = """
+data_dir = "data"
+
+[application]
+module = "idle:Idle"
+
+[member]
+port = 0
+
+[http]
+enabled = false
+"""
+
+
+def start(
+    args: list[str], cwd: Path, port: int, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gazette_trio", *args],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+    )
+    _wait_port(port, 60, proc)
+    return proc
+
+
+def refused(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gazette_trio", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def assert_one_line_naming(
+    result: subprocess.CompletedProcess[str], directory: Path, pid: int
+) -> None:
+    assert result.returncode == 2, result
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"data directory {directory} is in use by process {pid}" in lines[0], lines[0]
+
+
+def member_config(tmp_path: Path) -> None:
+    (tmp_path / "idle.py").write_text(textwrap.dedent(APP))
+    (tmp_path / "config.toml").write_text(CONFIG)
+
+
+def test_a_second_serve_on_one_data_directory_exits_2_naming_the_holder(
+    tmp_path: Path, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    member_config(tmp_path)
+    port = free_port()
+    first = start(
+        ["serve", "config.toml"], tmp_path, port, {"GAZETTE_TRIO_MEMBER__PORT": str(port)}
+    )
+    procs.append(first)
+
+    second = refused(
+        ["serve", "config.toml"], tmp_path, {"GAZETTE_TRIO_MEMBER__PORT": str(free_port())}
+    )
+    assert_one_line_naming(second, (tmp_path / "data").absolute(), first.pid)
+    assert first.poll() is None  # the holder serves on
+
+    # The lock dies with its holder: no stale lock after a SIGKILL.
+    first.kill()
+    first.wait(10)
+    port = free_port()
+    procs.append(
+        start(["serve", "config.toml"], tmp_path, port, {"GAZETTE_TRIO_MEMBER__PORT": str(port)})
+    )
+
+
+def test_a_second_broker_serve_on_one_data_directory_exits_2_naming_the_holder(
+    tmp_path: Path, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    port = free_port()
+    data = tmp_path / "journals"
+    first = start(["broker", "serve", "--data-dir", str(data), "--port", str(port)], tmp_path, port)
+    procs.append(first)
+    second = refused(
+        ["broker", "serve", "--data-dir", str(data), "--port", str(free_port())], tmp_path
+    )
+    assert_one_line_naming(second, data.absolute(), first.pid)
+    assert first.poll() is None
+
+
+def test_broker_serve_on_the_journals_of_a_running_serve_is_refused(
+    tmp_path: Path, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    member_config(tmp_path)
+    port = free_port()
+    member = start(
+        ["serve", "config.toml"], tmp_path, port, {"GAZETTE_TRIO_MEMBER__PORT": str(port)}
+    )
+    procs.append(member)
+    journals = tmp_path / "data" / "journals"
+    broker = refused(
+        ["broker", "serve", "--data-dir", str(journals), "--port", str(free_port())], tmp_path
+    )
+    assert_one_line_naming(broker, journals.absolute(), member.pid)
+    repair = refused(["broker", "repair", "--data-dir", str(journals)], tmp_path)
+    assert_one_line_naming(repair, journals.absolute(), member.pid)
+
+
+def test_file_storage_on_a_directory_this_process_holds_is_refused_too(tmp_path: Path) -> None:
+    storage = FileStorage(tmp_path)
+    try:
+        with pytest.raises(DataDirLocked, match=f"is in use by process {os.getpid()}"):
+            FileStorage(tmp_path)
+    finally:
+        storage.close()
+    FileStorage(tmp_path).close()  # released on close
