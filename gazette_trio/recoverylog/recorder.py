@@ -300,10 +300,6 @@ class Recorder:
         self._check_open(name, create=create, exclusive=exclusive)
         return self._record_open(name, truncate=truncate)
 
-    def record_create(self, path: str | os.PathLike[str]) -> int:
-        """Record the creation (or truncation) of `path`; returns its Fnode."""
-        return self.record_open(path, create=True, truncate=True)
-
     def record_write_at(
         self, fnode: int, data: bytes | bytearray | memoryview, offset: int
     ) -> None:
@@ -318,13 +314,6 @@ class Recorder:
     def record_remove(self, path: str | os.PathLike[str]) -> None:
         """Record the removal of `path`."""
         self._record_unlink(self._known(path, "remove"))
-
-    def record_link(self, src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
-        """Record a hard link of `src` at the new path `dst`."""
-        source = self._known(src, "link")
-        target = self._normalize(dst)
-        self._check_new(source, target)
-        self._record_link(source, target)
 
     def record_rename(self, src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
         """Record `src` renamed to `dst` (replacing `dst` if it exists): an
