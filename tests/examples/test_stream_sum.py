@@ -130,6 +130,8 @@ class TestUpstreamJSON:
         [
             ({"ID": "00010203", "SeqNo": 1, "Data": None}, "expected a chunk"),
             ({"ID": list(range(15)), "SeqNo": 1, "Data": None}, "expected a chunk"),
+            ({"ID": [256] * 16, "SeqNo": 1, "Data": None}, "expected a chunk"),
+            ({"ID": ["a"] * 16, "SeqNo": 1, "Data": None}, "expected a chunk"),
             ({"ID": list(ID), "SeqNo": 0, "Data": None}, "expected a chunk"),
             ({"ID": list(ID), "SeqNo": 1, "Data": "*"}, "Data is not base64"),
         ],
