@@ -15,6 +15,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,6 +23,7 @@ import click
 import trio
 
 from .. import aio
+from ..endpoints import ENV, endpoint_options, resolve
 from ..protocol import labels as L
 from ..protocol import protocol as pb
 from ..protocol.validation import ValidationError
@@ -39,7 +41,7 @@ from .server.repair import repair
 T = TypeVar("T")
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
-ENDPOINT_ENV = "GAZETTE_BROKER_ENDPOINT"
+ENDPOINT_ENV = ENV["broker"]
 
 
 # --------------------------------------------------------------------------
@@ -125,7 +127,7 @@ def _run(endpoint: str, body: Callable[[JournalClient], Awaitable[T]]) -> T:
 
     ok, value = trio.run(main)
     if not ok:
-        raise click.ClickException(str(value))
+        raise click.ClickException(f"{endpoint}: {value}")
     return value  # type: ignore[no-any-return]
 
 
@@ -141,29 +143,54 @@ def _format_option() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     )
 
 
+@dataclass(frozen=True)
+class _Target:
+    """The group's `-e`/`-c`, which a command's own take precedence over."""
+
+    endpoint: str | None
+    config: Path | None
+
+
+def _with_endpoint(fn: Callable[..., T]) -> Callable[..., T]:
+    """Give a `journals` command `-e`/`-c` of its own, and call it with the
+    resolved endpoint as its first argument."""
+
+    @endpoint_options("broker")
+    @click.pass_obj
+    def command(
+        group: _Target | None,
+        /,
+        *args: Any,
+        endpoint: str | None = None,
+        config: Path | None = None,
+        **kwargs: Any,
+    ) -> T:
+        group = group or _Target(None, None)
+        chosen = resolve("broker", endpoint or group.endpoint, config or group.config)
+        return fn(chosen, *args, **kwargs)
+
+    command.__doc__ = fn.__doc__
+    command.__name__ = fn.__name__
+    return command
+
+
 @click.group(context_settings=CONTEXT)
-@click.option(
-    "--endpoint",
-    "-e",
-    default="localhost:8080",
-    show_default=True,
-    envvar=ENDPOINT_ENV,
-    help=f"Broker endpoint (host:port or http://host:port); env {ENDPOINT_ENV}.",
-)
+@endpoint_options("broker")
 @click.pass_context
-def journals(ctx: click.Context, endpoint: str) -> None:
+def journals(ctx: click.Context, endpoint: str | None, config: Path | None) -> None:
     """List, apply, append to, read and inspect journals of a broker.
 
     Works against gazette-trio's journal server and Gazette's brokers alike.
 
     \b
     Examples:
-      gazette-trio journals -e localhost:8080 list -l prefix=examples/
+      gazette-trio journals list -e localhost:8080 -l prefix=examples/
+      gazette-trio journals list -c member.toml
       gazette-trio journals apply -f journals.yaml
       echo hello | gazette-trio journals append examples/greetings
       gazette-trio journals read examples/greetings --offset 0
     """
-    ctx.obj = endpoint
+    ctx.obj = _Target(endpoint, config)
 
 
 @journals.command("list", context_settings=CONTEXT)
@@ -171,7 +198,7 @@ def journals(ctx: click.Context, endpoint: str) -> None:
     "--selector", "-l", default="", help="Label selector, e.g. 'prefix=a/, topic in (x,y)'."
 )
 @_format_option()
-@click.pass_obj
+@_with_endpoint
 def list_command(endpoint: str, selector: str, fmt: str) -> None:
     """List journals matching a label selector.
 
@@ -229,7 +256,7 @@ def _flags(flags: int) -> str:
     help="Journalspace YAML file ('-' for stdin).",
 )
 @click.option("--dry-run", is_flag=True, help="Print the changes instead of applying them.")
-@click.pass_obj
+@_with_endpoint
 def apply_command(endpoint: str, specs_file: Any, dry_run: bool) -> None:
     """Create, update or delete journals from a journalspace YAML tree.
 
@@ -281,7 +308,7 @@ def apply_command(endpoint: str, specs_file: Any, dry_run: bool) -> None:
 )
 @click.option("--data", "-d", default=None, help="Append this text instead of reading --file.")
 @_format_option()
-@click.pass_obj
+@_with_endpoint
 def append_command(endpoint: str, journal: str, source: Any, data: str | None, fmt: str) -> None:
     """Append content to JOURNAL, atomically.
 
@@ -319,7 +346,7 @@ def append_command(endpoint: str, journal: str, source: Any, data: str | None, f
     show_default=True,
     help="Wait for more content at the write head.",
 )
-@click.pass_obj
+@_with_endpoint
 def read_command(endpoint: str, journal: str, offset: int, end_offset: int, block: bool) -> None:
     """Write JOURNAL's content from --offset to stdout.
 
@@ -356,7 +383,7 @@ def read_command(endpoint: str, journal: str, offset: int, end_offset: int, bloc
 @journals.command("fragments", context_settings=CONTEXT)
 @click.argument("journal")
 @_format_option()
-@click.pass_obj
+@_with_endpoint
 def fragments_command(endpoint: str, journal: str, fmt: str) -> None:
     """List the fragments of JOURNAL: offsets, sizes, SHA-1 sums.
 
@@ -432,7 +459,7 @@ def _fully_suspended(spec: pb.JournalSpec | None) -> bool:
 @click.option(
     "--force", "-f", is_flag=True, help="Suspend journals even if they have local fragments."
 )
-@click.pass_obj
+@_with_endpoint
 def suspend_command(endpoint: str, selector: str, force: bool) -> None:
     """Suspend idle journals, so brokers give them fewer or no replicas.
 
@@ -469,7 +496,7 @@ def suspend_command(endpoint: str, selector: str, force: bool) -> None:
 
 @journals.command("reset-head", context_settings=CONTEXT)
 @click.option("--selector", "-l", required=True, help="Label selector of the journals to reset.")
-@click.pass_obj
+@_with_endpoint
 def reset_head_command(endpoint: str, selector: str) -> None:
     """Reset each journal's write head to the largest offset its brokers know.
 

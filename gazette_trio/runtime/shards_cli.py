@@ -1,6 +1,6 @@
 """`gazette-trio shards …`: operate a consumer group's shards, in the spirit of gazctl.
 
-Commands talk to any member's Shard API (`-e/--endpoint`, or the
+Commands talk to any member's Shard API (`-e/--endpoint`, `-c member.toml`, or the
 `GAZETTE_CONSUMER_ENDPOINT` variable) and pick shards with Gazette label
 selectors (`-l "app=wc, id in (count-000, count-001)"`; shards also carry the
 meta-label `id`):
@@ -26,6 +26,7 @@ The Shard API calls are `ShardClient`'s; the file format is `specspace`'s.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import shutil
@@ -42,6 +43,7 @@ from rich.table import Table
 
 from .. import aio
 from ..broker.grpc_client import GrpcJournalClient
+from ..endpoints import ENV, endpoint_options, resolve
 from ..protocol import consumer as pc
 from ..protocol import labels as lbl
 from ..protocol import protocol as pb
@@ -64,8 +66,7 @@ __all__ = ["CommandError", "InputError", "shards"]
 
 T = TypeVar("T")
 
-ENDPOINT_ENV = "GAZETTE_CONSUMER_ENDPOINT"
-DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
+ENDPOINT_ENV = ENV["consumer"]
 
 
 class CommandError(click.ClickException):
@@ -157,15 +158,17 @@ def _list(endpoint: str, selector: str) -> pc.ListResponse:
     return response
 
 
-endpoint_option = click.option(
-    "-e",
-    "--endpoint",
-    envvar=ENDPOINT_ENV,
-    default=DEFAULT_ENDPOINT,
-    show_default=True,
-    metavar="URL",
-    help=f"Shard API endpoint of any member of the group (env {ENDPOINT_ENV}).",
-)
+def endpoint_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`-e`/`-c` (`gazette_trio.endpoints`), resolved into the command's
+    `endpoint` argument: a Shard API endpoint of any member of the group."""
+
+    @functools.wraps(fn)
+    def command(
+        *args: Any, endpoint: str | None = None, config: Path | None = None, **kwargs: Any
+    ) -> Any:
+        return fn(*args, endpoint=resolve("consumer", endpoint, config), **kwargs)
+
+    return endpoint_options("consumer")(command)
 
 
 def selector_option(required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -571,10 +574,10 @@ hints of the selected shards only.
 @click.option(
     "--broker",
     "broker_endpoint",
-    envvar="GAZETTE_TRIO_BROKER",
+    envvar=ENV["broker"],
     default=None,
     metavar="URL",
-    help="Journal API endpoint (env GAZETTE_TRIO_BROKER); default: the --endpoint, "
+    help=f"Journal API endpoint (env {ENV['broker']}); default: the --endpoint, "
     "which serves both APIs on an embedded member.",
 )
 @click.option(

@@ -150,12 +150,45 @@ def test_errors_are_reported_clearly_with_a_failing_exit_code(
 
     unreachable = CliRunner().invoke(journals, ["-e", "127.0.0.1:1", "list"])
     assert unreachable.exit_code == 1 and "UNAVAILABLE" in unreachable.output
+    assert "127.0.0.1:1: " in unreachable.output  # the error names the endpoint tried
+
+
+def test_the_endpoint_comes_from_the_command_a_member_config_or_the_environment(
+    endpoint: str, tmp_path: Path
+) -> None:
+    specs = tmp_path / "journals.yaml"
+    specs.write_text(SPECS)
+    assert run(endpoint, "apply", "-f", str(specs)).exit_code == 0
+    names = ["examples/greetings", "examples/other"]
+
+    def listed(args: list[str], env: dict[str, str] | None = None) -> list[str]:
+        result = CliRunner().invoke(journals, args, env=env, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return [j["spec"]["name"] for j in json.loads(result.output)]
+
+    # After the command's name, as every gazette-trio command takes it ...
+    assert listed(["list", "-e", endpoint, "-o", "json"]) == names
+    # ... from a member's config: its [broker], or the member itself ...
+    host, port = endpoint.rsplit(":", 1)
+    member = tmp_path / "member.toml"
+    member.write_text(f'[application]\nmodule = "x:Y"\nname = "g"\n[member]\nport = {port}\n')
+    assert listed(["list", "-c", str(member), "-o", "json"]) == names
+    remote = tmp_path / "remote.toml"
+    remote.write_text(
+        '[application]\nmodule = "x:Y"\nname = "g"\n[etcd]\nendpoints = ["http://127.0.0.1:2379"]\n'
+        f'[broker]\nendpoint = "http://{endpoint}"\n'
+    )
+    assert listed(["list", "-c", str(remote), "-o", "json"]) == names
+    # ... or the environment; an explicit -e wins over both.
+    assert listed(["list", "-o", "json"], env={"GAZETTE_BROKER_ENDPOINT": endpoint}) == names
+    wrong = {"GAZETTE_BROKER_ENDPOINT": "127.0.0.1:1"}
+    assert listed(["list", "-e", endpoint, "-o", "json"], env=wrong) == names
 
 
 def test_every_command_has_help_with_examples() -> None:
     for group, commands in (
         (broker, ["serve"]),
-        (journals, ["list", "apply", "append", "read", "fragments"]),
+        (journals, ["list", "apply", "append", "read", "fragments", "suspend", "reset-head"]),
     ):
         for command in commands:
             result = CliRunner().invoke(group, [command, "--help"])
