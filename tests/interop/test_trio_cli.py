@@ -248,3 +248,40 @@ def test_suspend_and_reset_head_by_gazette_trio_do_what_gazctls_do(
     ctl("journals", "append", "-l", f"name={written}", input='{"a": 2}\n').ok()
     assert journals(gazette, "read", written) == '{"a": 1}\n{"a": 2}\n'
     assert suspension(written) == {"level": "NONE"}
+
+
+def test_shardspace_files_round_trip_between_the_tools(
+    gazctl: Gazctl, gazette: GazetteCluster, member: Member, tmp_path: Path
+) -> None:
+    """What one tool lists as YAML, the other applies, and both then list."""
+    ctl = gazctl.at(broker=gazette.address, consumer=member.endpoint)
+    endpoint = f"http://{member.endpoint}"
+
+    # gazette-trio's listing, edited, applied by gazctl.
+    listed = yaml_doc(
+        trio_cli("shards", "list", "-e", endpoint, "-l", "id=count-000", "-o", "yaml").ok()
+    )
+    for shard in listed["shards"]:
+        shard["labels"] = [{"name": "editor", "value": "gazctl"}]
+    specs = tmp_path / "from-trio.yaml"
+    specs.write_text(json.dumps(listed))
+    ctl("shards", "apply", f"--specs={specs}").ok()
+
+    # gazctl's listing, edited, applied by gazette-trio (from stdin).
+    listed = yaml_doc(ctl("shards", "list", "-l", "id=count-001", "-o", "yaml").ok())
+    for shard in listed["shards"]:
+        shard["labels"] = [{"name": "editor", "value": "gazette-trio"}]
+    trio_cli("shards", "apply", "-e", endpoint, "-", input=json.dumps(listed)).ok()
+
+    expected = {"count-000": "gazctl", "count-001": "gazette-trio"}
+    by_gazctl = column(ctl("shards", "list", "-l", "editor", "-L", "editor").ok(), "EDITOR")
+    assert by_gazctl == expected
+    by_trio = json.loads(
+        trio_cli("shards", "list", "-e", endpoint, "-l", "editor", "-o", "json").ok()
+    )
+    assert {
+        s["spec"]["id"]: next(
+            label["value"] for label in s["spec"]["labels"]["labels"] if label["name"] == "editor"
+        )
+        for s in by_trio["shards"]
+    } == expected
