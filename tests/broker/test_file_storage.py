@@ -185,7 +185,7 @@ async def test_a_failed_write_leaves_no_trace(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fdatasync", full_disk)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(aio.ResourceExhausted, match=r"data directory is full \(No space left"):
         await append(client, "a/journal", b"lost;")
     monkeypatch.undo()
     assert core.write_head("a/journal") == 7

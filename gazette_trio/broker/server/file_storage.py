@@ -46,6 +46,7 @@ to roll, what registers are) belong to the core.
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import json
 import logging
@@ -105,6 +106,18 @@ def _pwrite_all(fd: int, data: bytes, position: int) -> None:
         n = os.pwrite(fd, view, position)
         view = view[n:]
         position += n
+
+
+def _out_of_space(exc: BaseException, what: str) -> aio.ResourceExhausted | None:
+    """A full disk (or quota) as RESOURCE_EXHAUSTED, which clients report
+    rather than take for a transient failure; None for any other error.
+    Only the error's text is kept: clients never see server paths."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return aio.ResourceExhausted(
+            f"{what}: the journal server's data directory is full ({exc.strerror}); "
+            "nothing was written, and everything acknowledged before is kept"
+        )
+    return None
 
 
 def _crc_of(fd: int, begin: int, end: int) -> int:
@@ -672,7 +685,13 @@ class FileStorage:
             ],
         }
         data = json.dumps(doc, indent=1).encode()
-        await trio.to_thread.run_sync(self._replace_file, self.root / "specs.json", data)
+        try:
+            await trio.to_thread.run_sync(self._replace_file, self.root / "specs.json", data)
+        except OSError as exc:
+            full = _out_of_space(exc, "saving journal specs")
+            if full is not None:
+                raise full from None
+            raise
 
     def _replace_file(self, path: Path, data: bytes) -> None:
         tmp = path.with_name(path.name + ".tmp")
@@ -702,7 +721,15 @@ class FileStorage:
                     f"the directory of journal {journal}/{name}; delete that journal to "
                     "append to this one"
                 )
-        await trio.to_thread.run_sync(self._start_spool, journal, dir, begin, registers)
+        try:
+            await trio.to_thread.run_sync(self._start_spool, journal, dir, begin, registers)
+        except OSError as exc:
+            # A half-written first record and an empty spool are what
+            # recovery takes for a spool start that never completed.
+            full = _out_of_space(exc, f"journal {journal}: append")
+            if full is not None:
+                raise full from None
+            raise
 
     def _start_spool(self, journal: str, dir: Path, begin: int, registers: pb.LabelSet) -> None:
         self._make_dirs(dir)
@@ -745,11 +772,14 @@ class FileStorage:
             record = await trio.to_thread.run_sync(
                 self._write_and_commit, spool, position, offset, content, registers
             )
-        except BaseException:
+        except BaseException as exc:
             # Leave no trace of a failed append: the next append starts where
             # this one did, and recovery would cut these bytes anyway.
             os.ftruncate(spool.fd, position)
             os.ftruncate(spool.commits_fd, spool.commits_size)
+            full = _out_of_space(exc, f"journal {journal}: append of {offset} onwards")
+            if full is not None:
+                raise full from None
             raise
         spool.commits_size += len(record)
 
