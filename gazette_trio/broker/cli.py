@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import betterproto2
 import click
 import trio
 
@@ -33,7 +34,7 @@ from .client import JournalClient
 from .errors import JournalError
 from .fragments import sha1_digest
 from .grpc_client import GrpcJournalClient
-from .journalspace import changes_from_yaml, dump_yaml, spec_to_dict, tree_from_journals
+from .journalspace import changes_from_yaml, dump_yaml, tree_from_journals
 from .list_apply import apply_journals, list_journals
 from .reader import open_reader
 from .server.repair import repair
@@ -221,21 +222,52 @@ def list_command(endpoint: str, selector: str, fmt: str) -> None:
             click.echo(dump_yaml(tree_from_journals(found).to_dict()), nl=False)
         return
     if fmt == "json":
-        out = [
-            {"spec": spec_to_dict(j.spec or pb.JournalSpec()), "mod_revision": j.mod_revision}
-            for j in found
-        ]
-        click.echo(json.dumps(out, indent=2))
+        # The ListResponse in protobuf's JSON mapping, as `shards list -o json`
+        # and gazctl print theirs (so 64-bit revisions are strings in both).
+        response = pb.ListResponse(status=pb.Status.OK, journals=list(found))
+        click.echo(response.to_json(casing=betterproto2.Casing.SNAKE, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
 
-    table = Table("Name", "Revision", "Flags", "Labels")
+    # Names are never cut: they wrap (fold) instead, and columns that say
+    # nothing for any journal are left out.
+    table = Table()
+    table.add_column("Name", overflow="fold")
+    table.add_column("Revision", justify="right")
+    with_flags = any(j.spec is not None and j.spec.flags for j in found)
+    with_suspend = any(j.spec is not None and j.spec.suspend is not None for j in found)
+    if with_flags:
+        table.add_column("Flags")
+    if with_suspend:
+        table.add_column("Suspended")
+    table.add_column("Labels", overflow="fold")
     for j in found:
         spec = j.spec or pb.JournalSpec()
         labels = ", ".join(f"{n}={v}" if v else n for n, v in L.pairs_of(spec.labels))
-        table.add_row(spec.name, str(j.mod_revision), _flags(spec.flags), labels)
-    Console().print(table)
+        row = [spec.name, str(j.mod_revision)]
+        if with_flags:
+            row.append(_flags(spec.flags) if spec.flags else "")
+        if with_suspend:
+            suspend = spec.suspend
+            level = suspend.level if suspend is not None else 0
+            row.append(pb.JournalSpecSuspendLevel(level).name if level else "")
+        table.add_row(*row, labels)
+    _print_table(table)
+
+
+def _print_table(table: Any) -> None:
+    """Print a rich table at the terminal's width, or 200 columns into a
+    pipe, without trailing blanks (grep and diff friendly)."""
+    import io
+    import os
+    import shutil
+
+    from rich.console import Console
+
+    width = shutil.get_terminal_size((200, 24)).columns if os.isatty(1) else 200
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, no_color=True, highlight=False).print(table)
+    click.echo("\n".join(line.rstrip() for line in buffer.getvalue().splitlines()))
 
 
 def _flags(flags: int) -> str:
@@ -424,7 +456,6 @@ def fragments_command(endpoint: str, journal: str, fmt: str) -> None:
     if fmt == "yaml":
         click.echo(dump_yaml(rows), nl=False)
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("Begin", "End", "Size", "SHA-1", "Persisted")
@@ -436,7 +467,7 @@ def fragments_command(endpoint: str, journal: str, fmt: str) -> None:
             str(row["sha1"]),
             "yes" if row["mod_time"] else "no (spool)",
         )
-    Console().print(table)
+    _print_table(table)
 
 
 def _parse_selector_option(selector: str) -> pb.LabelSelector | None:

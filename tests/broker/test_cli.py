@@ -63,10 +63,11 @@ def test_apply_list_append_read_and_fragments(endpoint: str, tmp_path: Path) -> 
     assert table.exit_code == 0
     assert "examples/greetings" in table.output and "examples/other" in table.output
 
+    # JSON is the ListResponse in protobuf's JSON mapping, as `shards list`'s.
     listed = json.loads(run(endpoint, "list", "-l", "topic=other", "--format", "json").output)
-    assert [j["spec"]["name"] for j in listed] == ["examples/other"]
-    assert listed[0]["mod_revision"] == 2
-    assert listed[0]["spec"]["fragment"]["refresh_interval"] == "1m0s"
+    assert [j["spec"]["name"] for j in listed["journals"]] == ["examples/other"]
+    assert listed["journals"][0]["mod_revision"] == "2"
+    assert listed["journals"][0]["spec"]["fragment"]["refresh_interval"] == "60s"
 
     appended = run(endpoint, "append", "examples/greetings", "-d", "hello\n", "--format", "json")
     assert appended.exit_code == 0, appended.output
@@ -164,12 +165,12 @@ def test_the_endpoint_comes_from_the_command_a_member_config_or_the_environment(
     def listed(args: list[str], env: dict[str, str] | None = None) -> list[str]:
         result = CliRunner().invoke(journals, args, env=env, catch_exceptions=False)
         assert result.exit_code == 0, result.output
-        return [j["spec"]["name"] for j in json.loads(result.output)]
+        return [j["spec"]["name"] for j in json.loads(result.output)["journals"]]
 
     # After the command's name, as every gazette-trio command takes it ...
     assert listed(["list", "-e", endpoint, "-o", "json"]) == names
     # ... from a member's config: its [broker], or the member itself ...
-    host, port = endpoint.rsplit(":", 1)
+    port = endpoint.rsplit(":", 1)[1]
     member = tmp_path / "member.toml"
     member.write_text(f'[application]\nmodule = "x:Y"\nname = "g"\n[member]\nport = {port}\n')
     assert listed(["list", "-c", str(member), "-o", "json"]) == names

@@ -154,7 +154,7 @@ def test_more_than_a_thousand_journals_are_listed_by_both(
 
     assert [row[0] for row in rows(ctl("journals", "list", "-l", "many=yes").ok())] == expected
     listed = json.loads(journals(gazette, "list", "-l", "many=yes", "-o", "json"))
-    names = [j["spec"]["name"] if "spec" in j else j["name"] for j in listed]
+    names = [j["spec"]["name"] for j in listed["journals"]]
     assert names == expected
 
 
