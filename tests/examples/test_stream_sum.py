@@ -10,6 +10,8 @@ What the example promises (examples/stream_sum/README.md):
 - the chunker's verifier names the stream and the discrepancy of every kind
   of violation: a second sum, a wrong sum, a sum before the stream's end, a
   sum that does not come, a re-reading that disagrees;
+- chunks published committed, with no transactions (as upstream's chunker
+  does, and `chunker.py --committed`), are summed the same;
 - with the real summer, every stream's sum arrives exactly once, also while
   members crash and hot standbys take over;
 - the verification has teeth: a summer that publishes its sums outside the
