@@ -262,7 +262,8 @@ def shards_table(
     if any_errors:
         headers.append("ERRORS")
     for header in headers:
-        table.add_column(header, no_wrap=header != "ERRORS", overflow="fold")
+        # Ids and members fold onto more lines rather than being cut short.
+        table.add_column(header, no_wrap=header in ("STATUS", "RF"), overflow="fold")
     for shard in response.shards:
         spec = shard.spec or pc.ShardSpec()
         code, errors = _reduce_status(shard)
