@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -255,3 +257,41 @@ async def test_a_new_core_on_the_same_memory_storage_models_a_restart() -> None:
     assert await read_journal(client, "a/journal") == b"x" * 1500 + b"y" * 10
     response = await append(client, "a/journal", b"z")
     assert response.commit.begin == 1510
+
+
+async def test_a_data_directory_written_in_the_old_record_format_still_opens(
+    tmp_path: Path,
+) -> None:
+    """Commit logs of earlier versions (format 1: no begin offset, no header
+    checksum) are read as they are; appends add format-2 records to them."""
+    core, client = open_core(tmp_path)
+    await apply_journals(client, [upsert(new_journal_spec("a/old"))])
+    core.storage.close()
+    directory = tmp_path / "journals" / "a" / "old"
+    directory.mkdir(parents=True)
+    registers = bytes(L.label_set({"owner": "old"}))
+
+    def v1(end: int, crc: int, regs: bytes | None) -> bytes:
+        body = struct.pack("<4sQIi", b"GTc1", end, crc, -1 if regs is None else len(regs))
+        body += regs or b""
+        return body + struct.pack("<I", zlib.crc32(body))
+
+    (directory / "0000000000000000.spool").write_bytes(b"written by an older version;")
+    (directory / "0000000000000000.commits").write_bytes(
+        v1(0, 0, registers)
+        + v1(12, zlib.crc32(b"written by a"), None)
+        + v1(28, zlib.crc32(b"n older version;"), None)
+    )
+
+    core, client = open_core(tmp_path)
+    assert core.write_head("a/old") == 28
+    assert core.registers("a/old") == L.label_set({"owner": "old"})
+    response = await append(client, "a/old", b" and a newer one")
+    assert (response.commit.begin, response.commit.end) == (28, 44)
+    core.storage.close()
+
+    core, client = open_core(tmp_path)
+    assert await read_journal(client, "a/old") == b"written by an older version; and a newer one"
+    log = (directory / "0000000000000000.commits").read_bytes()
+    assert log.count(b"GTc1") == 3 and log.count(b"GTc2") == 1
+    core.storage.close()
