@@ -30,6 +30,7 @@ def test(session: nox.Session) -> None:
     session.run("python", "tools/genprotos.py", "--check")
     session.run("ruff", "check", *LINTED)
     session.run("mypy")
+    session.run("python", "tests/type_tests/check_types.py")
     session.run("pytest", *session.posargs)
 
 

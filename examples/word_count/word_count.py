@@ -47,13 +47,26 @@ import grpclib.const
 import trio
 from word_count_pb.word_count import QueryRequest, QueryResponse
 
-from gazette_trio import aio
-from gazette_trio.broker.client import JournalClient
-from gazette_trio.consumer.member import Consumer
-from gazette_trio.consumer.service import ResolveError
-from gazette_trio.consumer.shard import ShardStopped
-from gazette_trio.consumer.stores import SQLiteStore, StoreError
-from gazette_trio.message import Envelope, Mapping, Partitions, fixed_mapping, modulo_mapping
+from gazette_trio import (
+    BaseApplication,
+    Consumer,
+    Envelope,
+    JournalClient,
+    JSONMessage,
+    Mapping,
+    Partitions,
+    PerTransaction,
+    Publisher,
+    Recorder,
+    ResolveError,
+    Shard,
+    ShardStopped,
+    SQLiteStore,
+    StoreError,
+    aio,
+    fixed_mapping,
+    modulo_mapping,
+)
 from gazette_trio.protocol import consumer as pc
 from gazette_trio.protocol import labels
 from gazette_trio.protocol import protocol as pb
@@ -93,6 +106,10 @@ class BadMessage(ValueError):
         )
 
 
+JSON = dict[str, Any]
+"""Every journal of the example holds JSON objects (read as `JSONMessage`s)."""
+
+
 @dataclasses.dataclass
 class Pending:
     """What the current transaction of a shard has gathered so far."""
@@ -115,14 +132,14 @@ class DeltaPartitions:
         self.selector = selector
         self.refresh_interval = refresh_interval
         self._partitions: Partitions | None = None
-        self._mapping: Mapping | None = None
+        self._mapping: Mapping[JSON] | None = None
         self._next_refresh = 0.0
 
-    async def mapping(self, client: JournalClient) -> Mapping:
+    async def mapping(self, client: JournalClient) -> Mapping[JSON]:
         """word delta → (its partition, content type)."""
         if self._partitions is None:
             self._partitions = Partitions(client, self.selector)
-            self._mapping = modulo_mapping(self._partitions, key=lambda m: m["word"])
+            self._mapping = modulo_mapping(self._partitions, key=_word_of_delta)
         now = trio.current_time()
         if now >= self._next_refresh:
             try:
@@ -141,7 +158,12 @@ class DeltaPartitions:
         return journal
 
 
-class WordCount:
+def _word_of_delta(delta: JSON) -> str:
+    word: str = delta["word"]
+    return word
+
+
+class WordCount(BaseApplication[SQLiteStore, JSONMessage]):
     """The Application; see the module docstring.
 
     Settings (`[application.settings]` of config.toml): `deltas`, the label
@@ -158,21 +180,25 @@ class WordCount:
     ) -> None:
         self.deltas = DeltaPartitions(deltas, partitions_refresh)
         self.counts = fixed_mapping(counts, labels.CONTENT_TYPE_JSON_LINES)
+        # What each shard's open transaction gathered (dropped by the
+        # runtime when the transaction ends or fails).
+        self.pending = PerTransaction(Pending)
 
-    async def new_store(self, shard: Any, recorder: Any) -> SQLiteStore:
-        store = await SQLiteStore.open(recorder, bootstrap=SCHEMA)
-        store.cache = Pending()
-        return store
+    message_type = JSONMessage
 
-    def new_message(self, spec: pb.JournalSpec) -> type:
-        return dict
+    async def new_store(self, shard: Shard, recorder: Recorder | None) -> SQLiteStore:
+        return await SQLiteStore.open(recorder, bootstrap=SCHEMA)
 
     async def consume_message(
-        self, shard: Any, store: SQLiteStore, envelope: Envelope, publisher: Any
+        self,
+        shard: Shard,
+        store: SQLiteStore,
+        envelope: Envelope[JSONMessage],
+        publisher: Publisher,
     ) -> None:
         message = envelope.message
         kind = labels.value_of(envelope.journal.labels, labels.MESSAGE_TYPE)
-        pending: Pending = store.cache
+        pending = self.pending.of(shard)
         if kind == TEXT_LINE:
             text = message.get("text")
             if not isinstance(text, str):
@@ -197,8 +223,8 @@ class WordCount:
                 f"expected {TEXT_LINE} or {WORD_DELTA}"
             )
 
-    async def finalize_txn(self, shard: Any, store: SQLiteStore, publisher: Any) -> None:
-        pending: Pending = store.cache
+    async def finalize_txn(self, shard: Shard, store: SQLiteStore, publisher: Publisher) -> None:
+        pending = self.pending.of(shard)
         if pending.words:
             mapping = await self.deltas.mapping(shard.journal_client)
             for word, n in sorted(pending.words.items()):
@@ -212,7 +238,6 @@ class WordCount:
             publisher.publish_uncommitted(
                 self.counts, {"word": word, "delta": delta, "count": count}
             )
-        store.cache = Pending()
 
     def grpc_services(self, consumer: Consumer) -> list[aio.Service]:
         """The Query service, served on the member's gRPC port."""

@@ -128,11 +128,11 @@ class Store(Protocol):
         ...
 
 
-StoreT = TypeVar("StoreT", bound="Store", default="Store")
+StoreT = TypeVar("StoreT", bound="Store", default=Any)
 """The store type of an application's shards (bare `Application` means any)."""
 MessageT = TypeVar("MessageT", default=Any)
 """The message type an application reads (bare `Application` means any)."""
-StoreT_contra = TypeVar("StoreT_contra", bound="Store", default="Store", contravariant=True)
+StoreT_contra = TypeVar("StoreT_contra", bound="Store", default=Any, contravariant=True)
 
 
 @runtime_checkable

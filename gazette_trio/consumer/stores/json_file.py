@@ -57,9 +57,10 @@ import copy
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic
 
 import trio
+from typing_extensions import TypeVar
 
 from ...opfuture import OpFuture, OpFutures, wait_all
 from ...protocol import consumer as pc
@@ -73,15 +74,22 @@ __all__ = ["NEXT_FILE", "STATE_FILE", "JSONFileStore", "decode_document", "encod
 STATE_FILE = "state.json"
 NEXT_FILE = "next.json"
 
+StateT = TypeVar("StateT", default=dict[str, Any])
 
-class JSONFileStore:
-    """A `Store` holding `state` and its checkpoint in one JSON file."""
+
+class JSONFileStore(Generic[StateT]):
+    """A `Store` holding `state` and its checkpoint in one JSON file.
+
+    Generic in the state's type: `JSONFileStore[dict[str, int]]` (a bare
+    `JSONFileStore` holds a `dict[str, Any]`). The type is the
+    application's promise; what is restored is whatever JSON was committed.
+    """
 
     def __init__(
-        self, directory: Path, state: Any, checkpoint: pc.Checkpoint, recorder: Recorder | None
+        self, directory: Path, state: StateT, checkpoint: pc.Checkpoint, recorder: Recorder | None
     ) -> None:
         self.directory = directory
-        self.state: Any = state
+        self.state: StateT = state
         self._checkpoint = checkpoint
         self._recorder = recorder
         self._commit: OpFuture[None] | None = None
@@ -93,10 +101,10 @@ class JSONFileStore:
         cls,
         directory: str | os.PathLike[str] | None = None,
         *,
-        initial: Callable[[], Any] = dict,
+        initial: Callable[[], StateT] = dict,  # type: ignore[assignment]  # StateT's default
         recorder: Recorder | None = None,
         shard: Shard | None = None,
-    ) -> JSONFileStore:
+    ) -> JSONFileStore[StateT]:
         """Open the store in `directory`, or in the recorder's directory.
 
         `initial()` builds the state of a shard that has never committed.
