@@ -295,3 +295,46 @@ async def test_a_data_directory_written_in_the_old_record_format_still_opens(
     log = (directory / "0000000000000000.commits").read_bytes()
     assert log.count(b"GTc1") == 3 and log.count(b"GTc2") == 1
     core.storage.close()
+
+
+async def test_a_damaged_log_beside_a_rolled_spool_is_refused_not_taken_for_an_unfinished_start(
+    tmp_path: Path,
+) -> None:
+    core, client = open_core(tmp_path)
+    await apply_journals(client, [upsert(new_journal_spec("a/log", fragment_length=1024))])
+    await append(client, "a/log", b"x" * 1500, union_registers=L.label_set({"author": "me"}))
+    core.storage.close()
+    directory = tmp_path / "journals" / "a" / "log"
+    # The spool was rolled; its log alone still carries the registers.
+    os.rename(
+        directory / "0000000000000000.spool",
+        directory
+        / f"0000000000000000-00000000000005dc-{hashlib.sha1(b'x' * 1500).hexdigest()}.raw",
+    )
+    log = directory / "0000000000000000.commits"
+    data = bytearray(log.read_bytes())
+    data[10] ^= 0xFF  # inside the opening record
+    log.write_bytes(bytes(data))
+
+    core, client = open_core(tmp_path)
+    assert core.write_head("a/log") == 1500
+    with pytest.raises(
+        aio.DataLoss,
+        match=r"damaged at offset 0 \(journals/a/log/0000000000000000.commits: the commit "
+        r"record at log position 0 is damaged",
+    ):
+        await append(client, "a/log", b"y")
+    assert log.read_bytes() == bytes(data)  # kept as it is, for the operator
+    core.storage.close()
+
+    # The repair keeps the registers the later record still vouches for.
+    storage = FileStorage(tmp_path)
+    storage.recover(["a/log"])
+    storage.repair("a/log", 0)
+    storage.close()
+    core, client = open_core(tmp_path)
+    assert core.registers("a/log") == L.label_set({"author": "me"})
+    assert await read_journal(client, "a/log") == b"x" * 1500
+    response = await append(client, "a/log", b"y")
+    assert response.commit.begin == 1500
+    core.storage.close()

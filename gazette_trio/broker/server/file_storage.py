@@ -210,18 +210,18 @@ class _SpoolCheck:
     and bytes check out again (a repair keeps it)."""
 
 
-def _opens_spool(log_path: Path, begin: int) -> bool:
+def _never_started(log_path: Path, spool_path: Path) -> bool:
+    """Whether the log and spool are a spool start a crash interrupted: the
+    log's first record torn (or absent) and the spool empty. A first record
+    that is there but damaged is not: it may hold acknowledged registers."""
+    if spool_path.is_file() and spool_path.stat().st_size > 0:
+        return False
     fd = os.open(log_path, os.O_RDONLY)
     try:
         first = next(commit_log.scan(fd), None)
     finally:
         os.close(fd)
-    return (
-        isinstance(first, Record)
-        and first.end == begin
-        and first.begin in (None, begin)
-        and first.position == 0
-    )
+    return first is None or isinstance(first, Torn)
 
 
 def _extend_tail(
@@ -452,15 +452,12 @@ class FileStorage:
         fragments_end = max((f.end for f in out.fragments), default=0)
 
         logs = sorted(int(m.group(1), 16) for n in names if (m := _COMMITS.match(n)))
-        # The newest commit log that opens its spool is authoritative; a newer
-        # one whose first record is torn, with an empty spool and nothing
-        # after, is a spool start that never completed.
+        # The newest commit log is authoritative, unless it is a spool start
+        # that never completed: then the one before it still is.
         while logs:
             begin = logs[-1]
             spool_path = dir / f"{begin:016x}.spool"
-            if _opens_spool(dir / f"{begin:016x}.commits", begin) or (
-                spool_path.is_file() and spool_path.stat().st_size > 0
-            ):
+            if not _never_started(dir / f"{begin:016x}.commits", spool_path):
                 break
             log.warning("journal %s: discarding an incomplete spool start at %d", journal, begin)
             (dir / f"{begin:016x}.commits").unlink()
