@@ -493,6 +493,21 @@ class Channel:
             host=host, port=port, path=path, codec=CODEC, config=_CLIENT_CONFIG, ssl=tls
         )
 
+    def explain(self, error: RpcError) -> RpcError:
+        """`error` with a hint when a plaintext connection was dropped: what
+        a TLS port does to a client that does not speak TLS."""
+        if (
+            isinstance(error, Unavailable)
+            and self.endpoint.startswith(("http://", "grpc://"))
+            and ("Connection lost" in error.message or "ConnectionReset" in error.message)
+        ):
+            secure = "https://" + self.endpoint.split("://", 1)[1]
+            return Unavailable(
+                f"{error.message} (the server closed the plaintext connection: "
+                f"if it serves TLS, dial {secure})"
+            )
+        return error
+
     def call_metadata(self, path: str, request: Any) -> Mapping[str, str] | None:
         """The metadata a call of `path` with `request` carries (its token)."""
         hook = self.credentials.metadata
@@ -551,7 +566,7 @@ async def unary(
         except (asyncio.CancelledError, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            raise _as_rpc_error(exc) from exc
+            raise channel.explain(_as_rpc_error(exc)) from exc
         if reply is None:
             raise Unavailable(f"{path}: stream ended without a reply")
         return reply
@@ -634,7 +649,7 @@ async def _run_stream(
             call._replies.close(CancelledError("call was cancelled"))
             raise
         except BaseException as exc:
-            call._replies.abort(_as_rpc_error(exc))
+            call._replies.abort(channel.explain(_as_rpc_error(exc)))
             call._requests.abort(_as_rpc_error(exc))
         else:
             call._replies.close()

@@ -8,7 +8,8 @@ are files it names (or environment variables name), read here. The result,
 - `dial`: `aio.DialCredentials` for calls it makes to Gazette services
   (brokers, members): TLS for `https://` endpoints, and a token per call,
   minted from the keys or else the pre-shared bearer token;
-- `server_tls`: the TLS context its gRPC port serves with, if any;
+- `server_tls`: the TLS context its gRPC port serves with, if any, and
+  `http_tls` the same certificate for its HTTP port;
 - `etcd_tls`: etcd's own TLS, apart from the rest.
 
 Command-line tools take the client half from the environment
@@ -73,6 +74,7 @@ class Security:
     client_tls: ssl.SSLContext | None = None
     etcd_tls: ssl.SSLContext | None = None
     insecure: bool = False
+    http_tls: ssl.SSLContext | None = None
 
     @property
     def verifier(self) -> Verifier:
@@ -123,11 +125,14 @@ def load(
     keys = read_keys_file(auth_keys_file) if auth_keys_file else None
     token = read_token_file(auth_token_file) if auth_token_file else None
     try:
-        server_tls = None
+        server_tls = http_tls = None
         if server_cert_file or server_key_file:
             if not (server_cert_file and server_key_file):
                 raise SecurityError("TLS needs both a server certificate file and its key file")
             server_tls = tls.server_context(server_cert_file, server_key_file, server_ca_file)
+            http_tls = tls.server_context(
+                server_cert_file, server_key_file, server_ca_file, alpn=("http/1.1",)
+            )
         elif server_ca_file:
             raise SecurityError("a server CA file was given without a server certificate")
         client_tls = None
@@ -138,7 +143,7 @@ def load(
             etcd_tls = tls.client_context(etcd_trusted_ca_file, etcd_cert_file, etcd_key_file)
     except tls.TLSConfigError as exc:
         raise _tls_error(exc) from None
-    return Security(keys, token, server_tls, client_tls, etcd_tls, insecure)
+    return Security(keys, token, server_tls, client_tls, etcd_tls, insecure, http_tls)
 
 
 CLIENT_ENV = {

@@ -56,16 +56,21 @@ def _load_ca(context: ssl.SSLContext, ca: str | Path, what: str) -> None:
 
 
 def server_context(
-    cert_file: str | Path, key_file: str | Path, client_ca_file: str | Path | None = None
+    cert_file: str | Path,
+    key_file: str | Path,
+    client_ca_file: str | Path | None = None,
+    *,
+    alpn: tuple[str, ...] = ("h2",),
 ) -> ssl.SSLContext:
-    """The context a TLS gRPC server listens with."""
+    """The context a TLS server listens with (gRPC's ALPN `h2` by default;
+    the HTTP port offers `http/1.1`)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     _load_chain(context, cert_file, key_file, "server")
     if client_ca_file:
         _load_ca(context, client_ca_file, "client CA file")
         context.verify_mode = ssl.CERT_REQUIRED
-    context.set_alpn_protocols(["h2"])
+    context.set_alpn_protocols(list(alpn))
     return context
 
 

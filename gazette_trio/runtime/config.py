@@ -73,6 +73,7 @@ __all__ = [
     "LogSettings",
     "MemberSettings",
     "Problem",
+    "SecuritySettings",
     "load_config",
     "load_config_or_exit",
     "parse_config",
@@ -418,6 +419,74 @@ class HttpSettings(_Section):
 _DEFAULT_LIMITS = limits_module.Limits()
 
 
+class SecuritySettings(_Section):
+    """`[security]`: tokens and TLS on every port (docs/security.md).
+
+    Secrets are files named here (or by environment variables such as
+    `GAZETTE_TRIO_SECURITY__AUTH_KEYS_FILE`), never values in this file.
+    Relative paths are relative to the config file's directory.
+    """
+
+    auth_keys_file: PathValue | None = Field(
+        None,
+        description="file of base64 keys, separated by whitespace or commas (Gazette's "
+        "--auth-keys): the first signs this member's calls, any verifies calls to it",
+    )
+    auth_token_file: PathValue | None = Field(
+        None,
+        description="file holding a pre-shared bearer token this member presents to brokers "
+        "(instead of keys; calls to this member are then not verified)",
+    )
+    server_cert_file: PathValue | None = Field(
+        None, description="TLS certificate of the gRPC port (TLS is on when set)"
+    )
+    server_key_file: PathValue | None = Field(None, description="private key of server_cert_file")
+    server_ca_file: PathValue | None = Field(
+        None, description="CA that must have signed every client's certificate (required then)"
+    )
+    trusted_ca_file: PathValue | None = Field(
+        None, description="CA bundle trusted for https:// brokers and members (default: system)"
+    )
+    client_cert_file: PathValue | None = Field(
+        None, description="certificate presented to https:// brokers and members"
+    )
+    client_key_file: PathValue | None = Field(None, description="private key of client_cert_file")
+    etcd_trusted_ca_file: PathValue | None = Field(
+        None, description="CA bundle trusted for an https:// etcd"
+    )
+    etcd_cert_file: PathValue | None = Field(
+        None, description="client certificate presented to etcd"
+    )
+    etcd_key_file: PathValue | None = Field(None, description="private key of etcd_cert_file")
+    insecure: bool = Field(
+        False,
+        description="allow listening on a non-loopback interface without auth keys or TLS",
+    )
+
+    @model_validator(mode="after")
+    def _check_pairs(self) -> SecuritySettings:
+        if self.auth_keys_file and self.auth_token_file:
+            raise ValueError("set auth_keys_file or auth_token_file, not both")
+        if bool(self.server_cert_file) != bool(self.server_key_file):
+            raise ValueError("server_cert_file and server_key_file go together")
+        if self.server_ca_file and not self.server_cert_file:
+            raise ValueError("server_ca_file needs server_cert_file and server_key_file")
+        if self.client_key_file and not self.client_cert_file:
+            raise ValueError("client_key_file needs client_cert_file")
+        if self.etcd_key_file and not self.etcd_cert_file:
+            raise ValueError("etcd_key_file needs etcd_cert_file")
+        return self
+
+    def resolved(self, base: Path) -> SecuritySettings:
+        """These settings with relative paths made relative to `base`."""
+        update = {
+            name: (base / value).resolve()
+            for name, value in self.__dict__.items()
+            if isinstance(value, Path) and not value.is_absolute()
+        }
+        return self.model_copy(update=update) if update else self
+
+
 class LimitsSettings(_Section):
     """`[limits]`: what clients may make this member hold (docs/limits.md)."""
 
@@ -546,6 +615,7 @@ class Config(_Section):
     )
     log: LogSettings = Field(default_factory=LogSettings)  # type: ignore[arg-type]
     http: HttpSettings = Field(default_factory=HttpSettings)  # type: ignore[arg-type]
+    security: SecuritySettings = Field(default_factory=SecuritySettings)  # type: ignore[arg-type]
     limits: LimitsSettings = Field(default_factory=LimitsSettings)  # type: ignore[arg-type]
     journals: Annotated[journalspace.Node | None, BeforeValidator(_journals)] = Field(
         None, description="journalspace of journals to create at start-up"
@@ -641,6 +711,7 @@ def parse_config(
                 if problem.key == key or problem.key.startswith(key + "."):
                     problem.source = var
         raise ConfigError(problems, file) from None
+    config = config.model_copy(update={"security": config.security.resolved(base)})
     if not config.data_dir.is_absolute():
         config = config.model_copy(update={"data_dir": (base / config.data_dir).resolve()})
     return config

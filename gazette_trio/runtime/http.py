@@ -17,6 +17,12 @@ minute; at most `[limits] max_http_connections` are served at once (one
 more is closed unread); only GET and HEAD are served. A failing `StatusSource` answers 500
 with the error, and the server carries on.
 
+With auth keys (`verifier`), a request from another machine must carry
+`Authorization: Bearer <token>` with the READ capability, Gazette's tokens
+as on the gRPC port; a refused one is 401 with the reason. Requests from
+loopback are served without a token: whoever is on the machine can read the
+member's data directory anyway. With `tls`, the port speaks HTTPS only.
+
 This module owns HTTP; what is shown comes from `status` and `metrics`.
 """
 
@@ -24,8 +30,10 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import ipaddress
 import json
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -34,7 +42,9 @@ import prometheus_client
 import trio
 from prometheus_client import CollectorRegistry
 
-from .. import limits
+from .. import aio, limits
+from ..auth import capabilities as caps
+from ..auth.verifier import OPEN, Verifier
 from .metrics import REGISTRY
 from .status import StatusSource, snapshot_to_json
 
@@ -79,9 +89,13 @@ class StatusServer:
         registry: CollectorRegistry = REGISTRY,
         *,
         max_connections: int | None = None,
+        verifier: Verifier = OPEN,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.source = source
         self.registry = registry
+        self.verifier = verifier
+        self.tls = tls
         self.max_connections = (
             limits.current().max_http_connections if max_connections is None else max_connections
         )
@@ -107,7 +121,8 @@ class StatusServer:
                 functools.partial(trio.serve_tcp, self._connection, port, host=host)
             )
             bound = listeners[0].socket.getsockname()[1]
-            log.info("serving /metrics and /status on http://%s:%d", host, bound)
+            scheme = "https" if self.tls is not None else "http"
+            log.info("serving /metrics and /status on %s://%s:%d", scheme, host, bound)
             task_status.started(bound)
 
     # -- routes
@@ -163,18 +178,50 @@ class StatusServer:
             return
         self._open += 1
         try:
-            await self._serve_connection(stream)
+            peer = _peer_host(stream)
+            if self.tls is None:
+                await self._serve_connection(stream, peer)
+                return
+            secured = trio.SSLStream(stream, self.tls, server_side=True)
+            with trio.move_on_after(10):
+                try:
+                    await secured.do_handshake()
+                except trio.BrokenResourceError:
+                    # Plaintext, or a certificate the port does not accept.
+                    await stream.aclose()
+                    return
+                await self._serve_connection(secured, peer)  # type: ignore[arg-type]
         finally:
             self._open -= 1
 
-    async def _serve_connection(self, stream: trio.SocketStream) -> None:
+    def _refusal(self, request: h11.Request, peer: str | None) -> Response | None:
+        """401 for a request that needs a token and lacks a valid one."""
+        if not self.verifier.enabled or (peer is not None and _loopback(peer)):
+            return None
+        metadata = {
+            name.decode().lower(): value.decode("latin-1") for name, value in request.headers
+        }
+        try:
+            self.verifier.verify_metadata(metadata, caps.READ)
+        except aio.Unauthenticated as exc:
+            return Response(
+                401,
+                f"unauthenticated: {exc.message}\n".encode(),
+                "text/plain; charset=utf-8",
+                (("www-authenticate", "Bearer"),),
+            )
+        return None
+
+    async def _serve_connection(self, stream: trio.SocketStream, peer: str | None = None) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_BUFFER)
         try:
             while True:
                 request = await self._next_request(conn, stream)
                 if request is None:
                     return
-                response = await self.respond(request.method.decode(), request.target.decode())
+                response = self._refusal(request, peer) or await self.respond(
+                    request.method.decode(), request.target.decode()
+                )
                 await self._send(conn, stream, response, head=request.method == b"HEAD")
                 if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                     return
@@ -244,3 +291,19 @@ class StatusServer:
             await self._send(conn, stream, response)
         except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
             pass
+
+
+def _peer_host(stream: trio.SocketStream) -> str | None:
+    try:
+        return str(stream.socket.getpeername()[0])
+    except (OSError, IndexError, AttributeError):
+        return None
+
+
+def _loopback(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))

@@ -41,6 +41,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -53,6 +54,7 @@ import trio
 from .. import aio, limits
 from ..allocator import ApplyConflict, item_key
 from ..allocator.apply import MAX_TXN_OPS, apply_in_batches
+from ..auth.verifier import guard
 from ..broker import LocalJournalClient
 from ..broker.client import JournalClient
 from ..broker.errors import JournalError
@@ -74,6 +76,7 @@ from .datadir import exit_if_locked, lock_data_dir
 from .http import StatusServer
 from .logs import configure_logging
 from .metrics import ShardMetrics
+from .security import member_security
 from .status import MemberStatus, ReplicaStatus, ShardStatus, SourceStatus, StatusSnapshot
 
 log = logging.getLogger(__name__)
@@ -100,6 +103,7 @@ def serve(config: Path) -> None:
     cfg = load_config_or_exit(config)
     configure_logging(cfg.log.level, cfg.log.format)
     app = load_application(cfg, config)
+    member_security(cfg)  # an unusable or unsafe [security] exits 2 before anything starts
     with exit_if_locked():
         trio.run(run_process, cfg, app)
 
@@ -177,16 +181,26 @@ async def run_member(
     # Before any server is built: each reads the process's limits as it starts.
     limits.configure(cfg.limits.to_limits())
     data_dir = Path(cfg.data_dir)
+    # Tokens and TLS (docs/security.md): refused here, before anything
+    # listens, if the member would be exposed without them.
+    secured = member_security(cfg)
+    for warning in secured.warnings:
+        log.warning("%s", warning)
+    security = secured.security
+    verifier = security.verifier
+    # Every channel this process opens (brokers, peers' Stat proxies, the
+    # application's own clients) dials and signs with the member's settings.
+    aio.set_dial_credentials(security.dial)
     os.makedirs(data_dir, exist_ok=True)
     async with aio.asyncio_island(), contextlib.AsyncExitStack() as stack:
         # One process per data directory: embedded etcd, journals and shard
         # state under it have a single writer (docs/cli.md).
         stack.enter_context(lock_data_dir(data_dir))
-        etcd = await stack.enter_async_context(_open_etcd(cfg, data_dir))
+        etcd = await stack.enter_async_context(_open_etcd(cfg, data_dir, security.etcd_tls))
         # Bind the port first: the member's advertised endpoint names it,
         # and the member joins the group before its services are built.
         sock = stack.enter_context(_bind(cfg.member.host, cfg.member.port))
-        endpoint = cfg.member.advertised_endpoint(sock.getsockname()[1])
+        endpoint = secured.advertise(cfg.member.advertised_endpoint(sock.getsockname()[1]))
         grpc_services: list[aio.Service] = []
 
         core: JournalServerCore | None = None
@@ -195,7 +209,7 @@ async def run_member(
             core = JournalServerCore(FileStorage(data_dir / "journals"), endpoint=endpoint)
             stack.callback(core.close)
             journals = LocalJournalClient(core)
-            grpc_services.append(journal_service(core))
+            grpc_services.append(journal_service(core, verifier))
         else:
             assert cfg.broker is not None
             # Reads and appends go straight to each journal's broker, as
@@ -221,21 +235,23 @@ async def run_member(
                 data_dir=data_dir / "member",
                 lease_ttl=max(1, int(cfg.etcd.lease_ttl.total_seconds())) if cfg.etcd else 20,
                 observer=observer,
+                verifier=verifier,
             )
         )
         grpc_services.append(consumer.api.grpc_service())
         offer = getattr(app, "grpc_services", None)
         if callable(offer):
-            grpc_services.extend(offer(consumer))
+            grpc_services.extend(guard(service, verifier) for service in offer(consumer))
         nursery = await stack.enter_async_context(trio.open_nursery())
-        await nursery.start(functools.partial(aio.serve, grpc_services, sock=sock))
+        await nursery.start(
+            functools.partial(aio.serve, grpc_services, sock=sock, tls=security.server_tls)
+        )
 
         http_port = None
         if cfg.http.enabled:
-            source = MemberStatusSource(cfg, consumer, observer, core)
-            http_port = await nursery.start(
-                StatusServer(source).serve, cfg.http.host, cfg.http.port
-            )
+            source = secured.noted(MemberStatusSource(cfg, consumer, observer, core))
+            status_server = StatusServer(source, verifier=verifier, tls=security.http_tls)
+            http_port = await nursery.start(status_server.serve, cfg.http.host, cfg.http.port)
 
         # What is live now is long-lived: keep the collector off it.
         gc.collect()
@@ -244,8 +260,10 @@ async def run_member(
         # threshold keeps full collections rare (measured: 0.6x throughput
         # of a word count without it; docs/benchmarks.md).
         gc.set_threshold(50_000, 20, 20)
+        http_scheme = "https" if security.http_tls is not None else "http"
         endpoints = Endpoints(
-            grpc=endpoint, http=f"http://{cfg.http.host}:{http_port}" if http_port else None
+            grpc=endpoint,
+            http=f"{http_scheme}://{cfg.http.host}:{http_port}" if http_port else None,
         )
         log.info(
             "serving consumer group %s as %s/%s on %s%s",
@@ -289,7 +307,9 @@ def _bind(host: str, port: int) -> Iterator[socket.socket]:
 
 
 @contextlib.asynccontextmanager
-async def _open_etcd(cfg: Config, data_dir: Path) -> AsyncIterator[Etcd]:
+async def _open_etcd(
+    cfg: Config, data_dir: Path, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[Etcd]:
     if cfg.etcd is None:
         os.makedirs(data_dir / "etcd", exist_ok=True)
         async with MemoryEtcd.open(data_dir / "etcd" / "store") as etcd:
@@ -302,7 +322,7 @@ async def _open_etcd(cfg: Config, data_dir: Path) -> AsyncIterator[Etcd]:
     else:
         # One endpoint is used; list several for documentation's sake, the
         # first is dialed (etcd's own proxying covers the rest).
-        async with GrpcEtcd.open(cfg.etcd.endpoints[0]) as etcd:
+        async with GrpcEtcd.open(cfg.etcd.endpoints[0], tls=tls) as etcd:
             yield etcd
 
 

@@ -154,7 +154,7 @@ def _error(text: str, env: dict[str, str] | None = None) -> ConfigError:
         (
             MINIMAL + "[metrics]\nport = 1\n",
             "metrics = a table: unknown key (expected one of: application, member, etcd, "
-            "broker, data_dir, log, http, limits, journals, shards)",
+            "broker, data_dir, log, http, security, limits, journals, shards)",
         ),
         (
             MINIMAL + "[shards.common]\nmax_txn_durration = '1s'\n",

@@ -1,0 +1,123 @@
+"""A member's security, from its config: what `serve` installs and refuses.
+
+`member_security(cfg)` reads the `[security]` files (`auth.settings`) and
+applies the exposure rule: a member listens on loopback by default, and
+listening anywhere else (its gRPC port or its HTTP port) without both auth
+keys and TLS is refused, unless `security.insecure = true` says the operator
+means it; then a warning goes to the log and to the top of /status.
+
+It also gives the endpoint the member advertises (`https://` when its port
+speaks TLS, as Gazette's servers advertise theirs) and wraps the /status
+source with the warnings.
+
+This module owns those decisions; the files are `auth.settings`', the
+listening is `serve`'s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import socket
+
+import click
+
+from ..auth.settings import Security, SecurityError, load
+from .config import Config
+from .status import StatusSnapshot, StatusSource
+
+
+class SecurityConfigError(click.ClickException):
+    """The `[security]` settings cannot be used, or forbid how the member would listen."""
+
+    exit_code = 2
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address or a name) is only reachable from this machine."""
+    if host in ("", "0.0.0.0", "::"):
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
+
+
+@dataclasses.dataclass(frozen=True)
+class MemberSecurity:
+    security: Security
+    warnings: tuple[str, ...] = ()
+
+    def advertise(self, endpoint: str) -> str:
+        """`endpoint` with the scheme clients must dial: https with TLS."""
+        if self.security.server_tls is not None and endpoint.startswith("http://"):
+            return "https://" + endpoint[len("http://") :]
+        return endpoint
+
+    def noted(self, source: StatusSource) -> StatusSource:
+        """`source` with this member's security warnings at the top of /status."""
+        return _NotedSource(source, self.warnings) if self.warnings else source
+
+
+def member_security(cfg: Config) -> MemberSecurity:
+    """The member's `Security`; raises `SecurityConfigError` naming the problem.
+    Warnings are the caller's to log (it may check a config without running it)."""
+    s = cfg.security
+    try:
+        security = load(
+            auth_keys_file=s.auth_keys_file,
+            auth_token_file=s.auth_token_file,
+            server_cert_file=s.server_cert_file,
+            server_key_file=s.server_key_file,
+            server_ca_file=s.server_ca_file,
+            trusted_ca_file=s.trusted_ca_file,
+            client_cert_file=s.client_cert_file,
+            client_key_file=s.client_key_file,
+            etcd_trusted_ca_file=s.etcd_trusted_ca_file,
+            etcd_cert_file=s.etcd_cert_file,
+            etcd_key_file=s.etcd_key_file,
+            insecure=s.insecure,
+        )
+    except SecurityError as exc:
+        raise SecurityConfigError(f"bad config: security: {exc}") from None
+    exposed = [
+        f"{what} listens on {host}"
+        for what, host, on in (
+            ("member.host: the gRPC port", cfg.member.host, True),
+            ("http.host: the HTTP port", cfg.http.host, cfg.http.enabled),
+        )
+        if on and not is_loopback(host)
+    ]
+    missing = []
+    if security.keys is None:
+        missing.append("auth keys (security.auth_keys_file)")
+    if security.server_tls is None:
+        missing.append("TLS (security.server_cert_file)")
+    warnings: list[str] = []
+    if exposed and missing:
+        problem = f"{' and '.join(exposed)} without {' or '.join(missing)}"
+        if not security.insecure:
+            raise SecurityConfigError(
+                f"bad config: {problem}: anyone who can reach it could read, append and "
+                "apply anything. Configure [security] (docs/security.md), listen on "
+                "127.0.0.1, or set security.insecure = true to accept that"
+            )
+        warnings.append(f"INSECURE: {problem} (security.insecure = true)")
+    return MemberSecurity(security, tuple(warnings))
+
+
+class _NotedSource:
+    def __init__(self, inner: StatusSource, notes: tuple[str, ...]) -> None:
+        self._inner = inner
+        self._notes = notes
+
+    async def snapshot(self) -> StatusSnapshot:
+        snapshot = await self._inner.snapshot()
+        return dataclasses.replace(snapshot, notes=(*self._notes, *snapshot.notes))

@@ -1,0 +1,227 @@
+"""`gazette-trio serve` secured with `[security]` (auth keys and TLS), driven
+by the `gazette-trio` commands as an operator would: with the keys' tokens
+and the CA they work, and each refusal is clear and writes nothing: no
+token, an expired token, a token for other journals or shards, a missing
+capability, plaintext to the TLS port, another CA's certificate. A config
+that would expose the member without keys and TLS is refused at start."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.runtime.test_serve import APP, CONFIG
+from tests.services import free_port
+
+from .conftest import KEY_TEXT, OTHER_KEY_TEXT
+from .pki import Pki
+
+SECURITY = """
+[security]
+auth_keys_file = "auth-keys"
+server_cert_file = "{cert}"
+server_key_file = "{key}"
+trusted_ca_file = "{ca}"
+"""
+
+
+class SecuredMember:
+    def __init__(self, directory: Path, pki: Pki) -> None:
+        self.directory = directory
+        self.pki = pki
+        self.port = free_port()
+        self.http = free_port()
+        (directory / "counter.py").write_text(textwrap.dedent(APP))
+        (directory / "auth-keys").write_text(KEY_TEXT + "\n")
+        (directory / "config.toml").write_text(
+            CONFIG.format(port=self.port, http=self.http)
+            + SECURITY.format(cert=pki.cert, key=pki.key, ca=pki.ca)
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"https://localhost:{self.port}"
+
+    def env(self, **overrides: str | Path | None) -> dict[str, str]:
+        """The environment of an operator holding the keys and the CA."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GAZETTE_TRIO_")}
+        base: dict[str, str | Path | None] = {
+            "GAZETTE_TRIO_AUTH_KEYS_FILE": self.directory / "auth-keys",
+            "GAZETTE_TRIO_TRUSTED_CA_FILE": self.pki.ca,
+        }
+        base.update(overrides)
+        env.update({k: str(v) for k, v in base.items() if v is not None})
+        return env
+
+    def cli(
+        self, *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gazette_trio", *args],
+            input=stdin.decode() if stdin is not None else None,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env if env is not None else self.env(),
+        )
+
+    def start(self) -> None:
+        self.log = open(self.directory / "serve.log", "ab")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gazette_trio", "serve", "config.toml"],
+            cwd=self.directory,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=self.env(GAZETTE_TRIO_AUTH_KEYS_FILE=None, GAZETTE_TRIO_TRUSTED_CA_FILE=None),
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.logs()
+            listed = self.cli("shards", "list", "-e", self.endpoint, "-o", "json")
+            if listed.returncode == 0 and '"PRIMARY"' in listed.stdout:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"member did not become primary:\n{self.logs()}")
+
+    def logs(self) -> str:
+        return (self.directory / "serve.log").read_text()
+
+    def lines(self) -> str:
+        read = self.cli("journals", "-e", self.endpoint, "read", "ex/lines")
+        assert read.returncode == 0, read.stderr
+        return read.stdout
+
+
+@pytest.fixture(scope="module")
+def member(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[SecuredMember]:
+    m = SecuredMember(tmp_path_factory.mktemp("secured"), pki)
+    m.start()
+    try:
+        yield m
+    finally:
+        assert m.proc is not None
+        m.proc.terminate()
+        try:
+            m.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            m.proc.kill()
+            m.proc.wait()
+        m.log.close()
+
+
+def token_file(member: SecuredMember, name: str, *args: str, key_file: Path | None = None) -> Path:
+    minted = member.cli(
+        "auth", "token", *args, "--key-file", str(key_file or member.directory / "auth-keys")
+    )
+    assert minted.returncode == 0, minted.stderr
+    path = member.directory / name
+    path.write_text(minted.stdout)
+    return path
+
+
+LINE = json.dumps({"text": "sealed words"}) + "\n"
+
+
+@pytest.mark.slow
+def test_an_operator_with_the_keys_and_the_ca_runs_the_member(member: SecuredMember) -> None:
+    appended = member.cli(
+        "journals", "-e", member.endpoint, "append", "ex/lines", stdin=LINE.encode()
+    )
+    assert appended.returncode == 0, appended.stderr
+    assert LINE in member.lines()
+    deadline = time.monotonic() + 30
+    while "sealed" not in member.cli("journals", "-e", member.endpoint, "read", "ex/counts").stdout:
+        assert time.monotonic() < deadline, member.logs()
+        time.sleep(0.2)
+    shards = member.cli("shards", "list", "-e", member.endpoint, "-o", "json").stdout
+    assert '"count-000"' in shards
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("no-token", "missing or empty Authorization token"),
+        ("expired", "token is expired"),
+        ("unknown-key", "token signature is invalid"),
+        ("other-journals", "JOURNAL_NOT_FOUND"),
+        ("no-append-capability", "authorization is missing required APPEND capability"),
+        ("plaintext", "if it serves TLS, dial https://localhost"),
+        ("other-ca", "CERTIFICATE_VERIFY_FAILED"),
+    ],
+)
+def test_refused_appends_are_explained_and_write_nothing(
+    member: SecuredMember, tmp_path: Path, case: str, message: str
+) -> None:
+    before = member.lines()
+    endpoint = member.endpoint
+    env: dict[str, str]
+    if case == "no-token":
+        env = member.env(GAZETTE_TRIO_AUTH_KEYS_FILE=None)
+    elif case == "expired":
+        path = token_file(member, "expired.token", "--cap", "ALL", "--ttl", "1s")
+        time.sleep(7)  # past the five seconds of leeway Gazette allows
+        env = member.env(GAZETTE_TRIO_AUTH_KEYS_FILE=None, GAZETTE_TRIO_AUTH_TOKEN_FILE=path)
+    elif case == "unknown-key":
+        other = tmp_path / "other-keys"
+        other.write_text(OTHER_KEY_TEXT)
+        env = member.env(GAZETTE_TRIO_AUTH_KEYS_FILE=other)
+    elif case == "other-journals":
+        path = token_file(
+            member, "scoped.token", "--cap", "ALL", "--selector", "name:prefix=other/"
+        )
+        env = member.env(GAZETTE_TRIO_AUTH_KEYS_FILE=None, GAZETTE_TRIO_AUTH_TOKEN_FILE=path)
+    elif case == "no-append-capability":
+        path = token_file(member, "reader.token", "--cap", "READ,LIST")
+        env = member.env(GAZETTE_TRIO_AUTH_KEYS_FILE=None, GAZETTE_TRIO_AUTH_TOKEN_FILE=path)
+    elif case == "plaintext":
+        endpoint = endpoint.replace("https://", "http://")
+        env = member.env()
+    else:
+        env = member.env(GAZETTE_TRIO_TRUSTED_CA_FILE=member.pki.other_ca)
+    refused = member.cli("journals", "-e", endpoint, "append", "ex/lines", stdin=b"{}\n", env=env)
+    assert refused.returncode != 0
+    assert message in refused.stderr, refused.stderr
+    assert member.lines() == before
+
+
+@pytest.mark.slow
+def test_a_token_scoped_to_other_shards_sees_none(member: SecuredMember) -> None:
+    path = token_file(member, "shards.token", "--cap", "LIST,READ", "--selector", "id=count-999")
+    env = member.env(GAZETTE_TRIO_AUTH_KEYS_FILE=None, GAZETTE_TRIO_AUTH_TOKEN_FILE=path)
+    listed = member.cli("shards", "list", "-e", member.endpoint, "-o", "json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "count-000" not in listed.stdout
+    unassign = member.cli(
+        "shards", "unassign", "-e", member.endpoint, "-l", "id=count-000", env=env
+    )
+    assert "no shards match selector 'id=count-000'; nothing unassigned" in unassign.stderr
+    assert "count-000" in member.cli("shards", "list", "-e", member.endpoint).stdout
+
+
+def test_listening_beyond_loopback_without_keys_and_tls_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "counter.py").write_text(textwrap.dedent(APP))
+    config = CONFIG.format(port=free_port(), http=free_port()).replace(
+        "[member]\n", '[member]\nhost = "0.0.0.0"\n'
+    )
+    (tmp_path / "config.toml").write_text(config)
+    started = subprocess.run(
+        [sys.executable, "-m", "gazette_trio", "serve", "config.toml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode == 2
+    assert "member.host: the gRPC port listens on 0.0.0.0 without auth keys" in started.stderr
+    assert "security.insecure = true" in started.stderr
+    assert not (tmp_path / "data" / "journals").exists()
