@@ -55,6 +55,7 @@ from itertools import islice
 
 import trio
 
+from .._scope import background_nursery
 from ..errors import BrokerError
 from ..opfuture import OpFuture, OpFutures, wait_all
 from ..protocol import protocol as pb
@@ -387,17 +388,9 @@ async def open_append_service(
     unresolved appends with `AppendServiceClosed`.
     """
     service = AppendService(client, max_batch_bytes=max_batch_bytes, backoff=backoff)
-    block_error: BaseException | None = None
-    async with trio.open_nursery() as nursery:
+    async with background_nursery() as nursery:
         await nursery.start(service.run)
-        try:
-            yield service
-            with contextlib.suppress(Exception):
-                # Failures are on the futures; their owners see them.
-                await service.drain()
-        except BaseException as exc:
-            block_error = exc
-        finally:
-            nursery.cancel_scope.cancel()
-    if block_error is not None:
-        raise block_error
+        yield service
+        with contextlib.suppress(Exception):
+            # Failures are on the futures; their owners see them.
+            await service.drain()

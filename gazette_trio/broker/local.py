@@ -22,6 +22,7 @@ from typing import Generic, TypeVar
 
 import trio
 
+from .._scope import background_nursery
 from ..protocol import protocol as pb
 from .server.core import JournalServerCore
 
@@ -86,20 +87,11 @@ async def _server_stream(
                 # arrives over gRPC.
                 await send.send(exc)
 
-    # The block's own error leaves as itself, not wrapped in the nursery's
-    # ExceptionGroup (run never raises anything but Cancelled).
-    block_error: BaseException | None = None
-    async with trio.open_nursery() as nursery:
+    # run never raises anything but Cancelled: what leaves is the block's own.
+    async with background_nursery() as nursery:
         nursery.start_soon(run)
-        try:
-            async with receive:
-                yield _Responses(receive)
-        except BaseException as exc:
-            block_error = exc
-        finally:
-            nursery.cancel_scope.cancel()
-    if block_error is not None:
-        raise block_error
+        async with receive:
+            yield _Responses(receive)
 
 
 class LocalJournalClient:

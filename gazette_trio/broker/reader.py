@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import trio
 
 from .. import aio
+from .._scope import background_nursery
 from ..protocol import protocol as pb
 from .client import JournalClient
 from .errors import JournalError
@@ -264,18 +265,10 @@ async def open_reader(
     )
     send, receive = trio.open_memory_channel[Chunk | BaseException](buffer)
     reader._receive = receive
-    block_error: BaseException | None = None
-    async with trio.open_nursery() as nursery:
+    async with background_nursery() as nursery:
         nursery.start_soon(reader._pump, send)
-        try:
-            async with receive:
-                yield reader
-        except BaseException as exc:
-            block_error = exc
-        finally:
-            nursery.cancel_scope.cancel()
-    if block_error is not None:
-        raise block_error
+        async with receive:
+            yield reader
 
 
 async def read_journal(

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import trio
 
+from .._scope import background_nursery
 from ..allocator import MemberSession, open_member
 from ..auth.verifier import OPEN, Verifier
 from ..broker.client import JournalClient
@@ -121,16 +122,10 @@ async def open_consumer(
         )
         service = Service(ctx)
         api = ShardAPI(service, etcd, journals, verifier)
-        block_error: BaseException | None = None
-        async with trio.open_nursery() as nursery:
-            await nursery.start(service.run)
-            try:
+        try:
+            async with background_nursery() as nursery:
+                await nursery.start(service.run)
                 yield Consumer(session, service, api)
-            except BaseException as exc:
-                block_error = exc
-            finally:
-                nursery.cancel_scope.cancel()
-        with trio.CancelScope(shield=True):
-            await api.aclose()
-        if block_error is not None:
-            raise block_error
+        finally:
+            with trio.CancelScope(shield=True):
+                await api.aclose()

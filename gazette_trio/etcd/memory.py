@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import trio
 
+from .._scope import background_nursery
 from . import persist
 from .mvcc import Commit, MVCCStore
 from .types import (
@@ -187,20 +188,10 @@ class MemoryEtcd:
             for lease_id, record in etcd.store.leases.items():
                 etcd._deadlines[lease_id] = now + record.ttl
                 etcd._lease_ended[lease_id] = trio.Event()
-        # The block's own error leaves as itself, not wrapped in a group by
-        # the nursery that runs the lease timer.
-        block_error: BaseException | None = None
         try:
-            async with trio.open_nursery() as nursery:
+            async with background_nursery() as nursery:
                 nursery.start_soon(etcd._expire_leases)
-                try:
-                    yield etcd
-                except BaseException as exc:
-                    block_error = exc
-                finally:
-                    nursery.cancel_scope.cancel()
-            if block_error is not None:
-                raise block_error
+                yield etcd
         finally:
             etcd._closed = True
             for w in etcd._watchers:
