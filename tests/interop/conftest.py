@@ -25,6 +25,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -208,16 +209,24 @@ def _logs_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
                 print(f"\n----- {proc.name} ({state}), {proc.log}:\n{proc.tail(60)}")
 
 
-@pytest.fixture
-def group(tmp_path: Path) -> Iterator[ProcessGroup]:
-    """Processes of one test, killed when it ends; their logs print if it fails."""
-    g = ProcessGroup(tmp_path / "logs")
+@contextmanager
+def logged_group(log_dir: Path) -> Iterator[ProcessGroup]:
+    """A process group whose processes are killed when the block ends, and
+    whose log tails print with any test that fails while it lives."""
+    g = ProcessGroup(log_dir)
     _groups.append(g)
     try:
         yield g
     finally:
         g.close()
         _groups.remove(g)
+
+
+@pytest.fixture
+def group(tmp_path: Path) -> Iterator[ProcessGroup]:
+    """Processes of one test, killed when it ends; their logs print if it fails."""
+    with logged_group(tmp_path / "logs") as g:
+        yield g
 
 
 # etcd and brokers -----------------------------------------------------------
@@ -349,33 +358,18 @@ def gazette(
 ) -> Iterator[GazetteCluster]:
     """Two Gazette brokers in two zones, for the tests of one module."""
     root = tmp_path_factory.mktemp("gazette")
-    group = ProcessGroup(root / "logs")
     file_root = root / "fragments"
     file_root.mkdir()
-    cluster = GazetteCluster(
-        interop_etcd, f"/gazette/cluster-{uuid.uuid4().hex[:8]}", file_root, group
-    )
-    _groups.append(group)
-    try:
+    # Killed at the end, not stopped: a whole cluster cannot stop gracefully
+    # (its last broker has no one to hand its journals to).
+    with logged_group(root / "logs") as group:
+        cluster = GazetteCluster(
+            interop_etcd, f"/gazette/cluster-{uuid.uuid4().hex[:8]}", file_root, group
+        )
         cluster.add("zone-a")
         cluster.add("zone-b")
         cluster.wait_announced()
         yield cluster
-    finally:
-        # A whole cluster cannot stop gracefully (the last broker has no one to
-        # hand its journals to), so brokers get a moment and are then killed.
-        for broker in cluster.brokers:
-            if broker.proc is not None and broker.proc.popen.poll() is None:
-                broker.proc.popen.terminate()
-        deadline = time.monotonic() + 3
-        for broker in cluster.brokers:
-            if broker.proc is not None:
-                try:
-                    broker.proc.popen.wait(max(0.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    pass
-        group.close()
-        _groups.remove(group)
 
 
 # gazette-trio members -------------------------------------------------------

@@ -21,7 +21,7 @@ import pytest
 
 from ..examples.processes import ProcessGroup, broker_args, clean_env, wait_port
 from ..services import free_port
-from .conftest import Gazctl, GazetteCluster, _groups, start_member, wait_until
+from .conftest import Gazctl, GazetteCluster, logged_group, start_member, wait_until
 from .gazctl_output import column, json_lines, leaves, rows, yaml_doc
 
 
@@ -43,9 +43,7 @@ def server(
         yield Server("gazette", cluster.address, cluster.file_root)
         return
     root = tmp_path_factory.mktemp(request.param)
-    group = ProcessGroup(root / "logs")
-    _groups.append(group)
-    try:
+    with logged_group(root / "logs") as group:
         if request.param == "gazette-trio-broker":
             port = free_port()
             group.start("gazette-trio-broker", broker_args(root / "data", port), clean_env())
@@ -54,9 +52,6 @@ def server(
         else:
             member = start_member(group, "word_count", root / "data")
             yield Server(request.param, member.endpoint, None)
-    finally:
-        group.close()
-        _groups.remove(group)
 
 
 @pytest.fixture

@@ -20,8 +20,7 @@ from typing import Any
 
 import pytest
 
-from ..examples.processes import ProcessGroup
-from .conftest import Gazctl, GazetteCluster, Member, _groups, peer, start_member, wait_until
+from .conftest import Gazctl, GazetteCluster, Member, logged_group, peer, start_member, wait_until
 from .gazctl_output import column, rows, yaml_doc
 
 SHARDS = ["count-000", "count-001", "count-002", "count-003", "split-000", "split-001"]
@@ -41,9 +40,7 @@ def target(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Target]:
     root = tmp_path_factory.mktemp(f"member-{request.param}")
-    group = ProcessGroup(root / "logs")
-    _groups.append(group)
-    try:
+    with logged_group(root / "logs") as group:
         if request.param == "embedded":
             member = start_member(group, "word_count", root / "data")
             target = Target("embedded", member, member.endpoint)
@@ -65,9 +62,6 @@ def target(
             timeout=60,
         )
         yield target
-    finally:
-        group.close()
-        _groups.remove(group)
 
 
 @pytest.fixture

@@ -18,12 +18,11 @@ from typing import Any
 
 import pytest
 
-from ..examples.processes import ProcessGroup
 from .conftest import (
     Gazctl,
     GazetteCluster,
     Member,
-    _groups,
+    logged_group,
     start_member,
     trio_cli,
     wait_until,
@@ -164,9 +163,7 @@ def test_more_than_a_thousand_journals_are_listed_by_both(
 @pytest.fixture(scope="module")
 def member(gazette: GazetteCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Member]:
     root = tmp_path_factory.mktemp("trio-cli-member")
-    group = ProcessGroup(root / "logs")
-    _groups.append(group)
-    try:
+    with logged_group(root / "logs") as group:
         yield start_member(
             group,
             "word_count",
@@ -175,9 +172,6 @@ def member(gazette: GazetteCluster, tmp_path_factory: pytest.TempPathFactory) ->
             etcd_prefix=f"/gazette/consumers/word-count-{uuid.uuid4().hex[:8]}",
             broker=gazette.endpoint,
         )
-    finally:
-        group.close()
-        _groups.remove(group)
 
 
 def test_shards_are_listed_alike_by_both_and_unassign_works_from_either(
