@@ -11,6 +11,7 @@ asserted. Journals live in a fresh directory of each test's own.
 from __future__ import annotations
 
 import itertools
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -359,3 +360,19 @@ def test_journals_edit_applies_what_the_editor_saved(
         f"{base}one": "7s",
         f"{base}two": "7s",
     }
+
+
+def test_list_responses_carry_an_unrouted_header_naming_the_process_and_etcd(
+    ctl: Gazctl, tmp_path: Path, base: str
+) -> None:
+    """As Gazette's brokers answer List: a header with the answering process,
+    no route (primary -1), and the etcd cluster, member, term and revision."""
+    created(ctl, tmp_path, base)
+    response = json.loads(ctl("journals", "list", "-l", f"name:prefix={base}", "-o", "json").ok())
+    header = response["header"]
+    assert header["process_id"]["suffix"], header
+    assert int(header["route"].get("primary", 0)) == -1, header
+    assert not header["route"].get("members"), header
+    etcd = header["etcd"]
+    for field in ("cluster_id", "member_id", "revision", "raft_term"):
+        assert int(etcd.get(field, 0)) > 0, (field, header)

@@ -239,3 +239,17 @@ def test_gazctl_shards_recover_plays_a_count_shards_log_into_its_sqlite_database
     # Upstream's player rebuilt, from gazette-trio's recovery logs and hints,
     # the databases whose counts the member published.
     assert recovered == expected and recovered["recover"] >= 2
+
+
+def test_shard_list_responses_carry_an_unrouted_header_naming_the_member_and_etcd(
+    ctl: Gazctl, target: Target
+) -> None:
+    """As Gazette's consumers answer List: the answering member, no route
+    (primary -1), and the etcd cluster, member, term and revision."""
+    header = json.loads(ctl("shards", "list", "-o", "json").ok())["header"]
+    assert header["process_id"] == {"zone": target.member.zone, "suffix": target.member.suffix}
+    assert int(header["route"].get("primary", 0)) == -1, header
+    assert not header["route"].get("members"), header
+    etcd = header["etcd"]
+    for field in ("cluster_id", "member_id", "revision", "raft_term"):
+        assert int(etcd.get(field, 0)) > 0, (field, header)
