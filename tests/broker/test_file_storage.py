@@ -338,3 +338,58 @@ async def test_a_damaged_log_beside_a_rolled_spool_is_refused_not_taken_for_an_u
     response = await append(client, "a/log", b"y")
     assert response.commit.begin == 1500
     core.storage.close()
+
+
+class _Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("renames_before_the_crash", range(5))
+async def test_a_repair_interrupted_at_any_step_can_be_run_again_and_loses_no_offset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, renames_before_the_crash: int
+) -> None:
+    core, client = open_core(tmp_path)
+    await apply_journals(client, [upsert(new_journal_spec("a/journal"))])
+    acked = [await append(client, "a/journal", f"append {i};".encode()) for i in range(6)]
+    core.storage.close()
+    spool = tmp_path / "journals" / "a" / "journal" / "0000000000000000.spool"
+    damaged = acked[2].commit
+    data = bytearray(spool.read_bytes())
+    data[damaged.begin + 1] ^= 0xFF
+    spool.write_bytes(bytes(data))
+    head = acked[-1].commit.end
+
+    # Every file step of the repair is a rename; the process dies after n.
+    real_rename = os.rename
+    left = [renames_before_the_crash]
+
+    def rename(src: object, dst: object) -> None:
+        if left[0] == 0:
+            raise _Crash()
+        left[0] -= 1
+        real_rename(src, dst)  # type: ignore[arg-type]
+
+    storage = FileStorage(tmp_path)
+    storage.recover(["a/journal"])
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(_Crash):
+        storage.repair("a/journal", damaged.begin)
+    monkeypatch.undo()
+    storage.close()
+
+    storage = FileStorage(tmp_path)
+    recovered = storage.recover(["a/journal"]).journals["a/journal"]
+    assert recovered.write_head == head
+    damage = storage.damage("a/journal")
+    if damage is not None:  # run it again, as the report says
+        storage.repair("a/journal", damage.offset)
+    storage.close()
+
+    core, client = open_core(tmp_path)
+    assert core.write_head("a/journal") == head
+    content = await read_journal(client, "a/journal")
+    kept = [f"append {i};".encode() for i in range(6) if i != 2]
+    assert content == b"".join(kept)
+    response = await append(client, "a/journal", b"next")
+    assert response.commit.begin == head
+    core.storage.close()

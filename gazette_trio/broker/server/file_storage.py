@@ -169,7 +169,8 @@ class _Damaged:
     file_begin: int
     """Begin offset of the damaged file (fragment, or spool and its log)."""
     kind: str
-    """"fragment" (a rolled file) or "spool" (the spool or its commit log)."""
+    """"fragment" (a rolled file), "spool" (the current spool or its commit
+    log) or "orphan" (a spool with content and no commit log)."""
     path: Path
     write_head: int
     registers: pb.LabelSet
@@ -465,16 +466,21 @@ class FileStorage:
             logs.pop()
         current = logs[-1] if logs else None
         for name in names:
+            if name.startswith(".repair-") and name.endswith(".tmp"):
+                (dir / name).unlink()  # an interrupted repair's unfinished copy
+                continue
             m = _SPOOL.match(name)
             if m is None or int(m.group(1), 16) == current:
                 continue
             path = dir / name
-            if path.stat().st_size == 0:
+            size = path.stat().st_size
+            if size == 0:
                 path.unlink()  # created, never appended to
             else:
                 begin = int(m.group(1), 16)
                 reason = "a spool holding content has no commit log vouching for it"
-                problems.append(_Problem(begin, "spool", begin, path, reason))
+                problems.append(_Problem(begin, "orphan", begin, path, reason))
+                fragments_end = max(fragments_end, begin + size)
 
         check = _check_spool(dir, current) if current is not None else None
         if check is not None and check.problem is not None:
@@ -593,56 +599,69 @@ class FileStorage:
         quarantine = self.root / QUARANTINE / stamp / dir.relative_to(self._journals_root)
         self._make_dirs(quarantine)
         done: list[str] = []
-        if damaged.kind == "fragment":
-            source: Path | None = damaged.path
-            moving = [damaged.path]
-        else:
+        write_head = damaged.write_head
+        # The steps are ordered so that a crash between any two leaves either
+        # the damage as it was (run the repair again) or the repaired state,
+        # and never a write head below one acknowledged.
+        if damaged.kind == "spool":
             spool = dir / f"{lo:016x}.spool"
             source = spool if spool.is_file() else None
-            moving = [p for p in (spool, dir / f"{lo:016x}.commits") if p.is_file()]
-        if source is not None and truncate_at > lo:
-            kept = self._copy_range(source, lo, dir, lo, truncate_at)
-            done.append(f"kept offsets [{lo}, {truncate_at}) as {self._relative(kept)}")
-        set_aside_to = damaged.write_head
-        if source is not None and damaged.tail is not None:
-            tail_begin, tail_end = damaged.tail
-            kept = self._copy_range(source, lo, dir, tail_begin, tail_end)
-            done.append(
-                f"kept offsets [{tail_begin}, {tail_end}) (verified appends after the damage) "
-                f"as {self._relative(kept)}"
-            )
-            set_aside_to = tail_begin
-        for path in moving:
-            os.rename(path, quarantine / path.name)
-            done.append(f"moved {self._relative(path)} to {self._relative(quarantine)}/")
-        write_head = damaged.write_head
-        if damaged.kind == "spool":
-            # A log with no spool: the next append starts a spool at the
-            # write head, with these registers, as after a roll.
-            fd = os.open(
-                dir / f"{write_head:016x}.commits", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644
-            )
-            try:
-                _pwrite_all(fd, encode_record(write_head, write_head, 0, damaged.registers), 0)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        _fsync_dir(dir)
-        _fsync_dir(quarantine)
-        if damaged.kind == "spool":
+            set_aside_to = write_head
+            if source is not None and truncate_at > lo:
+                kept = self._copy_range(source, lo, dir, lo, truncate_at)
+                done.append(f"kept offsets [{lo}, {truncate_at}) as {self._relative(kept)}")
+            if source is not None and damaged.tail is not None:
+                tail_begin, tail_end = damaged.tail
+                kept = self._copy_range(source, lo, dir, tail_begin, tail_end)
+                done.append(
+                    f"kept offsets [{tail_begin}, {tail_end}) (verified appends after the "
+                    f"damage) as {self._relative(kept)}"
+                )
+                set_aside_to = tail_begin
+            moving = [p for p in (dir / f"{lo:016x}.commits", spool) if p.is_file()]
+            if write_head != lo:
+                # Before the damaged log leaves: from here on, the newest log
+                # holds the write head (and the registers) whatever happens.
+                self._write_opening_log(dir, write_head, damaged.registers)
+            for path in moving:
+                os.rename(path, quarantine / path.name)
+                done.append(f"moved {self._relative(path)} to {self._relative(quarantine)}/")
+            if write_head == lo:
+                self._write_opening_log(dir, write_head, damaged.registers)
             if truncate_at < set_aside_to:
                 done.append(
                     f"offsets [{truncate_at}, {set_aside_to}) are no longer stored: readers "
                     "skip them"
                 )
             done.append(f"appends resume at offset {write_head} (no offset is used twice)")
-        elif damaged.kind == "fragment" and (m := _RAW.match(damaged.path.name)):
+        else:
+            # A rolled fragment (its SHA-1 says that it changed, not where) or
+            # a spool no commit log vouches for: set aside whole.
+            os.rename(damaged.path, quarantine / damaged.path.name)
             done.append(
-                f"offsets [{truncate_at}, {int(m.group(2), 16)}) are no longer stored: "
-                "readers skip them"
+                f"moved {self._relative(damaged.path)} to {self._relative(quarantine)}/; its "
+                "offsets are no longer stored: readers skip them"
             )
+        _fsync_dir(dir)
+        _fsync_dir(quarantine)
         del self._damaged[journal]
         return done
+
+    def _write_opening_log(self, dir: Path, begin: int, registers: pb.LabelSet) -> None:
+        """A commit log opening a spool at `begin` (none yet): the next append
+        starts the spool there with `registers`, as after a roll."""
+        path = dir / f"{begin:016x}.commits"
+        if path.exists():
+            return  # an interrupted repair already wrote it
+        tmp = dir / f".repair-{begin:016x}.commits.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            _pwrite_all(fd, encode_record(begin, begin, 0, registers), 0)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+        _fsync_dir(dir)
 
     def _copy_range(self, source: Path, source_begin: int, dir: Path, begin: int, end: int) -> Path:
         """Journal bytes [begin, end) of `source` (a file holding the journal
