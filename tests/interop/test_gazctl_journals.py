@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -127,7 +128,11 @@ def test_apply_creates_the_journals_and_list_shows_them_with_their_specs(
     assert one["fragment"]["compression_codec"] == "SNAPPY"
     assert one["fragment"]["stores"] == ["file:///"]
     assert one["fragment"]["refresh_interval"] == "1s"
-    assert int(one["revision"]) > 0
+    # Both journals were written by the one etcd transaction whose revision
+    # gazctl printed.
+    applied_at = re.search(r"revision=(\d+)", stderr)
+    assert applied_at is not None, stderr
+    assert int(one["revision"]) == int(journals[f"{base}two"]["revision"]) == int(applied_at[1])
 
     # Every journal gets a primary broker once the brokers have assigned it.
     wait_until("both journals have a primary", lambda: assigned(ctl, base), timeout=20)
