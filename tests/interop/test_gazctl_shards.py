@@ -11,6 +11,7 @@ asserted. The tests share the module's member and touch different shards.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -149,6 +150,9 @@ def test_shards_apply_changes_a_spec_and_edit_changes_another(
     assert "successfully applied" in done.stderr, done
     gold = ctl("shards", "list", "-l", "tier=gold", "-L", "tier").ok()
     assert column(gold, "TIER") == {"count-001": "gold"}
+    applied_at = re.search(r"rev=(\d+)", done.stderr)
+    assert applied_at is not None, done
+    assert int(shard_specs(ctl, "id=count-001")["count-001"]["revision"]) == int(applied_at[1])
 
     # Applying the same file again names a revision that is now stale.
     stale = ctl("shards", "apply", f"--specs={changed}")
