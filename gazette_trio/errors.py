@@ -12,8 +12,8 @@ caller can catch all of them, or one layer's, without listing classes:
 - `ConsumerError` (`gazette_trio.consumer`): shards and transactions;
 - `EtcdError`, `SpecError`, `PruneError` derive from the root directly.
 
-`StoreError`, `aio.RpcError`, `ConfigError` and the `auth` errors are not
-under the root yet (tests/api/test_exports.py lists what is left).
+`StoreError` (`gazette_trio.consumer.stores`) derives from the root too.
+`aio.RpcError`, `ConfigError` and the `auth` errors are not under it yet (tests/api/test_exports.py lists what is left).
 
 Classes that long derived from a builtin (`ValueError`, `LookupError`) still
 do, beside their layer's base. This module owns the hierarchy's roots only;

@@ -12,8 +12,10 @@ This module owns the exception classes only.
 
 from __future__ import annotations
 
+from ...errors import GazetteTrioError
 
-class StoreError(Exception):
+
+class StoreError(GazetteTrioError):
     """Base class of the errors raised by the stores in this package."""
 
 

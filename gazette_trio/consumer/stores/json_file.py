@@ -62,10 +62,11 @@ from typing import Any, Generic
 import trio
 from typing_extensions import TypeVar
 
-from ...opfuture import OpFuture, OpFutures, wait_all
+from ...opfuture import OpFuture, OpFutures
 from ...protocol import consumer as pc
 from ...recoverylog.recorder import Recorder
 from ..contracts import Shard
+from .commit import run_commit, wait_dependencies
 from .errors import CommitDependencyError, StoreError, StoreStateError, fenced_or_same
 from .json_file_format import decode_document, encode_document
 
@@ -169,15 +170,13 @@ class JSONFileStore(Generic[StateT]):
     async def _run_commit(
         self, fqn: str, document: bytes, wait_for: OpFutures, future: OpFuture[None]
     ) -> None:
-        try:
-            try:
-                await wait_all(wait_for)
-            except trio.Cancelled:
-                raise
-            except BaseException as exc:
-                raise CommitDependencyError(
+        async def write() -> None:
+            await wait_dependencies(
+                wait_for,
+                lambda exc: CommitDependencyError(
                     f"commit of shard {fqn} abandoned: a future it waited for failed: {exc!r}"
-                ) from exc
+                ),
+            )
             if self._destroyed:
                 raise StoreStateError(
                     f"commit of shard {fqn} was never written: the store was destroyed while "
@@ -187,15 +186,18 @@ class JSONFileStore(Generic[StateT]):
                 await trio.to_thread.run_sync(_replace_durably, self.directory, document)
             else:
                 await _write_recorded(self._recorder, fqn, document)
-        except trio.Cancelled:
-            self._failed = StoreStateError(f"commit of shard {fqn} was cancelled")
-            future.fail(self._failed)
-            raise
-        except BaseException as exc:
-            self._failed = exc
-            future.fail(exc)
-        else:
-            future.resolve(None)
+
+        await run_commit(
+            future,
+            write,
+            cancelled=lambda: self._fail(StoreStateError(f"commit of shard {fqn} was cancelled")),
+            failed=self._fail,
+        )
+
+    def _fail(self, error: BaseException) -> BaseException:
+        """The store is unusable after a failed commit: record why."""
+        self._failed = error
+        return error
 
     def destroy(self) -> None:
         """Forget the store. In a plain directory the file stays (it is the

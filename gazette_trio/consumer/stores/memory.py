@@ -16,6 +16,7 @@ the whole process (the database dies with the process). It is not durable.
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,9 +25,11 @@ import trio
 from ...opfuture import OpFuture, OpFutures, wait_all
 from ...protocol import consumer as pc
 from ..contracts import Shard
+from .commit import run_commit
+from .errors import StoreError
 
 
-class FenceError(Exception):
+class FenceError(StoreError):
     """A commit from a store instance that another instance has fenced off."""
 
 
@@ -83,32 +86,32 @@ class MemoryStore:
         encoded = bytes(checkpoint)
         fence = self._fence
 
-        async def commit() -> None:
-            try:
-                await wait_all(wait_for)
-                if self.db.commit_delay:
-                    await trio.sleep(self.db.commit_delay)
-                if self.db.fail_commits is not None:
-                    raise self.db.fail_commits
-                row = self.db._rows[shard.fqn]
-                if row.fence != fence:
-                    raise FenceError(
-                        f"shard {shard.fqn}: store fence {fence} is stale (current {row.fence}); "
-                        "another instance restored this shard"
-                    )
-                row.state = snapshot
-                row.checkpoint = encoded
-                self.db.commits += 1
-            except trio.Cancelled:
-                # The shard is stopping; anyone still waiting must not hang.
-                future.fail(RuntimeError(f"shard {shard.fqn}: commit cancelled, the shard stopped"))
-                raise
-            except BaseException as exc:
-                future.fail(exc)
-            else:
-                future.resolve(None)
+        async def write() -> None:
+            await wait_all(wait_for)
+            if self.db.commit_delay:
+                await trio.sleep(self.db.commit_delay)
+            if self.db.fail_commits is not None:
+                raise self.db.fail_commits
+            row = self.db._rows[shard.fqn]
+            if row.fence != fence:
+                raise FenceError(
+                    f"shard {shard.fqn}: store fence {fence} is stale (current {row.fence}); "
+                    "another instance restored this shard"
+                )
+            row.state = snapshot
+            row.checkpoint = encoded
+            self.db.commits += 1
 
-        shard.nursery.start_soon(commit)
+        shard.nursery.start_soon(
+            functools.partial(
+                run_commit,
+                future,
+                write,
+                cancelled=lambda: RuntimeError(
+                    f"shard {shard.fqn}: commit cancelled, the shard stopped"
+                ),
+            )
+        )
         return future
 
     def destroy(self) -> None:

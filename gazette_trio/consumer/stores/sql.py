@@ -67,6 +67,7 @@ import trio
 from ...opfuture import OpFuture, OpFutures, wait_all
 from ...protocol import consumer as pc
 from ..contracts import Shard
+from .commit import run_commit
 from .errors import CommitDependencyError, FencedError, StoreError, StoreStateError
 from .worker import BlockingWorker
 
@@ -548,7 +549,8 @@ class SQLStore:
         self, fqn: str, fence: int, data: bytes, wait_for: OpFutures, future: OpFuture[None]
     ) -> None:
         conn = self._conn
-        try:
+
+        async def write() -> None:
             try:
                 await wait_all(wait_for)
             except trio.Cancelled:
@@ -565,16 +567,20 @@ class SQLStore:
                     f"for failed: {exc!r}"
                 ) from exc
             await self._worker.call(lambda: conn.commit(fqn, fence, data))
-        except trio.Cancelled:
-            error = StoreStateError(f"commit of shard {fqn} was cancelled; its outcome is unknown")
-            self._failed = error
-            future.fail(error)
-            raise
-        except BaseException as exc:
-            self._failed = exc
-            future.fail(exc)
-        else:
-            future.resolve(None)
+
+        await run_commit(
+            future,
+            write,
+            cancelled=lambda: self._fail(
+                StoreStateError(f"commit of shard {fqn} was cancelled; its outcome is unknown")
+            ),
+            failed=self._fail,
+        )
+
+    def _fail(self, error: BaseException) -> BaseException:
+        """The store is unusable after a failed commit: record why."""
+        self._failed = error
+        return error
 
     def destroy(self) -> None:
         """Roll back any open transaction and close the connection.

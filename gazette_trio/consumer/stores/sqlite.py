@@ -96,10 +96,11 @@ from typing import Any, TypeVar
 import apsw
 import trio
 
-from ...opfuture import OpFuture, OpFutures, wait_all
+from ...opfuture import OpFuture, OpFutures
 from ...protocol import consumer as pc
 from ...recoverylog.recorder import Recorder
 from ..contracts import Shard
+from .commit import run_commit, wait_dependencies
 from .errors import (
     CommitDependencyError,
     StoreError,
@@ -411,20 +412,19 @@ class SQLiteStore:
         self, nursery: trio.Nursery, fqn: str, waits: OpFutures, future: OpFuture[None]
     ) -> None:
         vfs = self._vfs
-        try:
+
+        def abandoned(exc: BaseException) -> BaseException:
+            error = CommitDependencyError(
+                f"commit of shard {fqn} abandoned: a future it waited for failed: {exc!r}; "
+                "its writes were never recorded"
+            )
+            error.__cause__ = exc
+            vfs.discard(error)
+            return error
+
+        async def write() -> None:
             if waits:
-                try:
-                    await wait_all(waits)
-                except trio.Cancelled:
-                    raise
-                except BaseException as exc:
-                    error = CommitDependencyError(
-                        f"commit of shard {fqn} abandoned: a future it waited for failed: {exc!r}; "
-                        "its writes were never recorded"
-                    )
-                    error.__cause__ = exc
-                    vfs.discard(error)
-                    raise error from exc
+                await wait_dependencies(waits, abandoned)
                 if self._destroyed:
                     raise StoreStateError(
                         f"commit of shard {fqn} was never recorded: the store was destroyed "
@@ -432,14 +432,13 @@ class SQLiteStore:
                     )
                 vfs.release()
             await self._recorder.barrier()
-        except trio.Cancelled:
-            self._fail(StoreStateError(f"commit of shard {fqn} was cancelled"))
-            future.fail(self._failed or StoreStateError("cancelled"))
-            raise
-        except BaseException as exc:
-            future.fail(self._fail(exc))
-        else:
-            future.resolve(None)
+
+        if await run_commit(
+            future,
+            write,
+            cancelled=lambda: self._fail(StoreStateError(f"commit of shard {fqn} was cancelled")),
+            failed=self._fail,
+        ):
             self._maybe_compact(nursery)
 
     def destroy(self) -> None:

@@ -70,6 +70,7 @@ from typing import TypeAlias
 import apsw
 
 from ...recoverylog.recorder import Recorder
+from .errors import StoreError
 
 _LOG_FILE_FLAGS = (
     apsw.SQLITE_OPEN_MAIN_JOURNAL | apsw.SQLITE_OPEN_SUPER_JOURNAL | apsw.SQLITE_OPEN_WAL
@@ -122,7 +123,7 @@ class _Rename:
 _Op = _Open | _Write | _Remove | _Rename
 
 
-class VFSRecordingError(Exception):
+class VFSRecordingError(StoreError):
     """Recording into the recovery log failed; the local files have
     diverged from the log and may not be used further."""
 
