@@ -578,9 +578,12 @@ class FileStorage:
 
     def repair(self, journal: str, truncate_at: int) -> list[str]:
         """Repair `journal` (recovered by this storage, not serving): keep its
-        damaged file's content before `truncate_at`, set the damaged files
-        aside under `quarantine/`, and resume the journal at the highest
-        offset ever acknowledged. Returns what was done, one line each.
+        damaged spool's content before `truncate_at` and the run of appends
+        after the damage that verify again, as rolled fragments; set the
+        damaged files aside under `quarantine/`; resume the journal at the
+        highest offset ever acknowledged. A damaged rolled fragment, or a
+        spool without its log, is set aside whole. Returns what was done,
+        one line each.
 
         `truncate_at` must lie between the begin of the damaged file and the
         damage's offset: bytes there were verified, bytes past it were not.

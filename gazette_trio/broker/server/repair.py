@@ -7,9 +7,11 @@ and leaves every file as it was. This command is the operator's way out:
 - without `--truncate-at` it reports what is damaged (exit status 1 if
   anything is, 0 if nothing is);
 - with `--journal J --truncate-at OFFSET` it keeps the damaged file's
-  verified content before OFFSET, moves the damaged files to
-  `DATA_DIR/quarantine/<time>/…` (nothing is deleted), and lets the journal
-  resume at the highest offset it ever acknowledged.
+  verified content before OFFSET and the appends after the damage that
+  verify again, moves the damaged files to `DATA_DIR/quarantine/<time>/…`
+  (nothing is deleted), and lets the journal resume at the highest offset it
+  ever acknowledged. A crash part-way leaves the damage (run it again) or
+  the repair.
 
 It takes the data directory's lock, so it refuses to run beside a server.
 This module owns the command's options and output; the work is
