@@ -732,6 +732,33 @@ async def server_stream(
         yield call
 
 
+def _readable_after_graceful_reset(stream: Any, error: BaseException) -> None:
+    """Let a reply be read from a stream the server reset with NO_ERROR
+    after ending its side of it.
+
+    HTTP/2 lets a server that has sent its whole response reset the
+    request side it no longer wants (RST_STREAM NO_ERROR): Gazette's brokers
+    do so when they refuse an append before reading all of its content.
+    grpclib then fails every later read of the stream, though the response
+    (headers, message, trailers) is already buffered; clearing its stream
+    error lets that response be read. Any other reset stays an error: without
+    the server's end of stream nothing more would ever arrive.
+    """
+    protocol_stream = getattr(stream, "_stream", None)
+    buffer = getattr(protocol_stream, "buffer", None)
+    wrapper = getattr(stream, "_wrapper", None)
+    if (
+        "error_code: 0" in str(error)
+        and getattr(buffer, "_eof", False)
+        and getattr(protocol_stream, "headers", None) is not None
+        and wrapper is not None
+    ):
+        wrapper._error = None
+        # Our side can't be ended any more (the stream is reset); grpclib
+        # requires it before it reads the trailers, which are buffered too.
+        stream._end_done = True
+
+
 @contextlib.asynccontextmanager
 async def client_stream(
     channel: Channel,
@@ -755,6 +782,7 @@ async def client_stream(
         except (grpclib.exceptions.StreamTerminatedError, ConnectionError) as send_error:
             # A server may answer (e.g. JOURNAL_NOT_FOUND) and reset the stream
             # before reading all content: its status is still the answer.
+            _readable_after_graceful_reset(stream, send_error)
             try:
                 reply = await stream.recv_message()
             except grpclib.exceptions.GRPCError:

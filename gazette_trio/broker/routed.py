@@ -125,7 +125,7 @@ class RoutedJournalClient:
             )
 
     def _client_for(self, endpoint: str | None) -> GrpcJournalClient:
-        if endpoint is None or endpoint == self.default.channel.endpoint:
+        if endpoint is None or _same(endpoint, self.default.channel.endpoint):
             return self.default
         client = self._clients.get(endpoint)
         if client is None:
@@ -200,6 +200,14 @@ class RoutedJournalClient:
         clients, self._clients = self._clients, {}
         for client in clients.values():
             await client.channel.aclose()
+
+
+def _same(a: str, b: str) -> bool:
+    """Whether two endpoints name the same address (`http://h:p` is `h:p`)."""
+    try:
+        return a == b or aio.parse_endpoint(a) == aio.parse_endpoint(b)
+    except ValueError:
+        return False
 
 
 class _Tapped(Generic[T]):
