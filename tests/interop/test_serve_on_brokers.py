@@ -24,12 +24,20 @@ import re
 import time
 import uuid
 from pathlib import Path
+from typing import Any
+
+import trio
+
+from gazette_trio import aio
+from gazette_trio.broker import GrpcJournalClient
+from gazette_trio.message import open_committed
 
 from ..examples.processes import PYTHON, REPO, ProcessGroup, clean_env
 from .conftest import Gazctl, GazetteCluster, Member, start_member, wait_until
 from .gazctl_output import column
 
 WORD_COUNT = REPO / "examples" / "word_count"
+COUNTS = "examples/word-count/counts"
 SHARDS = ["count-000", "count-001", "count-002", "count-003", "split-000", "split-001"]
 FIRST = ["the quick brown fox", "jumps over the lazy dog", "the end"]
 SECOND = ["a fox and a dog", "and the fox again"]
@@ -192,8 +200,27 @@ def test_word_count_on_gazette_brokers_counts_exactly_once_through_kills(
     publish(ctl, THIRD)
     wait_for_counts(group, members["alpha"].endpoint, FIRST + SECOND + THIRD)
 
+    # The output journal, read committed, holds each change exactly once:
+    # the deltas of each word add up to its count, and the last count is it.
+    everything = FIRST + SECOND + THIRD
+    expected = collections.Counter(w for line in everything for w in line.split())
+    deltas: collections.Counter[str] = collections.Counter()
+    last: dict[str, int] = {}
+    for change in trio.run(committed_changes, gazette.endpoint):
+        deltas[change["word"]] += change["delta"]
+        last[change["word"]] = change["count"]
+    assert deltas == expected and last == dict(expected)
+
     log = members["alpha"].proc.text()
     assert "Traceback" not in log, members["alpha"].proc.tail()
+
+
+async def committed_changes(endpoint: str) -> list[dict[str, Any]]:
+    """The WordCount messages the counts journal committed (ACKs left out)."""
+    async with aio.asyncio_island(), aio.Channel(endpoint) as channel:
+        client = GrpcJournalClient(channel, timeout=30)
+        async with open_committed(client, COUNTS, dict, block=False) as reader:
+            return [envelope.message async for envelope in reader if not envelope.is_ack]
 
 
 def test_stream_sum_on_gazette_brokers_sums_each_stream_once_through_a_kill(
