@@ -340,6 +340,8 @@ class FileStorage:
     def __init__(self, root: str | os.PathLike[str], *, sync: bool = True) -> None:
         self.root = Path(root)
         self.sync = sync
+        # Durable in its parent before anything is written inside it.
+        self._make_dirs(self.root)
         self._lock: DataDirLock = lock_data_dir(self.root)
         self._journals_root = self.root / "journals"
         self._make_dirs(self._journals_root)
