@@ -10,10 +10,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from hypothesis import settings
 
 from gazette_trio.aio import asyncio_island
 
 pytest_plugins = ["tests.services"]
+
+# Property tests check behaviour, never speed: hypothesis's per-example
+# deadline is a timing assertion, and fails on a loaded machine.
+settings.register_profile("gazette-trio", deadline=None)
+settings.load_profile("gazette-trio")
 
 
 @pytest.fixture
