@@ -120,6 +120,12 @@ async def test_acknowledged_content_that_does_not_match_its_record_is_refused_no
     data[8] ^= 0xFF
     spool.write_bytes(bytes(data))
 
+    storage = FileStorage(tmp_path)
+    damage = storage.recover().journals["a/journal"].damage
+    storage.close()
+    assert damage is not None
+    assert (damage.offset, damage.file) == (6, "journals/a/journal/0000000000000000.spool")
+
     core, client = open_core(tmp_path)
     # The write head stays where the acknowledged appends put it, the damaged
     # bytes stay on disk, and both reads and appends say what is wrong.

@@ -501,6 +501,7 @@ class FileStorage:
                 out.spool_begin = current
                 self._paths[(journal, current)] = dir / f"{current:016x}.spool"
             damage = JournalDamage(journal, first.offset, self._relative(first.path), first.reason)
+            out.damage = damage
             latest = check.latest_registers if check is not None else None
             self._damaged[journal] = _Damaged(
                 damage,
