@@ -1,8 +1,9 @@
 """Fixtures shared by the whole suite.
 
 Services the tests need are real: etcd and PostgreSQL are started (or found)
-by fixtures in `tests/services.py`, on loopback. Only the deterministic
-simulation uses the in-process etcd and journal server.
+by fixtures in `tests/services.py`, on loopback. The in-process etcd and
+journal server (`MemoryEtcd`, `JournalServerCore`) serve the in-process
+consumer groups of `gazette_trio.testing.cluster` and the simulation.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ code 1 and a message on stderr; bad input (a selector, a spec file) exits
 with code 2.
 
 This module owns the command line: flags, output formats and error wording.
-The Shard API calls are `ShardClient`'s; the file format is `specspace`'s.
+The Shard API calls are `ShardClient`'s; the file format is `shardspace`'s.
 """
 
 from __future__ import annotations
