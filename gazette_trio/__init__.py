@@ -7,7 +7,7 @@ config.toml`. What applications import is exported here, and listed in
 
 - the contracts: `Application`, `BaseApplication`, `Aggregation`, `Store`,
   `Shard`, `BeginFinisher`, `BatchConsumer`, `PerTransaction` (typed
-  per-transaction state), `OpFuture`/`OpFutures`, and `Recorder` (what
+  per-transaction state), `OpFuture`/`OpFutures`/`wait_all`, and `Recorder` (what
   `new_store` is given with a recovery log);
 - messages: `Envelope`, `JSONMessage`, `Message`, `Publisher`, and the
   mappings that pick a journal for a message (`Mapping`, `Partitions`,
@@ -24,7 +24,8 @@ they pull in database drivers and the whole runtime.
 
 A few modules and subpackages are public too:
 `gazette_trio.aio` (gRPC services and errors for an application's own API),
-`gazette_trio.message` (framing, readers, sequencing), `gazette_trio.protocol`
+`gazette_trio.broker` (journal clients, reading and appending, for clients
+of a consumer group), `gazette_trio.message` (framing, readers, sequencing), `gazette_trio.protocol`
 (Gazette's protocol messages and labels), `gazette_trio.testing` (an
 in-process consumer group for tests), `gazette_trio.errors` (every layer's
 error base). Everything else is the runtime's.
@@ -57,7 +58,7 @@ from .message import (
     modulo_mapping,
     rendezvous_mapping,
 )
-from .opfuture import OpFuture, OpFutures
+from .opfuture import OpFuture, OpFutures, wait_all
 
 if TYPE_CHECKING:
     from .broker.client import JournalClient
@@ -130,4 +131,5 @@ __all__ = [
     "fixed_mapping",
     "modulo_mapping",
     "rendezvous_mapping",
+    "wait_all",
 ]

@@ -53,10 +53,17 @@ EXPORTED = {
     "fixed_mapping",
     "modulo_mapping",
     "rendezvous_mapping",
+    "wait_all",
 }
 
 # Subpackages whose __all__ is public beside the top level's.
-PUBLIC_PACKAGES = ["gazette_trio.message", "gazette_trio.etcd", "gazette_trio.consumer.stores"]
+PUBLIC_PACKAGES = [
+    "gazette_trio.broker",
+    "gazette_trio.consumer.stores",
+    "gazette_trio.etcd",
+    "gazette_trio.message",
+    "gazette_trio.recoverylog",
+]
 
 # Exceptions not under GazetteTrioError yet, each with why: their modules
 # were being changed by others when the hierarchy was introduced. An entry
