@@ -38,7 +38,14 @@ from gazette_trio.protocol.labels import CONTENT_TYPE_RECOVERY_LOG
 from gazette_trio.recoverylog import Recorder
 from gazette_trio.testing.cluster import ROOT, Cluster, open_cluster
 
-from .test_e2e import COUNTS, LINES, NDJSON, expected_counts, shard
+from .test_e2e import (
+    COUNTS,
+    LINES,
+    NDJSON,
+    count_through_a_crash_and_a_reassignment,
+    expected_counts,
+    shard,
+)
 
 
 # The whole application, as a user writes it (12 lines).
@@ -130,22 +137,8 @@ async def test_exactly_once_across_a_crash_and_a_reassignment(
     tmp_path: Path, kind: str, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with open_aggregate(tmp_path, kind) as (c, db):
-        await c.apply_shards([recorded(shard(min_s=0.2, max_s=0.5))])
-        await c.add_member("alpha")
-        lines: list[str] = []
-        for round_ in range(6):
-            batch = [f"w{(round_ * 31 + i) % 11} x{i % 3}" for i in range(40)]
-            lines += batch
-            await c.publish(LINES, [{"text": t} for t in batch])
-            await trio.sleep(0.1)
-            if round_ == 2:
-                # Crash mid-transaction (min duration keeps one open), then
-                # let another member take the shard over.
-                await c.crash("alpha")
-                await c.add_member("beta")
-        head = (await c.write_heads([LINES]))[LINES]
-        await c.wait_read_through("count-000", {LINES: head})
-
+        spec = recorded(shard(min_s=0.2, max_s=0.5))
+        lines = await count_through_a_crash_and_a_reassignment(c, spec)
         assert await committed_counts(kind, db, c) == expected_counts(lines)
         assert await output_totals(c) == expected_counts(lines)
 

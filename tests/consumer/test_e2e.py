@@ -122,11 +122,12 @@ async def test_words_are_counted_and_published_exactly_once(
     assert COUNTS in publish_at
 
 
-async def test_exactly_once_across_a_crash_and_a_reassignment(
-    cluster: tuple[Cluster, MemoryDatabase], autojump_clock: trio.testing.MockClock
-) -> None:
-    c, db = cluster
-    await c.apply_shards([shard(min_s=0.2, max_s=0.5)])
+async def count_through_a_crash_and_a_reassignment(c: Cluster, spec: pc.ShardSpec) -> list[str]:
+    """Publish lines in rounds to a shard on member alpha, crash alpha
+    mid-transaction (the spec's min duration keeps one open), let member
+    beta take the shard over, and wait until it read every line. Returns
+    the lines published."""
+    await c.apply_shards([spec])
     await c.add_member("alpha")
     lines: list[str] = []
     for round_ in range(6):
@@ -135,12 +136,19 @@ async def test_exactly_once_across_a_crash_and_a_reassignment(
         await c.publish(LINES, [{"text": t} for t in batch])
         await trio.sleep(0.1)
         if round_ == 2:
-            # Crash mid-transaction (min duration keeps one open), then let
-            # another member take the shard over.
             await c.crash("alpha")
             await c.add_member("beta")
     head = (await c.write_heads([LINES]))[LINES]
-    s = await c.wait_read_through("count-000", {LINES: head})
+    await c.wait_read_through("count-000", {LINES: head})
+    return lines
+
+
+async def test_exactly_once_across_a_crash_and_a_reassignment(
+    cluster: tuple[Cluster, MemoryDatabase], autojump_clock: trio.testing.MockClock
+) -> None:
+    c, db = cluster
+    lines = await count_through_a_crash_and_a_reassignment(c, shard(min_s=0.2, max_s=0.5))
+    s = await c.wait_read_through("count-000", {})
 
     assert db.committed_state(s.fqn) == expected_counts(lines)
     assert await output_counts(c) == expected_counts(lines)
