@@ -9,6 +9,11 @@ API of the broker (by default the member itself, which embeds one). `query`
 asks a member's Query API for the count of each word; whichever member it
 asks, the answer comes from the primary of the shard that owns the word.
 
+Against a secured member (docs/security.md) it presents a token and trusts
+a CA named by the same variables as the `gazette-trio` commands:
+`GAZETTE_TRIO_AUTH_KEYS_FILE` or `GAZETTE_TRIO_AUTH_TOKEN_FILE`, and
+`GAZETTE_TRIO_TRUSTED_CA_FILE` for an `https://` endpoint.
+
 This module owns the client only; the application and the Query service are
 in `word_count.py`.
 """
@@ -24,6 +29,7 @@ from word_count import LINES_SELECTOR, QUERY_COUNT, words_of
 from word_count_pb.word_count import QueryRequest, QueryResponse
 
 from gazette_trio import aio
+from gazette_trio.auth.settings import SecurityError, install_client_from_env
 from gazette_trio.broker import GrpcJournalClient, open_append_service
 from gazette_trio.message import NoPartitions, Partitions, Publisher, random_mapping
 from gazette_trio.opfuture import wait_all
@@ -41,6 +47,10 @@ def main() -> None:
       echo "the quick brown fox" | python examples/word_count/wordcountctl.py publish
       python examples/word_count/wordcountctl.py query fox the
     """
+    try:
+        install_client_from_env()
+    except SecurityError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 @main.command()
