@@ -13,7 +13,9 @@ going down; one lost would leave a count short.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from gazette_trio import (
     JSONMessage,
     MemoryStore,
     SQLiteStore,
+    SQLStore,
     Store,
     fixed_mapping,
 )
@@ -44,8 +47,10 @@ from .test_e2e import (
     NDJSON,
     count_through_a_crash_and_a_reassignment,
     expected_counts,
+    output_counts,
     shard,
 )
+from .test_e2e import WordCount as FullWordCount
 
 
 # The whole application, as a user writes it (12 lines).
@@ -81,7 +86,18 @@ class InSQLite(WordCount):
         return await SQLiteStore.open(recorder)
 
 
-STORES = ["memory", "json", "sqlite"]
+class InSQL(WordCount):
+    """The same, in an SQLStore: a database file every member opens (fenced,
+    as a database server would be)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    async def new_store(self, shard: Any, recorder: Recorder | None) -> Store:
+        return await SQLStore.sqlite(self.path)
+
+
+STORES = ["memory", "json", "sqlite", "sql"]
 
 
 def recorded(spec: pc.ShardSpec) -> pc.ShardSpec:
@@ -90,7 +106,9 @@ def recorded(spec: pc.ShardSpec) -> pc.ShardSpec:
     return spec
 
 
-async def committed_counts(kind: str, db: MemoryDatabase, c: Cluster) -> dict[str, int]:
+async def committed_counts(
+    kind: str, db: MemoryDatabase, c: Cluster, sql_path: Path
+) -> dict[str, int]:
     """The state of the shard's committed store, as its current primary has it."""
     s = c.primary_of("count-000")
     assert s is not None
@@ -100,8 +118,11 @@ async def committed_counts(kind: str, db: MemoryDatabase, c: Cluster) -> dict[st
     if kind == "json":
         assert isinstance(store, JSONFileStore)
         return dict(store.state)
+    if kind == "sql":
+        with contextlib.closing(sqlite3.connect(sql_path)) as db:
+            return {k: json.loads(v) for k, v in db.execute(f"SELECT key, value FROM {TABLE}")}
     assert isinstance(store, SQLiteStore)
-    return {k: int(v) for k, v in store.db.execute(f"SELECT key, value FROM {TABLE}")}
+    return {k: json.loads(v) for k, v in store.db.execute(f"SELECT key, value FROM {TABLE}")}
 
 
 @contextlib.asynccontextmanager
@@ -109,7 +130,13 @@ async def open_aggregate(
     tmp_path: Path, kind: str
 ) -> AsyncIterator[tuple[Cluster, MemoryDatabase]]:
     db = MemoryDatabase()
-    factory = {"memory": lambda: InMemory(db), "json": WordCount, "sqlite": InSQLite}[kind]
+    factories: dict[str, Callable[[], WordCount]] = {
+        "memory": lambda: InMemory(db),
+        "json": WordCount,
+        "sqlite": InSQLite,
+        "sql": lambda: InSQL(tmp_path / "aggregate.db"),
+    }
+    factory = factories[kind]
     async with open_cluster(
         factory,
         data_dir=tmp_path,
@@ -139,7 +166,8 @@ async def test_exactly_once_across_a_crash_and_a_reassignment(
     async with open_aggregate(tmp_path, kind) as (c, db):
         spec = recorded(shard(min_s=0.2, max_s=0.5))
         lines = await count_through_a_crash_and_a_reassignment(c, spec)
-        assert await committed_counts(kind, db, c) == expected_counts(lines)
+        committed = await committed_counts(kind, db, c, tmp_path / "aggregate.db")
+        assert committed == expected_counts(lines)
         assert await output_totals(c) == expected_counts(lines)
 
 
@@ -170,3 +198,48 @@ async def test_a_failed_transaction_publishes_nothing_it_gathered(
         assert c.primary_of("count-000") is None
         assert await c.read_committed(COUNTS) == []
         assert db.committed_state(f"{ROOT}/items/count-000") == {}
+
+
+@pytest.mark.parametrize("form", ["full", "aggregate"])
+async def test_outputs_appended_before_a_crash_are_never_read_twice(
+    tmp_path: Path, form: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The member dies after its transaction's outputs were appended and
+    before its commit became durable (a slow store holds the commit): the
+    next member redoes the transaction, and readers see its outputs once.
+    Publishing committed instead of uncommitted fails this."""
+    db = MemoryDatabase()
+    db.commit_delay = 5.0
+    factory: Callable[[], Any] = (
+        (lambda: InMemory(db)) if form == "aggregate" else (lambda: FullWordCount(db))
+    )
+    async with open_cluster(
+        factory,
+        data_dir=tmp_path,
+        journals=[
+            new_journal_spec(LINES, content_type=NDJSON),
+            new_journal_spec(COUNTS, content_type=NDJSON),
+        ],
+    ) as c:
+        await c.apply_shards([shard(min_s=0.0, max_s=0.5)])
+        await c.add_member("alpha")
+        first = [f"a{i % 3} b" for i in range(10)]
+        await c.publish(LINES, [{"text": t} for t in first])
+        with trio.fail_after(5):
+            while not (await c.write_heads([COUNTS]))[COUNTS]:
+                await trio.sleep(0.01)
+        await c.crash("alpha")
+        db.commit_delay = 0.0
+        await c.add_member("beta")
+        second = [f"a{i % 5} c" for i in range(10)]
+        await c.publish(LINES, [{"text": t} for t in second])
+        head = (await c.write_heads([LINES]))[LINES]
+        s = await c.wait_read_through("count-000", {LINES: head})
+
+        expected = expected_counts(first + second)
+        if form == "aggregate":
+            assert db.committed_state(s.fqn) == expected
+            assert await output_totals(c) == expected
+        else:
+            assert db.committed_state(s.fqn) == expected
+            assert await output_counts(c) == expected
