@@ -21,7 +21,7 @@ from gazette_trio.broker.journal_spec import new_journal_spec
 from gazette_trio.broker.list_apply import apply_journals, delete, list_journals, upsert
 from gazette_trio.broker.local import LocalJournalClient
 from gazette_trio.broker.reader import read_journal
-from gazette_trio.broker.server import FileStorage, JournalServerCore, MemoryStorage
+from gazette_trio.broker.server import FileStorage, JournalServerCore, MemoryStorage, file_storage
 from gazette_trio.protocol import labels as L
 from gazette_trio.protocol import protocol as pb
 
@@ -398,4 +398,23 @@ async def test_a_repair_interrupted_at_any_step_can_be_run_again_and_loses_no_of
     assert content == b"".join(kept)
     response = await append(client, "a/journal", b"next")
     assert response.commit.begin == head
+    core.storage.close()
+
+
+async def test_a_fragment_file_removed_behind_the_servers_back_is_data_loss_without_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(file_storage, "_READ_FDS", 1)  # the first fragment's fd is let go
+    core, client = open_core(tmp_path)
+    await apply_journals(client, [upsert(new_journal_spec("a/log", fragment_length=1024))])
+    await append(client, "a/log", b"x" * 1500)
+    await append(client, "a/log", b"y" * 1500)  # rolls [0, 1500)
+    await append(client, "a/log", b"z")  # rolls [1500, 3000)
+    first = next((tmp_path / "journals" / "a" / "log").glob("0000000000000000-*.raw"))
+    first.unlink()
+    with pytest.raises(
+        aio.DataLoss, match=rf"journal a/log: fragment file journals/a/log/{first.name} is missing"
+    ) as refused:
+        await read_journal(client, "a/log")
+    assert str(tmp_path) not in str(refused.value)
     core.storage.close()

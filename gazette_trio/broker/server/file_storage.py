@@ -882,11 +882,26 @@ class FileStorage:
         else:
             fd = self._read_fds.get(key, -1)
             if fd < 0:
-                fd = os.open(self._paths[key], os.O_RDONLY)
+                path = self._paths[key]
+                try:
+                    fd = os.open(path, os.O_RDONLY)
+                except FileNotFoundError:
+                    # Removed behind the server's back: acknowledged content
+                    # is gone, which the client must hear as such.
+                    raise aio.DataLoss(
+                        f"journal {journal}: fragment file {self._relative(path)} is missing"
+                    ) from None
                 self._remember_fd(key, fd)
             else:
                 self._read_fds.move_to_end(key)
-        data = os.pread(fd, length, offset - fragment_begin)
+        try:
+            data = os.pread(fd, length, offset - fragment_begin)
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                raise
+            raise aio.DataLoss(
+                f"journal {journal}: reading offset {offset} failed ({exc.strerror})"
+            ) from None
         if len(data) != length:
             raise OSError(
                 f"journal {journal!r}: short read at offset {offset} "
