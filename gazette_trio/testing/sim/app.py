@@ -31,10 +31,10 @@ import copy
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...consumer.contracts import Shard, Store
+from ...consumer.contracts import Shard
 from ...consumer.stores.json_file import STATE_FILE, JSONFileStore, decode_document
 from ...consumer.stores.memory import MemoryStore
-from ...message import fixed_mapping
+from ...message import Envelope, Publisher, fixed_mapping
 from ...opfuture import OpFuture, OpFutures
 from ...protocol import consumer as pc
 from ...protocol import protocol as pb
@@ -124,7 +124,7 @@ class Summer:
         self.world = world
         self.member = member
 
-    async def new_store(self, shard: Shard, recorder: Any) -> Store:
+    async def new_store(self, shard: Shard, recorder: Recorder | None) -> CheckedStore:
         instance = self.world.invariants.new_instance(shard.id, self.member)
         inner: JSONFileStore | MemoryStore
         if recorder is not None:
@@ -133,19 +133,23 @@ class Summer:
             inner = MemoryStore(self.world.database)
         return CheckedStore(inner, shard_id=shard.id, instance=instance, world=self.world)
 
-    def new_message(self, spec: pb.JournalSpec) -> Any:
+    def new_message(self, spec: pb.JournalSpec) -> type[dict[str, Any]]:
         return dict
 
     async def consume_message(
-        self, shard: Shard, store: Any, envelope: Any, publisher: Any
+        self,
+        shard: Shard,
+        store: CheckedStore,
+        envelope: Envelope[dict[str, Any]],
+        publisher: Publisher,
     ) -> None:
-        checked: CheckedStore = store
+        checked = store
         message = envelope.message
         self.world.invariants.consumed(checked.instance, checked.state, message)
         checked.touched.add(message["stream"])
 
-    async def finalize_txn(self, shard: Shard, store: Any, publisher: Any) -> None:
-        checked: CheckedStore = store
+    async def finalize_txn(self, shard: Shard, store: CheckedStore, publisher: Publisher) -> None:
+        checked = store
         partition = int(shard.id.rsplit("-", 1)[1])
         mapping = fixed_mapping(sums_journal(partition), NDJSON)
         state = checked.state
