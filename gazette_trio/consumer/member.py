@@ -1,7 +1,7 @@
 """A consumer member: one process's place in a consumer group, assembled.
 
 `open_consumer` joins the group under `root` (lease, member key, allocator,
-via `allocator.open_member`), runs the `Service` that keeps this member's
+via `allocator.open_member`), runs the `ShardService` that keeps this member's
 shards running, and offers the `ShardAPI` that serves the Shard gRPC
 service. Inside its block the member is live; `Consumer.drain()` leaves
 gracefully (the member's shard limit drops to 0 and it waits until the
@@ -32,7 +32,7 @@ from ..protocol import consumer as pc
 from ..protocol import protocol as pb
 from . import shard_spec
 from .contracts import Application
-from .service import Service
+from .service import ShardService
 from .shard import HINTS_INTERVAL, ShardContext, ShardObserver
 from .shard_api import ShardAPI
 
@@ -42,7 +42,7 @@ class Consumer:
     """A live member: its session, service and Shard API."""
 
     session: MemberSession
-    service: Service
+    service: ShardService
     api: ShardAPI
 
     async def drain(self) -> None:
@@ -120,7 +120,7 @@ async def open_consumer(
             wall_clock_ns=wall_clock_ns,
             hints_interval=hints_interval,
         )
-        service = Service(ctx)
+        service = ShardService(ctx)
         api = ShardAPI(service, etcd, journals, verifier)
         try:
             async with background_nursery() as nursery:

@@ -1,6 +1,6 @@
 """A shard's life on one member: standby, primary, failed, gone.
 
-When the allocator assigns a shard to this member, the `Service` starts a
+When the allocator assigns a shard to this member, the `ShardService` starts a
 `LocalShard` in its own cancel scope and nursery; when the assignment goes
 away (or the member stops) the scope is cancelled and everything the shard
 started ends inside it: readers, the transaction driver, commits in flight,

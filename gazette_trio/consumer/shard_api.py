@@ -62,7 +62,7 @@ from ..protocol import protocol as pb
 from ..protocol.validation import ValidationError
 from ..recoverylog import fetch_hints
 from . import shard_spec
-from .service import ResolveError, Service
+from .service import ResolveError, ShardService
 from .shard import ShardStopped
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class ShardAPI:
     """Trio implementations of the Shard service for one member."""
 
     def __init__(
-        self, service: Service, etcd: Etcd, journals: JournalClient, verifier: Verifier = OPEN
+        self, service: ShardService, etcd: Etcd, journals: JournalClient, verifier: Verifier = OPEN
     ) -> None:
         self.service = service
         self.etcd = etcd
