@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import trio
 
 from gazette_trio import aio
 from gazette_trio.broker.appender import append
@@ -131,6 +132,16 @@ async def test_a_flipped_byte_in_an_acknowledged_append_is_refused_then_repaired
         rf"\(journals/hostile/journal/0000000000000000.spool: bytes \[{begin}, {end}\) do not "
         r"match the CRC-32 of their commit record",
     )
+    # What a user of the command line sees: the error, once, and exit 1.
+    read = await trio.to_thread.run_sync(
+        gazette_trio_cli, "journals", "-e", server.endpoint, "read", JOURNAL
+    )
+    assert read.returncode == 1
+    assert read.stderr.startswith(
+        f"Error: {server.endpoint}: DATA_LOSS: journal {JOURNAL}: stored content is damaged "
+        f"at offset {begin} (journals/hostile/journal/0000000000000000.spool: "
+    ), read.stderr
+    assert len(read.stderr.splitlines()) == 1, read.stderr
     server.stop()
     assert spool.stat().st_size == acked.write_head  # nothing was cut
 
