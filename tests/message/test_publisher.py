@@ -157,6 +157,28 @@ async def test_mappings_over_partitions_picked_by_selector(journals: Journals) -
         assert rendezvous({"user": user})[0] == names[weights.index(max(weights))]
 
 
+async def test_a_mapping_kept_as_a_class_attribute_is_not_bound_as_a_method(
+    journals: Journals,
+) -> None:
+    """Applications keep their mappings on the class; a plain function there
+    would be bound to the instance and called with it as the message."""
+    await journals.create("clicks/part-000", JSON_LINES, {"topic": "clicks"})
+    await journals.create("totals", JSON_LINES)
+    partitions = Partitions(journals.client, "topic=clicks")
+    await partitions.refresh()
+
+    class App:
+        out = fixed_mapping("totals", JSON_LINES)
+        clicks = modulo_mapping(partitions, key=lambda m: m["user"])
+
+    app = App()
+    assert app.out({"n": 1}) == ("totals", JSON_LINES)
+    assert app.clicks({"user": "alice"}) == ("clicks/part-000", JSON_LINES)
+    publisher = Publisher(journals.appends)
+    response = await publisher.publish_committed(app.out, {"n": 1})
+    assert response.commit is not None and response.commit.journal == "totals"
+
+
 async def test_rendezvous_moves_only_keys_of_an_added_journal(journals: Journals) -> None:
     for i in range(3):
         await journals.create(f"clicks/part-{i:03}", JSON_LINES, {"topic": "clicks"})
