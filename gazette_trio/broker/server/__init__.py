@@ -5,6 +5,8 @@ Gazette's own replicated brokers; clients cannot tell the difference.
 
 - `JournalServerCore` (`core`): the API's semantics over a `Storage`;
 - `MemoryStorage` (`storage`) and `FileStorage` (`file_storage`): where state lives;
+- `commit_log`: the record format of a spool's commit log, and its scan;
+- `repair`: the `gazette-trio broker repair` command for damaged journals;
 - `journal_service` (`service`): the core as a grpclib service via `gazette_trio.aio`;
 - `serve_journals` (`serve`): all of the above, standalone;
 - `Faults` (`faults`): hooks through which a simulator injects errors and delays.
