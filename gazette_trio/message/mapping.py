@@ -61,7 +61,7 @@ __all__ = [
     "rendezvous_mapping",
 ]
 
-M = TypeVar("M")
+M = TypeVar("M", default=Any)
 M_contra = TypeVar("M_contra", contravariant=True, default=Any)
 
 

@@ -2,7 +2,7 @@
 
 `mypy --strict` (with `mypy.ini` beside this file) runs over
 
-- the examples' applications (`examples/word_count/word_count.py`);
+- the examples (`examples/*/`: the applications and their clients);
 - every Python code block of `docs/*.md` that defines an application (a
   class with `consume_message`, or an `Aggregation` or `BaseApplication`
   subclass), each extracted into a module of its own;
@@ -29,7 +29,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE / "mypy.ini"
-EXAMPLES = [ROOT / "examples" / "word_count" / "word_count.py"]
+EXAMPLES = [
+    ROOT / "examples" / "word_count" / "word_count.py",
+    ROOT / "examples" / "word_count" / "wordcountctl.py",
+    ROOT / "examples" / "stream_sum" / "stream_sum.py",
+    ROOT / "examples" / "stream_sum" / "chunker.py",
+]
 
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 _DEFINES_APP = re.compile(r"def consume_message|\((Aggregation|BaseApplication)\[")
