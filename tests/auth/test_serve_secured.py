@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -225,3 +226,132 @@ def test_listening_beyond_loopback_without_keys_and_tls_is_refused(tmp_path: Pat
     assert "member.host: the gRPC port listens on 0.0.0.0 without auth keys" in started.stderr
     assert "security.insecure = true" in started.stderr
     assert not (tmp_path / "data" / "journals").exists()
+
+
+TWO_MEMBER_CONFIG = """
+data_dir = "data-{suffix}"
+
+[application]
+module = "counter:Counter"
+[application.settings]
+output = "ex/counts"
+
+[member]
+port = {port}
+suffix = "{suffix}"
+
+[http]
+enabled = false
+
+[etcd]
+endpoints = ["{etcd}"]
+prefix = "/gazette/consumers/secured-pair"
+{broker}
+[journals]
+name = "ex/"
+labels = [{{name = "content-type", value = "application/x-ndjson"}}]
+children = [{{ name = "ex/counts" }}, {{ name = "ex/lines" }}]
+
+[[shards.shards]]
+id = "count-000"
+sources = [{{ journal = "ex/lines" }}]
+max_txn_duration = "500ms"
+recovery_log_prefix = "ex/recovery"
+hint_prefix = "/gazette/hints/secured-pair"
+"""
+
+
+@pytest.mark.slow
+def test_a_stat_proxied_between_secured_members_carries_the_members_token(
+    tmp_path: Path, etcd_endpoint: str, pki: Pki
+) -> None:
+    """Two secured members share a real etcd; the second reads journals from
+    the first's embedded journal server over TLS, with its own tokens. A Stat
+    asked of the member that is not primary is forwarded to the primary with
+    a token the forwarding member signs, verified there like any other."""
+    ports = [free_port(), free_port()]
+    security = SECURITY.format(cert=pki.cert, key=pki.key, ca=pki.ca)
+    operator = SecuredMember(tmp_path, pki)  # not started: its CLI environment
+    procs = []
+    try:
+        for i, suffix in enumerate(["member-one", "member-two"]):
+            broker = "" if i == 0 else f'[broker]\nendpoint = "https://localhost:{ports[0]}"\n'
+            config = tmp_path / f"{suffix}.toml"
+            config.write_text(
+                TWO_MEMBER_CONFIG.format(
+                    suffix=suffix, port=ports[i], etcd=etcd_endpoint, broker=broker
+                )
+                + security
+            )
+            log = open(tmp_path / f"{suffix}.log", "wb")  # noqa: SIM115 (closed below)
+            procs.append(
+                (
+                    subprocess.Popen(
+                        [sys.executable, "-m", "gazette_trio", "serve", config.name],
+                        cwd=tmp_path,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        env=operator.env(
+                            GAZETTE_TRIO_AUTH_KEYS_FILE=None, GAZETTE_TRIO_TRUSTED_CA_FILE=None
+                        ),
+                    ),
+                    log,
+                )
+            )
+            time.sleep(1.5 if i == 0 else 0)
+        endpoints = [f"https://localhost:{p}" for p in ports]
+        deadline = time.monotonic() + 40
+        primary = None
+        while time.monotonic() < deadline and primary is None:
+            listed = operator.cli("shards", "list", "-e", endpoints[1])
+            if listed.returncode == 0 and ":PRIMARY" in listed.stdout:
+                primary = 0 if "member-one:PRIMARY" in listed.stdout else 1
+            time.sleep(0.3)
+        assert primary is not None, (tmp_path / "member-two.log").read_text()
+        other = 1 - primary
+
+        lines = "".join(json.dumps({"text": f"x y {i}"}) + "\n" for i in range(10)).encode()
+        appended = operator.cli("journals", "-e", endpoints[0], "append", "ex/lines", stdin=lines)
+        assert appended.returncode == 0, appended.stderr
+        head = int(appended.stderr.split(", ")[1].split(")")[0])
+
+        import trio
+
+        from gazette_trio import aio
+        from gazette_trio.auth import tls
+        from gazette_trio.auth.authorizer import KeyedAuthorizer, channel_hook
+        from gazette_trio.auth.tokens import Keys
+        from gazette_trio.protocol import consumer as pc
+
+        credentials = aio.DialCredentials(
+            ssl=tls.client_context(pki.ca),
+            metadata=channel_hook(KeyedAuthorizer(Keys.parse(KEY_TEXT))),
+        )
+
+        async def stat() -> pc.StatResponse:
+            async with (
+                aio.asyncio_island(),
+                aio.Channel(endpoints[other], credentials=credentials) as channel,
+            ):
+                with trio.fail_after(30):
+                    return await aio.unary(
+                        channel,
+                        "/consumer.Shard/Stat",
+                        pc.StatRequest(shard="count-000", read_through={"ex/lines": head}),
+                        pc.StatResponse,
+                    )
+
+        reply = trio.run(stat)
+        assert reply.status == pc.Status.OK
+        assert reply.read_through["ex/lines"] >= head
+        assert reply.header is not None and reply.header.process_id is not None
+        assert reply.header.process_id.suffix == ["member-one", "member-two"][primary]
+    finally:
+        for proc, log in reversed(procs):
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
