@@ -52,6 +52,7 @@ from typing import Any, Literal
 import trio
 
 from . import aio
+from ._scope import background_nursery
 from .broker.append_service import AppendService, open_append_service
 from .broker.client import JournalClient
 from .broker.reader import Backoff
@@ -393,23 +394,17 @@ async def open_publisher(
             warn_every=warn_every,
             on_progress=on_progress,
         )
-        # The block's own error leaves as itself, not in the nursery's group.
-        error: BaseException | None = None
-        async with trio.open_nursery() as nursery:
+        async with background_nursery() as nursery:
             nursery.start_soon(publisher._linger)
             try:
                 yield publisher
                 await publisher.commit()
-            except BaseException as exc:
-                error = exc
+            except BaseException:
                 # Transactions committed before the error are settled, so
                 # that `progress` says truly what was committed.
                 with trio.CancelScope(shield=True), trio.move_on_after(give_up_after):
                     await publisher._settle_sent()
-            finally:
-                nursery.cancel_scope.cancel()
-        if error is not None:
-            raise error
+                raise
 
 
 @contextlib.asynccontextmanager

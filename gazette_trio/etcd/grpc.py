@@ -26,6 +26,7 @@ import grpclib.const
 import trio
 
 from .. import aio
+from .._scope import background_nursery
 from ..protocol import etcdserverpb as rpc
 from ..protocol import mvccpb
 from .types import (
@@ -353,21 +354,12 @@ class GrpcEtcd:
             # server gets to creating the watch: pin the current revision.
             start_revision = (await self.range(get.key, limit=1, keys_only=True)).revision + 1
         send, receive = trio.open_memory_channel[WatchBatch | BaseException](16)
-        # The pump never raises, so the only error that can leave the nursery
-        # is the block's own: re-raise it as itself, not wrapped in a group.
-        block_error: BaseException | None = None
-        async with trio.open_nursery() as nursery:
+        # The pump never raises: what leaves is the block's own error.
+        async with background_nursery() as nursery:
             nursery.start_soon(
                 self._pump_watch, send, get, start_revision, prev_kv, progress_notify
             )
-            try:
-                yield _GrpcWatch(receive)
-            except BaseException as exc:
-                block_error = exc
-            finally:
-                nursery.cancel_scope.cancel()
-        if block_error is not None:
-            raise block_error
+            yield _GrpcWatch(receive)
 
     async def _pump_watch(
         self,
