@@ -99,37 +99,87 @@ class _InState:
 
 
 _DDL = f"CREATE TABLE IF NOT EXISTS {TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
-_UPSERT = (
-    f"INSERT INTO {TABLE} (key, value) VALUES (?, ?) "
-    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-)
-_SELECT = f"SELECT key, value FROM {TABLE} WHERE key = ?"
+# Keys looked up per statement: well under SQLite's and PostgreSQL's limits
+# on bound parameters.
+_SELECT_BATCH = 500
+# Values remembered between transactions, at most (then forgotten at once).
+_CACHE_LIMIT = 200_000
 
 
-class _InSQLite:
-    """Values in a table of an SQLiteStore's database."""
+def _upsert(mark: str) -> str:
+    return (
+        f"INSERT INTO {TABLE} (key, value) VALUES ({mark}, {mark}) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+    )
 
-    def __init__(self, store: Any) -> None:
-        self.store = store
-        store.db.execute(_DDL)
+
+def _select(mark: str, n: int) -> str:
+    return f"SELECT key, value FROM {TABLE} WHERE key IN ({', '.join([mark] * n)})"
+
+
+class _InTable:
+    """Values JSON-encoded in the table `TABLE` of a SQL store.
+
+    What this aggregation last wrote is remembered (up to `_CACHE_LIMIT`
+    keys): the shard is the table's only writer while its store lives, and a
+    failed commit fails the shard and with it this store. Other keys are
+    read `_SELECT_BATCH` at a time.
+    """
+
+    mark = "?"
+    """The statement parameters' placeholder."""
+
+    def __init__(self) -> None:
+        self.cache: dict[str, Any] = {}
+
+    async def _rows(self, sql: str, keys: list[str]) -> Iterable[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    async def _write(self, rows: list[tuple[str, str]]) -> None:
+        raise NotImplementedError
 
     async def load(self, keys: Iterable[str]) -> dict[str, Any]:
-        db = self.store.db
-        found: dict[str, Any] = {}
-        for key in keys:
-            for _, value in db.execute(_SELECT, (key,)):
+        keys = list(keys)
+        cache = self.cache
+        found = {k: cache[k] for k in keys if k in cache}
+        missing = [k for k in keys if k not in found]
+        for i in range(0, len(missing), _SELECT_BATCH):
+            chunk = missing[i : i + _SELECT_BATCH]
+            for key, value in await self._rows(_select(self.mark, len(chunk)), chunk):
                 found[key] = json.loads(value)
         return found
 
     async def save(self, values: dict[str, Any]) -> None:
-        self.store.db.executemany(_UPSERT, [(k, json.dumps(v)) for k, v in values.items()])
+        await self._write([(k, json.dumps(v)) for k, v in values.items()])
+        if len(self.cache) + len(values) > _CACHE_LIMIT:
+            self.cache.clear()
+        self.cache.update(values)
 
 
-class _InSQL:
-    """Values in a table of an SQLStore's database."""
+class _InSQLite(_InTable):
+    """Values in a table of an SQLiteStore's database (in its open
+    transaction, so they commit with the checkpoint)."""
 
     def __init__(self, store: Any) -> None:
+        super().__init__()
         self.store = store
+        store.db.execute(_DDL)
+
+    async def _rows(self, sql: str, keys: list[str]) -> Iterable[tuple[Any, ...]]:
+        return list(self.store.db.execute(sql, keys))
+
+    async def _write(self, rows: list[tuple[str, str]]) -> None:
+        self.store.db.executemany(_upsert("?"), rows)
+
+
+class _InSQL(_InTable):
+    """Values in a table of an SQLStore's database (in the consumer
+    transaction's database transaction)."""
+
+    def __init__(self, store: Any) -> None:
+        super().__init__()
+        self.store = store
+        self.mark = "%s" if store.dialect == "postgresql" else "?"
         self.ready = False
 
     async def _txn(self) -> Any:
@@ -139,17 +189,14 @@ class _InSQL:
             self.ready = True
         return txn
 
-    async def load(self, keys: Iterable[str]) -> dict[str, Any]:
+    async def _rows(self, sql: str, keys: list[str]) -> Iterable[tuple[Any, ...]]:
         txn = await self._txn()
-        found: dict[str, Any] = {}
-        for key in keys:
-            for _, value in await txn.execute(_SELECT, (key,)):
-                found[key] = json.loads(value)
-        return found
+        rows: list[tuple[Any, ...]] = await txn.execute(sql, keys)
+        return rows
 
-    async def save(self, values: dict[str, Any]) -> None:
+    async def _write(self, rows: list[tuple[str, str]]) -> None:
         txn = await self._txn()
-        await txn.executemany(_UPSERT, [(k, json.dumps(v)) for k, v in values.items()])
+        await txn.executemany(_upsert(self.mark), rows)
 
 
 def _keyed_state(store: Store) -> _KeyedState:

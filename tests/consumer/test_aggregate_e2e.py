@@ -88,16 +88,20 @@ class InSQLite(WordCount):
 
 class InSQL(WordCount):
     """The same, in an SQLStore: a database file every member opens (fenced,
-    as a database server would be)."""
+    as a database server would be), or a PostgreSQL database."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | None = None, dsn: str = "") -> None:
         self.path = path
+        self.dsn = dsn
 
     async def new_store(self, shard: Any, recorder: Recorder | None) -> Store:
+        if self.dsn:
+            return await SQLStore.postgres(self.dsn)
+        assert self.path is not None
         return await SQLStore.sqlite(self.path)
 
 
-STORES = ["memory", "json", "sqlite", "sql"]
+STORES = ["memory", "json", "sqlite", "sql", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 def recorded(spec: pc.ShardSpec) -> pc.ShardSpec:
@@ -107,7 +111,7 @@ def recorded(spec: pc.ShardSpec) -> pc.ShardSpec:
 
 
 async def committed_counts(
-    kind: str, db: MemoryDatabase, c: Cluster, sql_path: Path
+    kind: str, db: MemoryDatabase, c: Cluster, sql_path: Path, dsn: str = ""
 ) -> dict[str, int]:
     """The state of the shard's committed store, as its current primary has it."""
     s = c.primary_of("count-000")
@@ -118,6 +122,12 @@ async def committed_counts(
     if kind == "json":
         assert isinstance(store, JSONFileStore)
         return dict(store.state)
+    if kind == "postgres":
+        import psycopg
+
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            rows = conn.execute(f"SELECT key, value FROM {TABLE}").fetchall()
+            return {k: json.loads(v) for k, v in rows}
     if kind == "sql":
         with contextlib.closing(sqlite3.connect(sql_path)) as db:
             return {k: json.loads(v) for k, v in db.execute(f"SELECT key, value FROM {TABLE}")}
@@ -127,7 +137,7 @@ async def committed_counts(
 
 @contextlib.asynccontextmanager
 async def open_aggregate(
-    tmp_path: Path, kind: str
+    tmp_path: Path, kind: str, dsn: str = ""
 ) -> AsyncIterator[tuple[Cluster, MemoryDatabase]]:
     db = MemoryDatabase()
     factories: dict[str, Callable[[], WordCount]] = {
@@ -135,6 +145,7 @@ async def open_aggregate(
         "json": WordCount,
         "sqlite": InSQLite,
         "sql": lambda: InSQL(tmp_path / "aggregate.db"),
+        "postgres": lambda: InSQL(dsn=dsn),
     }
     factory = factories[kind]
     async with open_cluster(
@@ -161,12 +172,16 @@ async def output_totals(c: Cluster) -> dict[str, int]:
 
 @pytest.mark.parametrize("kind", STORES)
 async def test_exactly_once_across_a_crash_and_a_reassignment(
-    tmp_path: Path, kind: str, autojump_clock: trio.testing.MockClock
+    tmp_path: Path,
+    kind: str,
+    request: pytest.FixtureRequest,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with open_aggregate(tmp_path, kind) as (c, db):
+    dsn = request.getfixturevalue("postgres_dsn") if kind == "postgres" else ""
+    async with open_aggregate(tmp_path, kind, dsn) as (c, db):
         spec = recorded(shard(min_s=0.2, max_s=0.5))
         lines = await count_through_a_crash_and_a_reassignment(c, spec)
-        committed = await committed_counts(kind, db, c, tmp_path / "aggregate.db")
+        committed = await committed_counts(kind, db, c, tmp_path / "aggregate.db", dsn)
         assert committed == expected_counts(lines)
         assert await output_totals(c) == expected_counts(lines)
 
