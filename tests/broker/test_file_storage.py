@@ -418,3 +418,30 @@ async def test_a_fragment_file_removed_behind_the_servers_back_is_data_loss_with
         await read_journal(client, "a/log")
     assert str(tmp_path) not in str(refused.value)
     core.storage.close()
+
+
+async def test_a_repair_keeps_only_verified_content_and_says_what_it_may_keep(
+    tmp_path: Path,
+) -> None:
+    core, client = open_core(tmp_path)
+    await apply_journals(client, [upsert(new_journal_spec("a/journal"))])
+    await append(client, "a/journal", b"first;")
+    await append(client, "a/journal", b"second;")
+    core.storage.close()
+    spool = tmp_path / "journals" / "a" / "journal" / "0000000000000000.spool"
+    data = bytearray(spool.read_bytes())
+    data[8] ^= 0xFF
+    spool.write_bytes(bytes(data))
+
+    storage = FileStorage(tmp_path)
+    storage.recover()
+    with pytest.raises(ValueError, match=r"--truncate-at 7 is outside \[0, 6\]"):
+        storage.repair("a/journal", 7)  # past the damage: not verified
+    with pytest.raises(ValueError, match="journal a/other: no damage found"):
+        storage.repair("a/other", 0)
+    assert storage.repair("a/journal", 6)[0] == (
+        "kept offsets [0, 6) as journals/a/journal/0000000000000000-0000000000000006-"
+        + hashlib.sha1(b"first;").hexdigest()
+        + ".raw"
+    )
+    storage.close()
