@@ -1,0 +1,260 @@
+"""What TLS and tokens cost: the same work with security on and off.
+
+Two figures, each measured with everything secured (the journal server
+verifying a token per call and serving TLS; the consumer dialing TLS and
+signing its calls with a shared key) beside the same run in plaintext
+without tokens, which is the floor:
+
+- e2e: the `e2e` group's word count (`benchmarks.wordcount`: SQLiteStore
+  recorded into its recovery log, one shard) with the journal server served
+  over gRPC on loopback instead of called in-process, so that every read of
+  the input and every recovery-log append crosses TLS and carries a token.
+  msgs/s; target: secured >= 0.9x plaintext (security costs at most 10%).
+- latency: one small append (100 bytes) at a time over gRPC, waited for,
+  p50 and p99 over a few thousand: the per-call cost of verifying a token
+  and of TLS records. Reported beside plaintext; no target.
+
+Each case runs in its own process (`python -m benchmarks.security <case>
+DIR --secured/--plain`), alternating secured and plaintext, best of three
+(two with --quick). The certificates are made with the `openssl` command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from . import wordcount
+from .harness import Report
+
+GROUP = "security"
+KEY = base64.b64encode(b"benchmark key, not a secret").decode()
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _child(case: str, directory: Path, secured: bool, *args: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.security",
+            case,
+            str(directory),
+            "--secured" if secured else "--plain",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"security {case} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def _pki(directory: Path) -> None:
+    sys.path.insert(0, str(REPO))
+    from tests.auth.pki import make_pki
+
+    make_pki(directory / "pki")
+
+
+def run(report: Report) -> None:
+    if shutil.which("openssl") is None:
+        print("[security] skipped: the certificates are made with the openssl command")
+        return
+    messages = 100_000 if report.quick else 1_000_000
+    repeat = 2 if report.quick else 3
+    root = Path(tempfile.mkdtemp(prefix="gazette-trio-bench-security-"))
+    try:
+        _pki(root)
+        wordcount.generate(root, messages, 1, plain_copy=False)
+        load = wordcount.load_note()
+        results: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+        for _ in range(repeat):
+            for secured in (False, True):
+                results[secured].append(_child("consume", root, secured))
+        plain = max(results[False], key=lambda r: r["msgs_per_s"])
+        secure = max(results[True], key=lambda r: r["msgs_per_s"])
+        report.add(
+            GROUP,
+            f"e2e word count, SQLiteStore, journals over gRPC, TLS + tokens ({messages:,} msgs)",
+            secure["msgs_per_s"],
+            "msgs/s",
+            floor=plain["msgs_per_s"],
+            floor_name="the same in plaintext, no tokens",
+            target_ratio=0.9,
+            note=f"CPU {secure['cpu_s']:.1f} s vs {plain['cpu_s']:.1f} s; {load}",
+        )
+        count = 1_000 if report.quick else 3_000
+        lat: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+        for _ in range(repeat):
+            for secured in (False, True):
+                lat[secured].append(_child("latency", root, secured, "--count", str(count)))
+        for q in ("p50", "p99"):
+            secure_q = min(r[q] for r in lat[True])
+            plain_q = min(r[q] for r in lat[False])
+            report.add(
+                GROUP,
+                f"append round trip {q}, 100 B, TLS + tokens",
+                secure_q,
+                "ms",
+                floor=plain_q,
+                floor_name=f"plaintext, no tokens {q}",
+                higher_is_better=False,
+            )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------
+# The child processes
+
+
+def _security(directory: Path, secured: bool) -> tuple[Any, Any, Any, str]:
+    from gazette_trio import aio
+    from gazette_trio.auth import tls
+    from gazette_trio.auth.authorizer import KeyedAuthorizer, channel_hook
+    from gazette_trio.auth.tokens import Keys
+    from gazette_trio.auth.verifier import OPEN, Verifier
+
+    if not secured:
+        return OPEN, None, aio.DialCredentials(), "http://127.0.0.1:{port}"
+    pki = directory / "pki"
+    keys = Keys.parse(KEY)
+    return (
+        Verifier(keys),
+        tls.server_context(pki / "node.pem", pki / "node.key"),
+        aio.DialCredentials(
+            ssl=tls.client_context(pki / "ca.pem"), metadata=channel_hook(KeyedAuthorizer(keys))
+        ),
+        "https://localhost:{port}",
+    )
+
+
+async def consume(directory: Path, secured: bool) -> dict[str, Any]:
+    from gazette_trio import aio
+    from gazette_trio.broker.grpc_client import GrpcJournalClient
+    from gazette_trio.broker.server import FileStorage, JournalServerCore, journal_service
+
+    verifier, server_tls, credentials, endpoint = _security(directory, secured)
+    expected = wordcount.load_expected(directory)
+    run = f"sqlite-{'tls' if secured else 'plain'}-{os.getpid()}"
+    run_dir = directory / "runs" / run
+    run_dir.mkdir(parents=True)
+    meter = wordcount.Meter()
+    app = wordcount.WordCount("sqlite", run_dir, meter)
+    core = JournalServerCore(FileStorage(directory / "broker"))
+    specs = wordcount.shard_specs(expected, "sqlite", run)
+    try:
+        async with aio.asyncio_island(), trio.open_nursery() as nursery:
+            port = await nursery.start(
+                lambda task_status: aio.serve(
+                    [journal_service(core, verifier)],
+                    "127.0.0.1",
+                    0,
+                    tls=server_tls,
+                    task_status=task_status,
+                )
+            )
+            async with (
+                aio.Channel(endpoint.format(port=port), credentials=credentials) as channel,
+                wordcount.bench_cluster(core, run_dir, app, specs) as cluster,
+            ):
+                # Every member call to journals (reads, recovery-log appends)
+                # goes over the served port.
+                cluster.journals = GrpcJournalClient(channel)
+                wordcount.tune_gc()
+                await cluster.add_member("bench")
+                shards = []
+                for spec, part in zip(specs, expected["partitions"], strict=True):
+                    shards.append(
+                        await cluster.wait_read_through(spec.id, {part["journal"]: part["head"]})
+                    )
+                meter.stop()
+                for spec, part, shard in zip(specs, expected["partitions"], shards, strict=True):
+                    got = await wordcount.committed_counts(
+                        "sqlite", shard.store, run_dir, spec.id, "full"
+                    )
+                    if got != part["counts"]:
+                        raise AssertionError(f"shard {spec.id}: counts differ from the input")
+            nursery.cancel_scope.cancel()
+    finally:
+        core.close()
+    return meter.result(expected["messages"], secured=secured)
+
+
+async def latency(directory: Path, secured: bool, count: int) -> dict[str, Any]:
+    from gazette_trio import aio
+    from gazette_trio.broker.grpc_client import GrpcJournalClient
+    from gazette_trio.broker.journal_spec import new_journal_spec
+    from gazette_trio.broker.list_apply import apply_journals, upsert
+    from gazette_trio.broker.server import FileStorage, JournalServerCore, journal_service
+    from gazette_trio.protocol import protocol as pb
+
+    verifier, server_tls, credentials, endpoint = _security(directory, secured)
+    data = directory / f"latency-{os.getpid()}"
+    core = JournalServerCore(FileStorage(data))
+    samples: list[float] = []
+    try:
+        async with aio.asyncio_island(), trio.open_nursery() as nursery:
+            port = await nursery.start(
+                lambda task_status: aio.serve(
+                    [journal_service(core, verifier)],
+                    "127.0.0.1",
+                    0,
+                    tls=server_tls,
+                    task_status=task_status,
+                )
+            )
+            async with aio.Channel(endpoint.format(port=port), credentials=credentials) as ch:
+                client = GrpcJournalClient(ch)
+                await apply_journals(client, [upsert(new_journal_spec("bench/latency"))])
+                record = b"x" * 99 + b"\n"
+                for i in range(count + 100):
+                    start = time.perf_counter()
+                    await client.append(pb.AppendRequest(journal="bench/latency"), [record])
+                    if i >= 100:  # the first calls warm the connection up
+                        samples.append((time.perf_counter() - start) * 1000)
+            nursery.cancel_scope.cancel()
+    finally:
+        core.close()
+        shutil.rmtree(data, ignore_errors=True)
+    samples.sort()
+    return {
+        "p50": samples[len(samples) // 2],
+        "p99": samples[int(len(samples) * 0.99)],
+        "secured": secured,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.security")
+    parser.add_argument("case", choices=["consume", "latency"])
+    parser.add_argument("dir", type=Path)
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--secured", action="store_true")
+    mode.add_argument("--plain", action="store_true")
+    parser.add_argument("--count", type=int, default=3_000)
+    args = parser.parse_args()
+    if args.case == "consume":
+        result = trio.run(consume, args.dir, args.secured)
+    else:
+        result = trio.run(latency, args.dir, args.secured, args.count)
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
