@@ -24,7 +24,11 @@ log = logging.getLogger(__name__)
 
 
 def open_storage(data_dir: str | os.PathLike[str] | None, *, sync: bool = True) -> Storage:
-    """`FileStorage` in `data_dir`, or `MemoryStorage` if it is None."""
+    """`FileStorage` in `data_dir`, or `MemoryStorage` if it is None.
+
+    File storage holds the directory's lock until it is closed: if another
+    process (or storage) holds it, this raises `DataDirLocked` naming the
+    holder (`gazette_trio.runtime.datadir`)."""
     if data_dir is None:
         return MemoryStorage()
     return FileStorage(Path(data_dir), sync=sync)
