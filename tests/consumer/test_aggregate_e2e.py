@@ -148,7 +148,16 @@ async def open_aggregate(
         "postgres": lambda: InSQL(dsn=dsn),
     }
     factory = factories[kind]
-    async with open_cluster(
+    async with open_group(tmp_path, factory) as c:
+        yield c, db
+
+
+def open_group(
+    tmp_path: Path, factory: Callable[[], Any]
+) -> contextlib.AbstractAsyncContextManager[Cluster]:
+    """A consumer group of `factory`'s application with the input and output
+    journals, and the shard's recovery log (used if its spec names it)."""
+    return open_cluster(
         factory,
         data_dir=tmp_path,
         journals=[
@@ -156,8 +165,7 @@ async def open_aggregate(
             new_journal_spec(COUNTS, content_type=NDJSON),
             new_journal_spec("recovery/count-000", content_type=CONTENT_TYPE_RECOVERY_LOG),
         ],
-    ) as c:
-        yield c, db
+    )
 
 
 async def output_totals(c: Cluster) -> dict[str, int]:
@@ -196,14 +204,7 @@ async def test_a_failed_transaction_publishes_nothing_it_gathered(
             return super().reduce(count, line)
 
     db = MemoryDatabase()
-    async with open_cluster(
-        lambda: Failing(db),
-        data_dir=tmp_path,
-        journals=[
-            new_journal_spec(LINES, content_type=NDJSON),
-            new_journal_spec(COUNTS, content_type=NDJSON),
-        ],
-    ) as c:
+    async with open_group(tmp_path, lambda: Failing(db)) as c:
         await c.apply_shards([shard(min_s=0.5, max_s=1.0)])
         await c.add_member("alpha")
         await c.publish(LINES, [{"text": "one two"}, {"text": "MALFORMED three"}])
@@ -228,14 +229,7 @@ async def test_outputs_appended_before_a_crash_are_never_read_twice(
     factory: Callable[[], Any] = (
         (lambda: InMemory(db)) if form == "aggregate" else (lambda: FullWordCount(db))
     )
-    async with open_cluster(
-        factory,
-        data_dir=tmp_path,
-        journals=[
-            new_journal_spec(LINES, content_type=NDJSON),
-            new_journal_spec(COUNTS, content_type=NDJSON),
-        ],
-    ) as c:
+    async with open_group(tmp_path, factory) as c:
         await c.apply_shards([shard(min_s=0.0, max_s=0.5)])
         await c.add_member("alpha")
         first = [f"a{i % 3} b" for i in range(10)]
