@@ -31,10 +31,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import ctypes
+import ctypes.util
+import errno
+import gc
 import logging
+import os
+import re
 import socket
 import ssl
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -46,10 +53,13 @@ import grpclib.client
 import grpclib.config
 import grpclib.const
 import grpclib.exceptions
+import grpclib.protocol
 import grpclib.server
+import h2.settings
 import trio
 import trio_asyncio
 
+from . import limits
 from .protocol.codec import CODEC
 
 log = logging.getLogger(__name__)
@@ -200,7 +210,8 @@ async def asyncio_island() -> AsyncIterator[None]:
     _patch_hyperframe_repr()
     block_error: BaseException | None = None
     try:
-        async with trio_asyncio.open_loop():
+        async with trio_asyncio.open_loop() as loop:
+            loop.set_exception_handler(_loop_exception_handler)
             token = _ISLAND_THREAD.set(threading.get_ident())
             try:
                 yield
@@ -215,6 +226,39 @@ async def asyncio_island() -> AsyncIterator[None]:
         if block_error is not None and _only(group) is block_error:
             raise block_error from None
         raise
+
+
+_ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_accept_warned_at = 0.0
+
+
+def _loop_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The island loop's handler of errors nothing else catches.
+
+    asyncio reports a listening socket's accept failing for want of
+    descriptors or memory here, and itself stops accepting on that socket
+    for a second; trio_asyncio's default handler would make it fatal to the
+    whole process. It is a moment of refusing connections: logged (once in
+    a while, since it repeats), never raised. Anything else keeps the
+    default handling.
+    """
+    global _accept_warned_at
+    exc = context.get("exception")
+    if (
+        isinstance(exc, OSError)
+        and exc.errno in _ACCEPT_CAPACITY_ERRNOS
+        and "accept" in str(context.get("message", ""))
+    ):
+        now = time.monotonic()
+        if now - _accept_warned_at >= 10:
+            _accept_warned_at = now
+            log.warning(
+                "not accepting connections for a moment: %s (raise the descriptor limit "
+                "or lower [limits] max_connections)",
+                exc,
+            )
+        return
+    loop.default_exception_handler(context)
 
 
 def _only(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
@@ -281,6 +325,15 @@ class _Closed(Exception):
     """Raised by `_Pipe.get_nowait` once the pipe is closed and drained."""
 
 
+def _weight(message: object) -> int:
+    """What a message pins in a pipe, as far as it matters: its content
+    bytes (journal reads and appends), plus a small fixed cost."""
+    content = getattr(message, "content", None)
+    if isinstance(content, (bytes, bytearray, memoryview)):
+        return 64 + len(content)
+    return 64
+
+
 class _Pipe(Generic[T]):
     """A bounded FIFO with a producer on one loop and a consumer on the other.
 
@@ -289,9 +342,14 @@ class _Pipe(Generic[T]):
     primitive, woken synchronously by the other side.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, max_bytes: int = 0) -> None:
         self._items: deque[T] = deque()
         self._capacity = max(1, capacity)
+        # With `max_bytes`, the pipe is also full once the content it holds
+        # weighs that much (one item always fits): a reader that stops
+        # reading then pins a bounded amount, whatever the message count.
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._closed = False
         self._error: BaseException | None = None
         self._trio_lot = trio.lowlevel.ParkingLot()
@@ -316,6 +374,11 @@ class _Pipe(Generic[T]):
             raise _Closed("pipe is closed")
         if len(self._items) >= self._capacity:
             return False
+        if self._max_bytes:
+            weight = _weight(item)
+            if self._items and self._bytes + weight > self._max_bytes:
+                return False
+            self._bytes += weight
         self._items.append(item)
         if len(self._items) == 1:
             self._wake()
@@ -326,7 +389,10 @@ class _Pipe(Generic[T]):
         `_Closed` once closed and drained."""
         if self._items:
             item = self._items.popleft()
-            if len(self._items) == self._capacity - 1:
+            if self._max_bytes:
+                self._bytes -= _weight(item)
+                self._wake()
+            elif len(self._items) == self._capacity - 1:
                 self._wake()
             return item
         if self._closed:
@@ -346,6 +412,7 @@ class _Pipe(Generic[T]):
     def abort(self, error: BaseException) -> None:
         """End the pipe now, dropping what is buffered."""
         self._items.clear()
+        self._bytes = 0
         self._closed = False
         self.close(error)
 
@@ -879,6 +946,72 @@ class Method:
     fn: Callable[..., Awaitable[Any]]
 
 
+async def _recv_request(stream: Any, limit: int) -> Any | None:
+    """The next request message of a server-side grpclib stream, or None at
+    its end; grpclib's own `recv_message` with two guards.
+
+    The length prefix is checked against `limit` before any of the message
+    is read, so a client claiming 4 GiB costs nothing (RESOURCE_EXHAUSTED, as
+    gRPC-Go's servers answer). Bytes that are not a message of the method's
+    request type answer INVALID_ARGUMENT with the decoder's reason.
+    """
+    h2_stream = stream._stream
+    try:
+        prefix = await h2_stream.recv_data(5)
+        if not prefix:
+            return None
+        if len(prefix) < 5:
+            raise AssertionError("short prefix")
+        if prefix[0] == 1:
+            raise grpclib.exceptions.GRPCError(
+                grpclib.const.Status.UNIMPLEMENTED, "compressed messages are not supported"
+            )
+        if prefix[0] != 0:
+            raise grpclib.exceptions.GRPCError(
+                grpclib.const.Status.INVALID_ARGUMENT,
+                f"invalid gRPC message flag {prefix[0]}",
+            )
+        length = int.from_bytes(prefix[1:5], "big")
+        if length > limit:
+            raise grpclib.exceptions.GRPCError(
+                grpclib.const.Status.RESOURCE_EXHAUSTED,
+                f"grpc: received message larger than max ({length} vs. {limit})",
+            )
+        data = await h2_stream.recv_data(length) if length else b""
+    except AssertionError:
+        # grpclib's buffer asserts when the stream ends inside a message.
+        raise grpclib.exceptions.GRPCError(
+            grpclib.const.Status.INVALID_ARGUMENT, "request stream ended inside a message"
+        ) from None
+    recv_type = stream._recv_type
+    try:
+        message = stream._codec.decode(data, recv_type)
+    except Exception as exc:
+        reason = _short(f"{type(exc).__name__}: {exc}")
+        log.info("undecodable %s on %s: %s", recv_type.__name__, stream._method_name, reason)
+        raise grpclib.exceptions.GRPCError(
+            grpclib.const.Status.INVALID_ARGUMENT,
+            f"request is not a valid {recv_type.__name__} message ({reason})",
+        ) from None
+    (message,) = await stream._dispatch.recv_message(message)
+    return message
+
+
+def _short(text: str, limit: int = 200) -> str:
+    """`text` without absolute paths, on one line, at most `limit` characters."""
+    text = _ABSOLUTE_PATH.sub(lambda m: m.group(1) + os.path.basename(m.group(2)), text)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# An absolute path in an error message: the server's layout is not the
+# client's business (the file's own name is kept, it names the journal).
+_ABSOLUTE_PATH = re.compile(r"""(^|[\s'"(=:])(/[^\s'"]+)""")
+
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+_NO_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE})
+
+
 @dataclass(frozen=True)
 class IncomingCall:
     """The call a server handler is serving: its path, the metadata the
@@ -928,12 +1061,50 @@ def _with_incoming_call(
 
 
 def _grpc_error(exc: BaseException, path: str) -> grpclib.exceptions.GRPCError:
+    """The status a handler's exception answers with.
+
+    Statuses raised on purpose pass through. A full disk or quota is
+    RESOURCE_EXHAUSTED and running out of descriptors UNAVAILABLE: both are
+    the server's state, not a bug, and a client can tell them apart. Any
+    other exception is a bug: INTERNAL, logged with its traceback, and
+    described to the client without the server's file paths.
+    """
     if isinstance(exc, RpcError):
         return grpclib.exceptions.GRPCError(exc.status, exc.message)
+    if isinstance(exc, grpclib.exceptions.GRPCError):
+        return exc
+    os_error = _os_error(exc)
+    if os_error is not None and os_error.errno in _NO_SPACE:
+        log.error("%s: %s", path, os_error)
+        return grpclib.exceptions.GRPCError(
+            grpclib.const.Status.RESOURCE_EXHAUSTED,
+            f"the server's storage is full ({os.strerror(os_error.errno or 0)}); "
+            "nothing was written",
+        )
+    if os_error is not None and os_error.errno in _NO_DESCRIPTORS:
+        log.error("%s: %s", path, os_error)
+        return grpclib.exceptions.GRPCError(
+            grpclib.const.Status.UNAVAILABLE, "the server is out of file descriptors; retry later"
+        )
     log.exception("handler of %s failed", path, exc_info=exc)
     return grpclib.exceptions.GRPCError(
-        grpclib.const.Status.INTERNAL, f"{type(exc).__name__}: {exc}"
+        grpclib.const.Status.INTERNAL, _short(f"{type(exc).__name__}: {exc}")
     )
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    """The OSError `exc` is or was caused by, if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno is not None:
+            return current
+        if isinstance(current, BaseExceptionGroup) and len(current.exceptions) == 1:
+            current = current.exceptions[0]
+            continue
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _handler(method: Method, buffer: int) -> Callable[[Any], Awaitable[None]]:
@@ -941,11 +1112,22 @@ def _handler(method: Method, buffer: int) -> Callable[[Any], Awaitable[None]]:
     fn = method.fn
     card = grpclib.const.Cardinality
     path = method.path
+    bounds = limits.current()
+    max_message = bounds.max_grpc_recv_size
+    max_buffered = bounds.stream_buffer_bytes
+
+    async def recv_one(stream: grpclib.server.Stream) -> Any:  # type: ignore[type-arg]
+        request = await _recv_request(stream, max_message)
+        if request is None:
+            raise grpclib.exceptions.GRPCError(
+                grpclib.const.Status.INVALID_ARGUMENT, "the call carried no request message"
+            )
+        return request
 
     if method.cardinality is card.UNARY_UNARY:
 
         async def handle_unary(stream: grpclib.server.Stream) -> None:  # type: ignore[type-arg]
-            request = await stream.recv_message()
+            request = await recv_one(stream)
             try:
                 reply = await trio_asyncio.trio_as_aio(fn)(request)
             except asyncio.CancelledError:
@@ -962,14 +1144,19 @@ def _handler(method: Method, buffer: int) -> Callable[[Any], Awaitable[None]]:
         streaming_requests: bool,
         streaming_replies: bool,
     ) -> None:
-        requests: _Pipe[Any] = _Pipe(buffer)
-        replies: _Pipe[Any] = _Pipe(buffer)
+        requests: _Pipe[Any] = _Pipe(buffer, max_buffered)
+        replies: _Pipe[Any] = _Pipe(buffer, max_buffered)
         outcome: list[Any] = []
+        if not streaming_requests:
+            # Received before the task group: an error raised in its body
+            # would reach grpclib wrapped in an ExceptionGroup.
+            requests.put_nowait(await recv_one(stream))
+            requests.close()
 
         async def feed_requests() -> None:
             try:
                 while True:
-                    message = await stream.recv_message()
+                    message = await _recv_request(stream, max_message)
                     if message is None:
                         requests.close()
                         return
@@ -999,9 +1186,6 @@ def _handler(method: Method, buffer: int) -> Callable[[Any], Awaitable[None]]:
             feeder = None
             if streaming_requests:
                 feeder = group.create_task(feed_requests())
-            else:
-                requests.put_nowait(await stream.recv_message())
-                requests.close()
             runner = group.create_task(run_fn())
             while True:
                 try:
@@ -1080,22 +1264,177 @@ class Service:
 
 
 class _Server(grpclib.server.Server):  # type: ignore[misc]
-    """grpclib's server, which also closes its connections when asked."""
+    """grpclib's server, which also closes its connections when asked, and
+    holds its connections to the process's `limits`: at most
+    `connection_cap()` at once (one past it is closed on accept),
+    `max_concurrent_streams` calls each, and none idle for longer than
+    `idle_timeout`."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, bounds: limits.Limits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._protocols: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._bounds = bounds
+        self._cap = bounds.connection_cap()
+        self._open = 0
+        self._refused = 0
+        self._refusals_logged_at = 0.0
+        self._collect_handle: asyncio.TimerHandle | None = None
+        self._collected_at = 0.0
 
     def _protocol_factory(self) -> Any:
-        protocol = super()._protocol_factory()
+        if not self._admit():
+            return _Refused()
+        self.__gc_step__()
+        handler = grpclib.server.Handler(
+            self._mapping, self._codec, self._status_details_codec, self.__dispatch__
+        )
+        self._handlers.add(handler)
+        protocol = _BoundedProtocol(self, handler, self._config, self._h2_config)
         self._protocols.add(protocol)
         return protocol
+
+    def _admit(self) -> bool:
+        if self._open >= self._cap:
+            self._refused += 1
+            now = time.monotonic()
+            if now - self._refusals_logged_at >= 10:
+                log.warning(
+                    "gRPC connection refused: %d open, the limit (max_connections); "
+                    "%d refused since the last warning",
+                    self._open,
+                    self._refused,
+                )
+                self._refusals_logged_at = now
+                self._refused = 0
+            return False
+        self._open += 1
+        return True
+
+    def _release(self, handler: Any) -> None:
+        self._open -= 1
+        self._forget(handler)
+
+    def _collect_soon(self) -> None:
+        # What the calls held is garbage in reference cycles (exceptions,
+        # their tracebacks, the frames that caught them); a quiet server
+        # allocates too little for the collector to run by itself, and the
+        # memory would stay taken. One collection after a burst of closed
+        # connections, at most every `_COLLECT_EVERY` seconds.
+        if self._collect_handle is not None:
+            return
+        delay = max(1.0, self._collected_at + _COLLECT_EVERY - time.monotonic())
+        self._collect_handle = asyncio.get_running_loop().call_later(delay, self._collect)
+
+    def _collect(self) -> None:
+        self._collect_handle = None
+        self._collected_at = time.monotonic()
+        gc.collect()
+        _trim_heap()
+
+    def _forget(self, handler: Any) -> None:
+        # grpclib keeps a closed connection's handler, and through its
+        # cancelled tasks' tracebacks every buffer its calls held, until
+        # ten more connections have come: let it go once its calls are done.
+        if handler.check_closed():
+            self._handlers.discard(handler)
+            self._collect_soon()
+        else:
+            asyncio.get_running_loop().call_later(0.2, self._forget, handler)
 
     def close_connections(self) -> None:
         for protocol in list(self._protocols):
             processor = getattr(protocol, "processor", None)
             if processor is not None:
                 processor.close("server stopped")
+
+
+_COLLECT_EVERY = 5.0
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+    return trim
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def _trim_heap() -> None:
+    """Give the C heap's free pages back to the system (glibc only). Freed
+    buffers of closed calls otherwise stay in the process's RSS for good."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+class _BoundedProtocol(grpclib.protocol.H2Protocol):  # type: ignore[misc]
+    """One server connection, counted against its server's cap and closed
+    once it has carried no call for the idle timeout."""
+
+    def __init__(self, server: _Server, *args: Any) -> None:
+        super().__init__(*args)
+        self._server = server
+        self._admitted = True  # counted by `_Server._admit` when it made us
+        self._idle_since: float | None = None
+        self._idle_check: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        bounds = self._server._bounds
+        h2_connection = self.connection._connection
+        h2_connection.update_settings(
+            {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: bounds.max_concurrent_streams}
+        )
+        self.connection.flush()
+        if bounds.idle_timeout:
+            self._idle_since = time.monotonic()
+            self._schedule_idle_check(bounds.idle_timeout)
+
+    def _schedule_idle_check(self, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._idle_check = loop.call_later(max(0.05, delay), self._check_idle)
+
+    def _check_idle(self) -> None:
+        self._idle_check = None
+        timeout = self._server._bounds.idle_timeout
+        if self.connection.is_closing():
+            return
+        now = time.monotonic()
+        if self.processor.streams:
+            self._idle_since = None
+        elif self._idle_since is None:
+            self._idle_since = now
+        elif now - self._idle_since >= timeout:
+            log.debug("closing a gRPC connection idle for %.0f s", now - self._idle_since)
+            # GOAWAY first, so a client knows to open a new connection for
+            # its next call instead of failing it.
+            with contextlib.suppress(Exception):
+                self.connection._connection.close_connection()
+                self.connection.flush()
+            self.processor.close("idle timeout")
+            return
+        waited = 0.0 if self._idle_since is None else now - self._idle_since
+        self._schedule_idle_check(timeout - waited if waited < timeout else timeout)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._idle_check is not None:
+            self._idle_check.cancel()
+            self._idle_check = None
+        if self._admitted:
+            self._admitted = False
+            super().connection_lost(exc)
+            self._server._release(self.handler)
+
+
+class _Refused(asyncio.Protocol):
+    """A connection past the cap: accepted only to be closed, so its client
+    sees it end at once rather than wait in the listen backlog."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.abort()  # type: ignore[attr-defined]
 
 
 async def serve(
@@ -1115,7 +1454,10 @@ async def serve(
     client fails its handshake); the context must offer ALPN `h2`.
     """
     _require_island()
-    server = _Server(list(services), codec=CODEC, config=_SERVER_CONFIG)
+    # A serving process spends a descriptor per connection: take what the
+    # operator's hard limit allows before the connection cap is derived.
+    limits.raise_open_files_limit()
+    server = _Server(list(services), codec=CODEC, config=_SERVER_CONFIG, bounds=limits.current())
     bound: list[int] = []
     started = trio.Event()
 
