@@ -31,7 +31,7 @@ from ..protocol.validation import ValidationError
 from ..runtime.datadir import exit_if_locked
 from .appender import append
 from .client import JournalClient
-from .errors import JournalError
+from .errors import RETRYABLE_STATUSES, JournalError
 from .fragments import sha1_digest
 from .grpc_client import GrpcJournalClient
 from .journalspace import changes_from_yaml, dump_yaml, tree_from_journals
@@ -525,6 +525,19 @@ def suspend_command(endpoint: str, selector: str, force: bool) -> None:
         click.echo(f"{name}: {outcome}")
 
 
+async def _append_retrying(
+    client: JournalClient, request: pb.AppendRequest, attempts: int = 20
+) -> pb.AppendResponse:
+    """An empty append, retried while the brokers answer a status that says
+    their routing is converging (a resumed journal gaining its replicas)."""
+    for attempt in range(attempts):
+        response = await client.append(request, [])
+        if response.status not in RETRYABLE_STATUSES or attempt == attempts - 1:
+            return response
+        await trio.sleep(min(2.0, 0.05 * 2**attempt))
+    raise AssertionError("unreachable")
+
+
 @journals.command("reset-head", context_settings=CONTEXT)
 @click.option("--selector", "-l", required=True, help="Label selector of the journals to reset.")
 @_with_endpoint
@@ -558,10 +571,19 @@ def reset_head_command(endpoint: str, selector: str) -> None:
                     break
             if head < 0:
                 raise JournalError(name, pb.Status.OK, "no write head in the read response")
-            appended = await client.append(
-                pb.AppendRequest(journal=name, offset=head, suspend=pb.AppendRequestSuspend.KEEP),
-                [],
+            keep = pb.AppendRequest(
+                journal=name, offset=head, suspend=pb.AppendRequestSuspend.KEEP
             )
+            try:
+                appended = await _append_retrying(client, keep)
+            except aio.RpcError as exc:
+                if "invalid Suspend variant" not in str(exc):
+                    raise
+                # A broker older than SUSPEND_KEEP (Gazette v0.103 and before)
+                # refuses it; its own gazctl resets with a plain empty append,
+                # which also resumes a partially suspended journal.
+                plain = pb.AppendRequest(journal=name, offset=head)
+                appended = await _append_retrying(client, plain)
             if appended.status == pb.Status.WRONG_APPEND_OFFSET:
                 out.append((name, "not reset (raced writes)"))
             elif appended.status != pb.Status.OK:

@@ -258,10 +258,13 @@ class JournalServerCore:
             endpoints=[self.endpoint] if self.endpoint else [],
         )
 
-    def header(self) -> pb.Header:
+    def header(self, *, routed: bool = True) -> pb.Header:
+        """A response header. Answers about one journal carry its route;
+        List, Apply and store health are about no journal, and carry an
+        empty route (primary -1), as Gazette's brokers' unrouted headers."""
         return pb.Header(
             process_id=self.process_id,
-            route=self.route(),
+            route=self.route() if routed else pb.Route(primary=-1),
             etcd=pb.HeaderEtcd(
                 cluster_id=MEMORY_CLUSTER_ID,
                 member_id=1,
@@ -329,7 +332,7 @@ class JournalServerCore:
                 # The header is taken before sending: a slow client must not
                 # see a revision newer than its snapshot.
                 response = pb.ListResponse(
-                    status=pb.Status.OK, header=self.header(), journals=journals[:LIST_PAGE]
+                    status=pb.Status.OK, header=self.header(routed=False), journals=journals[:LIST_PAGE]
                 )
                 await send(response)
                 for i in range(LIST_PAGE, len(journals), LIST_PAGE):
@@ -353,10 +356,10 @@ class JournalServerCore:
                 have = current.mod_revision if current is not None else 0
                 if change.expect_mod_revision != -1 and change.expect_mod_revision != have:
                     return pb.ApplyResponse(
-                        status=pb.Status.ETCD_TRANSACTION_FAILED, header=self.header()
+                        status=pb.Status.ETCD_TRANSACTION_FAILED, header=self.header(routed=False)
                     )
             if not request.changes:
-                return pb.ApplyResponse(status=pb.Status.OK, header=self.header())
+                return pb.ApplyResponse(status=pb.Status.OK, header=self.header(routed=False))
             revision = self._revision + 1
             specs = dict(self._specs)
             deleted = []
@@ -380,7 +383,7 @@ class JournalServerCore:
                 j = self._journals.get(name)
                 if j is not None:
                     j.wake()  # blocked readers see the journal is gone
-            return pb.ApplyResponse(status=pb.Status.OK, header=self.header())
+            return pb.ApplyResponse(status=pb.Status.OK, header=self.header(routed=False))
 
     async def _read_through(self, revision: int) -> None:
         """Wait until specs are at `revision` or later (a request's
@@ -514,7 +517,7 @@ class JournalServerCore:
         )
         return pb.FragmentStoreHealthResponse(
             status=pb.Status.FRAGMENT_STORE_UNHEALTHY if error else pb.Status.OK,
-            header=self.header(),
+            header=self.header(routed=False),
             store_health_error=error,
         )
 
