@@ -203,3 +203,31 @@ async def test_a_read_outliving_its_token_resumes_with_a_fresh_one(
             with trio.fail_after(10):
                 assert (await anext(chunks)).content == b"after\n"
     assert len(minted) >= 2
+
+
+async def test_a_watch_outliving_its_token_resumes_with_a_fresh_one(
+    endpoint: str, keys: Keys
+) -> None:
+    from gazette_trio.broker.watch import open_watched_list
+
+    minted: list[float] = []
+
+    def clock() -> float:
+        now = time.time()
+        minted.append(now)
+        return now - 3598 if len(minted) == 1 else now
+
+    watcher = aio.DialCredentials(metadata=channel_hook(KeyedAuthorizer(keys, clock=clock)))
+    async with (
+        client_of(endpoint, signed(keys)) as admin,
+        client_of(endpoint, watcher) as watching,
+        open_watched_list(watching, "name:prefix=allowed/") as watched,
+    ):
+        await watched.wait_ready()
+        assert [j.spec.name for j in watched.journals] == ["allowed/one"]
+        await trio.sleep(3)  # the first token has expired: the server ended that watch
+        await apply_journals(admin, [upsert(new_journal_spec("allowed/two"))])
+        with trio.fail_after(10):
+            while [j.spec.name for j in watched.journals] != ["allowed/one", "allowed/two"]:
+                await watched.wait_changed(watched.updates)
+    assert len(minted) >= 2
