@@ -2,24 +2,55 @@
 
 This module owns only the root group and the entry point; each sub-command
 group lives beside what it operates (`runtime.shards_cli`, `broker.cli`,
-`runtime.serve`).
+`runtime.serve`, ...), and is imported only when it runs, so that a command
+starts without loading the others (`serve` alone loads the whole runtime).
 """
 
 from __future__ import annotations
 
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+
 import click
 
-from . import __version__
-from .auth.cli import auth
 from .auth.settings import SecurityError, install_client_from_env
-from .broker.cli import broker, journals
-from .publish_cli import publish
-from .runtime.serve import serve
-from .runtime.shards_cli import shards
+
+COMMANDS = {
+    "serve": "gazette_trio.runtime.serve:serve",
+    "broker": "gazette_trio.broker.cli:broker",
+    "journals": "gazette_trio.broker.cli:journals",
+    "shards": "gazette_trio.runtime.shards_cli:shards",
+    "publish": "gazette_trio.publish_cli:publish",
+    "auth": "gazette_trio.auth.cli:auth",
+}
+"""Name → `module:attribute` of each sub-command, in the order help lists them."""
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="gazette-trio")
+class _LazyGroup(click.Group):
+    """A group whose sub-commands are imported when used (or listed in help)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, attribute = target.split(":")
+        command = getattr(importlib.import_module(module), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+
+def _version() -> str:
+    try:
+        return version("gazette-trio")
+    except PackageNotFoundError:  # a checkout on sys.path, not installed
+        return "unknown"
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_version(), prog_name="gazette-trio")
 def main() -> None:
     """Run and operate gazette-trio consumers and journals.
 
@@ -44,10 +75,3 @@ def main() -> None:
     except SecurityError as exc:
         raise click.UsageError(str(exc)) from None
 
-
-main.add_command(serve)
-main.add_command(broker)
-main.add_command(journals)
-main.add_command(shards)
-main.add_command(publish)
-main.add_command(auth)
