@@ -18,9 +18,10 @@ from __future__ import annotations
 import copy
 import functools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, cast
 
 import trio
+from typing_extensions import TypeVar
 
 from ...opfuture import OpFuture, OpFutures, wait_all
 from ...protocol import consumer as pc
@@ -61,19 +62,23 @@ class MemoryDatabase:
         return pc.Checkpoint.parse(row.checkpoint) if row else pc.Checkpoint()
 
 
-class MemoryStore:
-    """A shard's store in a `MemoryDatabase`. `state` is the working copy."""
+StateT = TypeVar("StateT", bound=dict[str, Any], default=dict[str, Any])
+
+
+class MemoryStore(Generic[StateT]):
+    """A shard's store in a `MemoryDatabase`. `state` is the working copy:
+    a dict, typed by the store's parameter (`MemoryStore[dict[str, int]]`)."""
 
     def __init__(self, db: MemoryDatabase) -> None:
         self.db = db
-        self.state: dict[str, Any] = {}
+        self.state: StateT = cast(StateT, {})
         self._fence: int | None = None
 
     async def restore_checkpoint(self, shard: Shard) -> pc.Checkpoint:
         row = self.db._rows.setdefault(shard.fqn, _Row())
         row.fence += 1
         self._fence = row.fence
-        self.state = copy.deepcopy(row.state)
+        self.state = cast(StateT, copy.deepcopy(row.state))
         await trio.lowlevel.checkpoint()
         return pc.Checkpoint.parse(row.checkpoint) if row.checkpoint else pc.Checkpoint()
 
@@ -115,4 +120,4 @@ class MemoryStore:
         return future
 
     def destroy(self) -> None:
-        self.state = {}
+        self.state = cast(StateT, {})
