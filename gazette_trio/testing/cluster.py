@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
+import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +29,10 @@ import trio
 from ..allocator import apply_shard_specs
 from ..broker import LocalJournalClient
 from ..broker.append_service import open_append_service
+from ..broker.journal_spec import new_journal_spec
 from ..broker.list_apply import apply_journals, upsert
 from ..broker.server import JournalServerCore, MemoryStorage
+from ..consumer import shard_spec
 from ..consumer.contracts import Application
 from ..consumer.member import Consumer, open_consumer
 from ..consumer.shard import LocalShard
@@ -38,6 +42,7 @@ from ..message.framing import content_type_of
 from ..message.reader import fetch_spec
 from ..protocol import consumer as pc
 from ..protocol import protocol as pb
+from ..runtime.config import Config
 
 ROOT = "/gazette/consumers/test"
 
@@ -213,8 +218,12 @@ async def open_cluster(
     journals: Sequence[pb.JournalSpec] = (),
     shards: Sequence[pc.ShardSpec] = (),
 ) -> AsyncIterator[Cluster]:
-    """Run a journal server core and a MemoryEtcd for the life of the block."""
+    """Run a journal server core and a MemoryEtcd for the life of the block,
+    with `journals` and `shards` applied, and a recovery log created for
+    each shard whose log `journals` does not declare, as `serve` does with
+    its embedded journal server."""
     core = JournalServerCore(MemoryStorage())
+    journals = [*journals, *recovery_log_specs(journals, shards)]
     async with MemoryEtcd.open() as etcd, trio.open_nursery() as nursery:
         cluster = Cluster(nursery, app_factory, core, etcd, data_dir, root)
         if journals:
@@ -225,3 +234,71 @@ async def open_cluster(
             yield cluster
         finally:
             nursery.cancel_scope.cancel()
+
+
+def recovery_log_specs(
+    journals: Iterable[pb.JournalSpec], shards: Iterable[pc.ShardSpec]
+) -> list[pb.JournalSpec]:
+    """Specs of the shards' recovery logs that `journals` does not declare."""
+    names = {j.name for j in journals}
+    out = []
+    for spec in shards:
+        log_name = shard_spec.recovery_log(spec)
+        if log_name and log_name not in names:
+            out.append(new_journal_spec(log_name, content_type=shard_spec.CONTENT_TYPE_RECOVERY_LOG))
+            names.add(log_name)
+    return out
+
+
+def _configured_application(cfg: Config, path: str | Path | None) -> Callable[[], Application]:
+    """A factory of the config's application, found as `serve` finds it
+    (the config's directory on the import path)."""
+    if path is not None:
+        directory = os.path.dirname(os.path.realpath(path))
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+    cls = cfg.application.load()
+    settings = dict(cfg.application.settings)
+
+    def factory() -> Application:
+        return cls(**settings)  # type: ignore[no-any-return]
+
+    return factory
+
+
+@contextlib.asynccontextmanager
+async def open_config_cluster(
+    config: str | Path | Config,
+    *,
+    data_dir: Path,
+    app_factory: Callable[[], Application] | None = None,
+    adjust_shard: Callable[[pc.ShardSpec], None] | None = None,
+) -> AsyncIterator[Cluster]:
+    """The consumer group a member config describes, in process: its
+    application (built as `serve` builds it, unless `app_factory` is given),
+    its declared journals and shards, and their recovery logs. Members are
+    added with `add_member`.
+
+    ```python
+    async with open_config_cluster("config.toml", data_dir=tmp_path) as cluster:
+        await cluster.add_member()
+        await cluster.publish(...)
+    ```
+    """
+    from ..runtime.config import load_config
+
+    cfg = config if isinstance(config, Config) else load_config(config)
+    if app_factory is None:
+        app_factory = _configured_application(cfg, None if isinstance(config, Config) else config)
+    shards = cfg.declared_shards()
+    if adjust_shard is not None:
+        for spec in shards:
+            adjust_shard(spec)
+    async with open_cluster(
+        app_factory,
+        data_dir=data_dir,
+        root=cfg.group_prefix,
+        journals=cfg.declared_journals(),
+        shards=shards,
+    ) as cluster:
+        yield cluster

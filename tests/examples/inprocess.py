@@ -14,10 +14,9 @@ from typing import Any
 
 import trio
 
-from gazette_trio.consumer.contracts import Application
 from gazette_trio.protocol import consumer as pc
 from gazette_trio.runtime.config import Config, load_config
-from gazette_trio.testing.cluster import Cluster, open_cluster
+from gazette_trio.testing.cluster import Cluster, open_config_cluster
 
 from .conftest import EXAMPLES
 
@@ -35,14 +34,8 @@ async def open_example_cluster(
     adjust_shard: Callable[[pc.ShardSpec], None] | None = None,
 ) -> AsyncIterator[Cluster]:
     """The example's declared journals and shards in an in-process group."""
-    cfg = example_config(example)
-    shards = cfg.declared_shards()
-    if adjust_shard is not None:
-        for spec in shards:
-            adjust_shard(spec)
-    factory: Callable[[], Application] = app_factory
-    async with open_cluster(
-        factory, data_dir=data_dir, journals=cfg.declared_journals(), shards=shards
+    async with open_config_cluster(
+        example_config(example), data_dir=data_dir, app_factory=app_factory, adjust_shard=adjust_shard
     ) as cluster:
         yield cluster
 
