@@ -25,7 +25,7 @@ PROTO_DIR = ROOT / "proto"
 OUT_DIR = ROOT / "gazette_trio" / "protocol"
 OPTIONS = "client_generation=async,server_generation=async"
 # Our hand-written modules in OUT_DIR, which generation must leave alone.
-OURS = {"__init__.py", "labels.py", "validation.py", "codec.py"}
+OURS = {"__init__.py", "labels.py", "validation.py", "codec.py", "headers.py"}
 
 
 def generate(into: Path) -> None:
