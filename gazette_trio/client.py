@@ -57,6 +57,7 @@ from .broker.append_service import AppendService, open_append_service
 from .broker.client import JournalClient
 from .broker.reader import Backoff
 from .broker.routed import open_routed_client
+from .errors import BrokerError
 from .message.mapping import (
     Mapping,
     NoPartitions,
@@ -85,7 +86,7 @@ DEFAULT_MAX_IN_FLIGHT = 8 << 20
 """Bytes written but not yet acknowledged, at most, by default."""
 
 
-class PublishTimeout(Exception):
+class PublishTimeout(BrokerError):
     """Publishing made no progress for `give_up_after` seconds; `unacknowledged`
     counts, per journal, the messages written but not acknowledged."""
 

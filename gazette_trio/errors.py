@@ -10,10 +10,11 @@ caller can catch all of them, or one layer's, without listing classes:
 - `RecoveryLogError` (`gazette_trio.recoverylog`): recording or playing a log;
 - `AllocatorError` (`gazette_trio.allocator`): assignments and their keys;
 - `ConsumerError` (`gazette_trio.consumer`): shards and transactions;
-- `EtcdError`, `SpecError`, `PruneError` derive from the root directly.
+- `EtcdError`, `ConfigError`, `SpecError`, `PruneError` and `StoreError`
+  (`gazette_trio.consumer.stores`) derive from the root directly.
 
-`StoreError` (`gazette_trio.consumer.stores`) derives from the root too.
-`aio.RpcError`, `ConfigError` and the `auth` errors are not under it yet (tests/api/test_exports.py lists what is left).
+`aio.RpcError`, the `auth` errors, `PlaybackError` and `DataDirLocked` are
+not under it yet (tests/api/test_exports.py lists what is left).
 
 Classes that long derived from a builtin (`ValueError`, `LookupError`) still
 do, beside their layer's base. This module owns the hierarchy's roots only;

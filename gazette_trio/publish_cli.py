@@ -27,12 +27,13 @@ import trio
 from . import aio
 from .broker.errors import JournalError
 from .client import PublishProgress, PublishTimeout, open_publisher
+from .errors import GazetteTrioError
 from .message.mapping import NoPartitions
 
 ENDPOINT_ENV = "GAZETTE_BROKER_ENDPOINT"
 
 
-class BadLine(Exception):
+class BadLine(GazetteTrioError):
     """A line that is not a JSON object."""
 
 

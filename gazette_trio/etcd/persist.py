@@ -35,7 +35,7 @@ from typing import Any, BinaryIO
 
 import msgspec
 
-from .types import Event, EventType, KeyValue
+from .types import EtcdError, Event, EventType, KeyValue
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ _HEADER = struct.Struct("<II")
 _MAX_FRAME = 1 << 30
 
 
-class CorruptLogError(Exception):
+class CorruptLogError(EtcdError):
     """The persisted store cannot be read back."""
 
 

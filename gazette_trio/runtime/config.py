@@ -55,6 +55,7 @@ from .. import limits as limits_module
 from ..broker import journalspace
 from ..broker.durations import parse_duration
 from ..broker.journal_spec import new_journal_spec, union_specs, validate_journal_spec
+from ..errors import GazetteTrioError
 from ..protocol import consumer as pc
 from ..protocol import protocol as pb
 from ..protocol.validation import TOKEN_SYMBOLS, validate_token
@@ -105,7 +106,7 @@ class Problem:
         return f"{where}: {self.expected}"
 
 
-class ConfigError(Exception):
+class ConfigError(GazetteTrioError):
     """The config cannot be used. `problems` lists each key at fault."""
 
     def __init__(self, problems: list[Problem], file: str | None = None) -> None:
