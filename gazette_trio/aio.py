@@ -6,7 +6,7 @@ module is the only one that touches asyncio. It runs one asyncio loop (an
 offers Trio code four kinds of call (unary, server stream, client stream, bidi
 stream) and a server whose handlers are Trio functions.
 
-The rules it follows were measured (see DESIGN.md):
+The rules it follows were measured (docs/architecture.md, Concurrency):
 
 - A grpclib stream lives its whole life inside one asyncio coroutine, entered
   once through `aio_as_trio`. Messages cross between the two worlds through a
@@ -60,6 +60,8 @@ import trio
 import trio_asyncio
 
 from . import limits
+from ._scope import background_nursery
+from .errors import GazetteTrioError
 from .protocol.codec import CODEC
 
 log = logging.getLogger(__name__)
@@ -73,7 +75,7 @@ Resp = TypeVar("Resp")
 # Errors
 
 
-class RpcError(Exception):
+class RpcError(GazetteTrioError):
     """A gRPC call ended with a non-OK status."""
 
     status: grpclib.const.Status = grpclib.const.Status.UNKNOWN
@@ -675,7 +677,7 @@ class _StreamCall(Generic[Req, Resp]):
         self._requests.close()
 
     async def receive(self) -> Resp:
-        """The next reply. Raises `EndOfStream` at the end, or the call's error."""
+        """The next reply. Raises `trio.EndOfChannel` at the end, or the call's error."""
         try:
             return await self._replies.trio_get()
         except _Closed:
@@ -721,25 +723,16 @@ async def _run_stream(
         else:
             call._replies.close()
 
-    # The pump never raises (its outcome goes through the reply pipe), so the
-    # only error that can leave the nursery is the block's own; it is re-raised
-    # as itself rather than wrapped in an ExceptionGroup.
-    block_error: BaseException | None = None
-    async with trio.open_nursery() as nursery:
+    # The pump never raises (its outcome goes through the reply pipe): what
+    # leaves is the block's own error. Whatever the block did, the stream
+    # ends with it.
+    async with background_nursery() as nursery:
 
         async def run_pump() -> None:
             await trio_asyncio.aio_as_trio(pump)()
 
         nursery.start_soon(run_pump)
-        try:
-            yield
-        except BaseException as exc:
-            block_error = exc
-        finally:
-            # Whatever the block did, the stream ends with it.
-            nursery.cancel_scope.cancel()
-    if block_error is not None:
-        raise block_error
+        yield
 
 
 class ServerStreamCall(_StreamCall[Any, Resp]):

@@ -13,8 +13,9 @@ caller can catch all of them, or one layer's, without listing classes:
 - `EtcdError`, `ConfigError`, `SpecError`, `PruneError` and `StoreError`
   (`gazette_trio.consumer.stores`) derive from the root directly.
 
-`aio.RpcError`, the `auth` errors, `PlaybackError` and `DataDirLocked` are
-not under it yet (tests/api/test_exports.py lists what is left).
+`aio.RpcError` (every gRPC status's error) derives from the root too. The
+`auth` errors, `PlaybackError` and `DataDirLocked` are not under it yet
+(tests/api/test_exports.py lists what is left).
 
 Classes that long derived from a builtin (`ValueError`, `LookupError`) still
 do, beside their layer's base. This module owns the hierarchy's roots only;
