@@ -2,7 +2,7 @@
 
 Unary calls (KV, lease grant/revoke/TTL) go through `aio.unary`; a watch and
 a lease keep-alive are each one `aio.bidi_stream`, owned by a task of the
-`watch` block or of the caller's nursery (DESIGN.md's bridge rules: the
+`watch` block or of the caller's nursery (`aio`'s bridge rules: the
 grpclib stream lives on the asyncio side, messages cross through a bounded
 pipe). A watch whose stream breaks reconnects with backoff and resumes after
 the last revision it delivered; if that revision was compacted meanwhile it
