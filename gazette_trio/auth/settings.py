@@ -24,7 +24,9 @@ each tool's.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -144,6 +146,23 @@ def load(
     except tls.TLSConfigError as exc:
         raise _tls_error(exc) from None
     return Security(keys, token, server_tls, client_tls, etcd_tls, insecure, http_tls)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address or a name) is only reachable from this machine."""
+    if host in ("", "0.0.0.0", "::"):
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
 
 
 CLIENT_ENV = {

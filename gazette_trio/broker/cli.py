@@ -10,6 +10,7 @@ the client helpers and the server.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import signal
@@ -73,18 +74,75 @@ def broker() -> None:
 @click.option(
     "--log-level", default="info", show_default=True, help="debug, info, warning or error."
 )
-def serve(data_dir: Path | None, memory: bool, host: str, port: int, log_level: str) -> None:
+@click.option(
+    "--auth-keys-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File of base64 keys (Gazette's --auth-keys): calls must carry a token one signed.",
+)
+@click.option(
+    "--server-cert-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TLS certificate: the port speaks TLS only.",
+)
+@click.option(
+    "--server-key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Private key of --server-cert-file.",
+)
+@click.option(
+    "--server-ca-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Require client certificates signed by this CA.",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Allow a non-loopback --host without auth keys and TLS.",
+)
+def serve(
+    data_dir: Path | None,
+    memory: bool,
+    host: str,
+    port: int,
+    log_level: str,
+    auth_keys_file: Path | None,
+    server_cert_file: Path | None,
+    server_key_file: Path | None,
+    server_ca_file: Path | None,
+    insecure: bool,
+) -> None:
     """Serve journals from DATA-DIR until interrupted.
 
     Appends are fsynced before they are acknowledged; on restart the server
-    recovers every acknowledged append and discards anything torn.
+    recovers every acknowledged append and discards anything torn. A --host
+    other than loopback needs --auth-keys-file and --server-cert-file (or
+    --insecure): docs/security.md.
 
     \b
     Examples:
       gazette-trio broker serve --data-dir ./journals --port 8080
       gazette-trio broker serve --memory --port 0
     """
+    from ..auth.settings import SecurityError, is_loopback, load
     from .server.serve import serve_journals
+
+    try:
+        security = load(
+            auth_keys_file=auth_keys_file,
+            server_cert_file=server_cert_file,
+            server_key_file=server_key_file,
+            server_ca_file=server_ca_file,
+            insecure=insecure,
+        )
+    except SecurityError as exc:
+        raise click.UsageError(str(exc)) from None
+    if not is_loopback(host) and not security.secured:
+        if not insecure:
+            raise click.UsageError(
+                f"--host {host} without --auth-keys-file and --server-cert-file: anyone who "
+                "can reach it could read, append and apply anything (--insecure accepts that)"
+            )
+        click.echo(f"WARNING: INSECURE: listening on {host} without auth keys and TLS", err=True)
 
     if data_dir is None and not memory:
         raise click.UsageError("give --data-dir DIR, or --memory for a throwaway server")
@@ -96,8 +154,17 @@ def serve(data_dir: Path | None, memory: bool, host: str, port: int, log_level: 
 
     async def main() -> None:
         async with aio.asyncio_island(), trio.open_nursery() as nursery:
-            _, bound = await nursery.start(serve_journals, data_dir, host, port)
-            click.echo(f"journal server listening on http://{host}:{bound}", err=True)
+            core, _ = await nursery.start(
+                functools.partial(
+                    serve_journals,
+                    data_dir,
+                    host,
+                    port,
+                    verifier=security.verifier,
+                    tls=security.server_tls,
+                )
+            )
+            click.echo(f"journal server listening on {core.endpoint}", err=True)
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for signum in signals:
                     click.echo(f"received {signal.Signals(signum).name}; stopping", err=True)

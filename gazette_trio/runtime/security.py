@@ -17,12 +17,10 @@ listening is `serve`'s.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
-import socket
 
 import click
 
-from ..auth.settings import Security, SecurityError, load
+from ..auth.settings import Security, SecurityError, is_loopback, load
 from .config import Config
 from .status import StatusSnapshot, StatusSource
 
@@ -31,23 +29,6 @@ class SecurityConfigError(click.ClickException):
     """The `[security]` settings cannot be used, or forbid how the member would listen."""
 
     exit_code = 2
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` (an address or a name) is only reachable from this machine."""
-    if host in ("", "0.0.0.0", "::"):
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except OSError:
-        return False
-    return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,13 +8,16 @@ storage (closed when the server stops) and nothing else.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import ssl
 from pathlib import Path
 
 import trio
 
 from ... import aio
+from ...auth.verifier import OPEN, Verifier
 from .core import JournalServerCore
 from .file_storage import FileStorage
 from .service import journal_service
@@ -40,19 +43,24 @@ async def serve_journals(
     port: int = 0,
     *,
     sync: bool = True,
+    verifier: Verifier = OPEN,
+    tls: ssl.SSLContext | None = None,
     task_status: trio.TaskStatus[tuple[JournalServerCore, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the Journal API from `data_dir` (None: in memory) until cancelled.
 
     Reports `(core, bound_port)` through `task_status`. Needs the asyncio
-    island (`gazette_trio.aio.asyncio_island`) to be open.
+    island (`gazette_trio.aio.asyncio_island`) to be open. Calls are verified
+    by `verifier` and, with `tls`, served over TLS (docs/security.md).
     """
     storage = open_storage(data_dir, sync=sync)
     try:
         core = JournalServerCore(storage)
         async with trio.open_nursery() as nursery:
-            bound: int = await nursery.start(aio.serve, [journal_service(core)], host, port)
-            core.endpoint = f"http://{host}:{bound}"
+            bound: int = await nursery.start(
+                functools.partial(aio.serve, [journal_service(core, verifier)], host, port, tls=tls)
+            )
+            core.endpoint = f"{'https' if tls is not None else 'http'}://{host}:{bound}"
             log.info(
                 "journal server listening on %s (data: %s)", core.endpoint, data_dir or "memory"
             )
