@@ -96,7 +96,7 @@ def decode_read_response(data: bytes) -> pb.ReadResponse:
     except ValueError:
         pass
     # Any other shape (metadata, statuses, malformed input) is betterproto2's.
-    return pb.ReadResponse.parse(data)
+    return codec.parse_checked(pb.ReadResponse, data)
 
 
 def encode_append_request(message: pb.AppendRequest) -> bytes:
@@ -136,7 +136,7 @@ def decode_append_request(data: bytes) -> pb.AppendRequest:
             return pb.AppendRequest(content=bytes(content))
     except ValueError:
         pass
-    return pb.AppendRequest.parse(data)
+    return codec.parse_checked(pb.AppendRequest, data)
 
 
 codec.register_fast(pb.ReadResponse, encode_read_response, decode_read_response)
