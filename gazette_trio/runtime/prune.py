@@ -27,6 +27,7 @@ listings over the network is `shards_cli.prune`.
 from __future__ import annotations
 
 import copy
+import os
 import posixpath
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -143,8 +144,9 @@ def unneeded_fragments(
 def fragment_file(fragment: pb.Fragment, file_root: Path = Path("/")) -> Path:
     """Where a `file://` fragment store keeps `fragment`, under `file_root`.
 
-    Raises `PruneError` for fragments not persisted to a store, or persisted
-    to a store that is not `file://`.
+    Raises `PruneError` for fragments not persisted to a store, persisted
+    to a store that is not `file://`, or whose names would lead the path out
+    of its store (`..` components, or a symbolic link out of it).
     """
     store = fragment.backing_store
     if not store:
@@ -164,8 +166,26 @@ def fragment_file(fragment: pb.Fragment, file_root: Path = Path("/")) -> Path:
         sha1_digest(fragment.sum),
         pb.CompressionCodec(fragment.compression_codec or pb.CompressionCodec.NONE),
     )
-    relative = posixpath.join(url.path.lstrip("/"), fragment.journal, fragment.path_postfix, name)
-    return file_root / posixpath.normpath(relative)
+    where = f"fragment {fragment.journal}@{fragment.begin}-{fragment.end}"
+    store_path = url.path.lstrip("/")
+    inside = posixpath.join(fragment.journal, fragment.path_postfix, name)
+    for part, text in (("store path", store_path), ("journal and postfix", inside)):
+        components = text.split("/")
+        if "\0" in text or ".." in components or "." in components:
+            # The names come from the broker's listing: they must not be
+            # able to point a removal anywhere else.
+            raise PruneError(
+                f"{where}: its {part} {text!r} leaves the fragment store; refusing to remove it"
+            )
+    store_dir = file_root / posixpath.normpath(store_path) if store_path else file_root
+    path = store_dir / posixpath.normpath(inside)
+    real_store = os.path.realpath(store_dir)
+    if os.path.commonpath([real_store, os.path.realpath(path)]) != real_store:
+        raise PruneError(
+            f"{where}: {path} resolves outside its fragment store {store_dir} (a symbolic "
+            "link?); refusing to remove it"
+        )
+    return path
 
 
 def summarize(stats: PruneStats) -> str:

@@ -625,6 +625,12 @@ def prune_command(
                 plans = []
                 for log in sorted(sets):
                     fragments = await _all_fragments(journals, log)
+                    for fragment in fragments:
+                        if fragment.journal != log:
+                            raise PruneError(
+                                f"listing fragments of {log}, the broker returned one of "
+                                f"{fragment.journal!r}"
+                            )
                     doomed = unneeded_fragments(log, sets[log], fragments)
                     plans.append(
                         (log, fragments, doomed, [fragment_file(f, file_root) for f in doomed])
