@@ -84,7 +84,9 @@ def check_wire_types(data: bytes, message_type: Any, depth: int = 0) -> None:
     """
     if depth > 64:
         raise ValueError("messages nested too deeply")
-    meta = message_type._betterproto
+    meta = getattr(message_type, "_betterproto", None)
+    if meta is None:
+        return  # not a betterproto2 class (etcd.wire parses its own)
     for parsed in betterproto2.parse_fields(data):
         name = meta.field_name_by_number.get(parsed.number)
         if name is None:
