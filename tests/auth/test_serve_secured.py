@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from gazette_trio.auth import ALL, Claims, Keys
 from tests.runtime.test_serve import APP, CONFIG
 from tests.services import free_port
 
@@ -169,8 +170,9 @@ def test_refused_appends_are_explained_and_write_nothing(
     if case == "no-token":
         env = member.env(GAZETTE_TRIO_AUTH_KEYS_FILE=None)
     elif case == "expired":
-        path = token_file(member, "expired.token", "--cap", "ALL", "--ttl", "1s")
-        time.sleep(7)  # past the five seconds of leeway Gazette allows
+        # Issued two minutes ago for one: past the five seconds of leeway.
+        path = member.directory / "expired.token"
+        path.write_text(Keys.parse(KEY_TEXT).sign(Claims(ALL), 60, now=time.time() - 120))
         env = member.env(GAZETTE_TRIO_AUTH_KEYS_FILE=None, GAZETTE_TRIO_AUTH_TOKEN_FILE=path)
     elif case == "unknown-key":
         other = tmp_path / "other-keys"
