@@ -50,6 +50,9 @@ _FATAL_RPC_ERRORS = (
     aio.OutOfRange,
     aio.AlreadyExists,
     aio.DataLoss,  # the broker's stored content is damaged: retrying cannot help
+    # A full disk, or a request past a server's limit: said at once, not
+    # retried without a word (a shard reports it and retries at its own pace).
+    aio.ResourceExhausted,
 )
 
 

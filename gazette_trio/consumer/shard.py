@@ -16,10 +16,13 @@ The phases follow Gazette's `shard.go` and `recovery.go`:
   Store over it, restore the checkpoint, store the recovered hints as a
   backup, report PRIMARY, then run transactions: one reader task per source
   journal feeding the driver. Recorded hints are stored periodically.
-- failed: any error (the application's, the store's, a malformed message)
-  ends the shard with status FAILED carrying the error (cut to 2,048
-  characters, as Gazette's); the member goes on. The shard stays failed
-  until its assignment is removed.
+- failed: an error ends the shard's life with status FAILED carrying the
+  error (cut to 2,048 characters, as Gazette's); the member goes on. A
+  permanent error (the application's, a fenced store, a malformed
+  message) leaves the shard failed until its assignment is removed. A
+  transient one (a database, broker or etcd out of reach, a full disk:
+  `transient`) starts the shard over after a backoff of 1 s doubling to
+  30 s; meanwhile its FAILED error begins "retrying, transient (why)".
 
 This module owns one shard's lifetime and implements `contracts.Shard`. The
 service decides which shards run; the driver runs transactions.
@@ -64,6 +67,7 @@ from .driver import Completion, Hooks, Progress, run_transactions
 from .intake import SequencedIntake, read_source, start_offsets
 from .stores.errors import fenced_or_same
 from .transaction import Timings, Transaction
+from .transient import transient_reason
 
 if TYPE_CHECKING:
     from ..etcd import Etcd
@@ -74,6 +78,9 @@ T = TypeVar("T")
 
 Code = pc.ReplicaStatusCode
 
+# Seconds before a shard failed by a transient error starts over, by retry
+# (the last repeats): quick for a blip, then gentle on what is down.
+RETRY_BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 # How often a primary writes its recorder's hints to etcd (Gazette: 5m).
 HINTS_INTERVAL = 300.0
 # Size of the channel between source readers and the driver, in batches
@@ -265,14 +272,40 @@ class LocalShard:
     # Life
 
     async def run(self) -> None:
-        """Serve the shard until cancelled (or failed). Never raises."""
+        """Serve the shard until cancelled (or failed for good). Never raises.
+
+        A transient failure (`transient.transient_reason`) starts the shard
+        over after a backoff, its status FAILED with an error that says it
+        is retrying and why; a permanent one leaves it FAILED.
+        """
+        attempt = 0
         try:
             with self._scope:
-                async with trio.open_nursery() as nursery:
-                    self._nursery = nursery
-                    async with open_append_service(self._ctx.journals) as appends:
-                        self._append_service = appends
-                        await self._serve(appends)
+                while True:
+                    try:
+                        await self._run_once()
+                        return
+                    except Exception as exc:
+                        error = _root_error(exc)
+                        reason = transient_reason(error)
+                        if reason is None:
+                            raise
+                    attempt += 1
+                    self.error = error
+                    delay = RETRY_BACKOFF[min(attempt, len(RETRY_BACKOFF)) - 1]
+                    log.warning(
+                        "shard %s failed (%s; retry %d in %gs): %s",
+                        self.id,
+                        reason,
+                        attempt,
+                        delay,
+                        error,
+                    )
+                    await self._report_failure(
+                        error, retrying=f"transient ({reason}); retry {attempt} in {delay:g}s"
+                    )
+                    await trio.sleep(delay)
+                    log.info("shard %s: starting over (retry %d)", self.id, attempt)
         except Exception as exc:
             error = _root_error(exc)
             self.error = error
@@ -281,14 +314,28 @@ class LocalShard:
         finally:
             self._finished.set()
             self._progress_changed.set()
+            self._ctx.observer.stopped(self)
+
+    async def _run_once(self) -> None:
+        """One life of the shard: serve until cancelled or failed; what it
+        built (store, played-back directory) goes with it."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                async with open_append_service(self._ctx.journals) as appends:
+                    self._append_service = appends
+                    await self._serve(appends)
+        finally:
+            self._ready = trio.Event()
             if self.store is not None:
+                store, self.store = self.store, None
                 try:
-                    self.store.destroy()
+                    store.destroy()
                 except Exception:
                     log.exception("shard %s: store.destroy failed", self.id)
             if self._directory is not None:
                 shutil.rmtree(self._directory, ignore_errors=True)
-            self._ctx.observer.stopped(self)
+                self._directory = None
 
     async def _serve(self, appends: AppendService) -> None:
         ctx, spec = self._ctx, self.spec
@@ -453,6 +500,8 @@ class LocalShard:
     ) -> None:
         status = pc.ReplicaStatus(code=code, errors=list(errors or []))
         self.status = status
+        if code != Code.FAILED:
+            self.error = None  # serving again after a transient failure
         self._ctx.observer.status_changed(self, status)
         await _retrying(
             lambda: self._ctx.session.update_status(self.id, status),
@@ -460,10 +509,11 @@ class LocalShard:
             give_up=(allocator_member.NotAssigned,),
         )
 
-    async def _report_failure(self, exc: BaseException) -> None:
-        message = shard_spec.truncate_error(
-            f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        )
+    async def _report_failure(self, exc: BaseException, *, retrying: str | None = None) -> None:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if retrying is not None:
+            text = f"retrying, {retrying}: {text}"
+        message = shard_spec.truncate_error(text)
         # Reporting must survive the shard's own scope having ended, but not
         # hang a stopping member forever.
         with trio.move_on_after(30):
