@@ -14,6 +14,13 @@ for the Shard API, `GAZETTE_BROKER_ENDPOINT` for the Journal API) and then
 `localhost:8080`, a member's default port, which serves both. An explicit
 `-e` wins over `-c`, which wins over the variable.
 
+A secured member's config (`[security]`, docs/security.md) also lends the
+command its client settings, unless the environment gives some
+(`GAZETTE_TRIO_AUTH_KEYS_FILE`, ...): its keys (or token) sign the calls,
+its `trusted_ca_file` is trusted, and its own endpoint is dialed with TLS
+(`https://`) when it serves TLS. An operator on the member's machine who
+can read those files needs nothing more than `-c`.
+
 This module owns those rules and the click options that carry them.
 """
 
@@ -47,6 +54,7 @@ def from_config(path: Path, api: Api) -> str:
         raise click.BadParameter(str(exc), param_hint="--config") from None
     except OSError as exc:
         raise click.BadParameter(f"{path}: {exc.strerror}", param_hint="--config") from None
+    _borrow_credentials(cfg, path)
     if api == "broker" and cfg.broker is not None:
         return cfg.broker.endpoint
     if not cfg.member.endpoint and cfg.member.port == 0:
@@ -54,7 +62,34 @@ def from_config(path: Path, api: Api) -> str:
             f"{path}: [member] port is 0 (picked when the member starts); pass -e/--endpoint",
             param_hint="--config",
         )
-    return cfg.member.advertised_endpoint()
+    endpoint = cfg.member.advertised_endpoint()
+    if cfg.security.server_cert_file and endpoint.startswith("http://"):
+        endpoint = "https://" + endpoint[len("http://") :]
+    return endpoint
+
+
+def _borrow_credentials(cfg: Any, path: Path) -> None:
+    """Sign and trust as the member's config says, unless the environment
+    names client settings of its own."""
+    from . import aio
+    from .auth.settings import CLIENT_ENV, SecurityError, load
+
+    if any(os.environ.get(var) for var in CLIENT_ENV.values()):
+        return
+    s = cfg.security
+    if not (s.auth_keys_file or s.auth_token_file or s.trusted_ca_file or s.client_cert_file):
+        return
+    try:
+        security = load(
+            auth_keys_file=s.auth_keys_file,
+            auth_token_file=s.auth_token_file,
+            trusted_ca_file=s.trusted_ca_file,
+            client_cert_file=s.client_cert_file,
+            client_key_file=s.client_key_file,
+        )
+    except SecurityError as exc:
+        raise click.BadParameter(f"{path}: security: {exc}", param_hint="--config") from None
+    aio.set_dial_credentials(security.dial)
 
 
 def resolve(api: Api, endpoint: str | None, config: Path | None) -> str:

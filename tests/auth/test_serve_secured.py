@@ -357,3 +357,35 @@ def test_a_stat_proxied_between_secured_members_carries_the_members_token(
                 proc.kill()
                 proc.wait()
             log.close()
+
+
+@pytest.mark.slow
+def test_the_members_config_lends_an_operator_its_credentials(member: SecuredMember) -> None:
+    """On the member's machine, `-c config.toml` is enough: the config's keys
+    sign, its CA is trusted, and its TLS port is dialed with https://."""
+    bare = member.env(GAZETTE_TRIO_AUTH_KEYS_FILE=None, GAZETTE_TRIO_TRUSTED_CA_FILE=None)
+    config = str(member.directory / "config.toml")
+    listed = member.cli("shards", "list", "-c", config, env=bare)
+    assert listed.returncode == 0, listed.stderr
+    assert "count-000" in listed.stdout
+    # Client settings in the environment replace the config's, all of them.
+    other = member.directory / "elsewhere-keys"
+    other.write_text(OTHER_KEY_TEXT)
+    refused = member.cli(
+        "shards", "list", "-c", config, env=dict(bare, GAZETTE_TRIO_AUTH_KEYS_FILE=str(other))
+    )
+    assert refused.returncode != 0
+    assert "CERTIFICATE_VERIFY_FAILED" in refused.stderr  # no CA from the config either
+    refused = member.cli(
+        "shards",
+        "list",
+        "-c",
+        config,
+        env=dict(
+            bare,
+            GAZETTE_TRIO_AUTH_KEYS_FILE=str(other),
+            GAZETTE_TRIO_TRUSTED_CA_FILE=str(member.pki.ca),
+        ),
+    )
+    assert refused.returncode != 0
+    assert "signature is invalid" in refused.stderr
