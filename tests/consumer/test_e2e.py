@@ -22,15 +22,19 @@ import pytest
 import trio
 import trio.testing
 
+from gazette_trio import Envelope, Publisher, Recorder, Shard
 from gazette_trio.broker.journal_spec import new_journal_spec
 from gazette_trio.consumer.stores.memory import MemoryDatabase, MemoryStore
-from gazette_trio.message import fixed_mapping
+from gazette_trio.message import Committed, fixed_mapping
 from gazette_trio.protocol import consumer as pc
+from gazette_trio.protocol import protocol as pb
 from gazette_trio.testing.cluster import Cluster, open_cluster
 
 LINES = "lines/part-000"
 COUNTS = "counts/part-000"
 NDJSON = "application/x-ndjson"
+
+Line = dict[str, Any]
 
 
 class WordCount:
@@ -41,14 +45,14 @@ class WordCount:
         )
         self.out = fixed_mapping(COUNTS, NDJSON)
 
-    async def new_store(self, shard: Any, recorder: Any) -> MemoryStore:
+    async def new_store(self, shard: Shard, recorder: Recorder | None) -> MemoryStore:
         return MemoryStore(self.db)
 
-    def new_message(self, spec: Any) -> type:
+    def new_message(self, spec: pb.JournalSpec) -> type[dict[str, Any]]:
         return dict
 
     async def consume_message(
-        self, shard: Any, store: MemoryStore, envelope: Any, publisher: Any
+        self, shard: Shard, store: MemoryStore, envelope: Envelope[Line], publisher: Publisher
     ) -> None:
         words = envelope.message["text"].split()
         if "MALFORMED" in words:
@@ -57,7 +61,7 @@ class WordCount:
             store.state[word] = store.state.get(word, 0) + 1
             self.pending[shard.id][word] += 1
 
-    async def finalize_txn(self, shard: Any, store: MemoryStore, publisher: Any) -> None:
+    async def finalize_txn(self, shard: Shard, store: MemoryStore, publisher: Publisher) -> None:
         for word, delta in sorted(self.pending.pop(shard.id, {}).items()):
             publisher.publish_uncommitted(self.out, {"word": word, "delta": delta})
 
@@ -77,7 +81,7 @@ async def open_word_count(
 ) -> AsyncIterator[tuple[Cluster, MemoryDatabase]]:
     db = MemoryDatabase()
     async with open_cluster(
-        lambda: app(db),  # type: ignore[arg-type,return-value]
+        lambda: app(db),
         data_dir=tmp_path,
         journals=[
             new_journal_spec(LINES, content_type=NDJSON),
@@ -198,7 +202,11 @@ class BatchWordCount(WordCount):
     """The same counting, a read batch at a time, from messages alone."""
 
     async def consume_messages(
-        self, shard: Any, store: MemoryStore, batch: Any, publisher: Any
+        self,
+        shard: Shard,
+        store: MemoryStore,
+        batch: Committed,
+        publisher: Publisher,
     ) -> None:
         messages = batch.messages()  # No envelope objects.
         assert messages == [envelope.message for envelope in batch]
