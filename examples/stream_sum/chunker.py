@@ -53,7 +53,7 @@ import click
 import trio
 from stream_sum import CHUNKS_SELECTOR, SUMS_JOURNAL, Sum, chunk_message, crc64, parse_id
 
-from gazette_trio import aio
+from gazette_trio import OpFuture, aio, wait_all
 from gazette_trio.broker import GrpcJournalClient, JournalClient, append, open_append_service
 from gazette_trio.message import (
     NoPartitions,
@@ -62,7 +62,6 @@ from gazette_trio.message import (
     modulo_mapping,
     open_committed,
 )
-from gazette_trio.opfuture import OpFuture, wait_all
 
 CHUNK_BYTES = 32
 IN_FLIGHT = 16  # transactions whose ACKs may be unacknowledged at once

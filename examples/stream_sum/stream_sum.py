@@ -60,9 +60,7 @@ import struct
 import time
 from typing import Any, ClassVar
 
-from gazette_trio.consumer.stores import SQLiteStore
-from gazette_trio.message import Envelope, JSONMessage, fixed_mapping
-from gazette_trio.opfuture import OpFuture
+from gazette_trio import Envelope, JSONMessage, OpFuture, SQLiteStore, fixed_mapping
 from gazette_trio.protocol import labels
 from gazette_trio.protocol import protocol as pb
 
