@@ -28,11 +28,10 @@ import trio
 from word_count import LINES_SELECTOR, QUERY_COUNT, words_of
 from word_count_pb.word_count import QueryRequest, QueryResponse
 
-from gazette_trio import aio
+from gazette_trio import aio, wait_all
 from gazette_trio.auth.settings import SecurityError, install_client_from_env
 from gazette_trio.broker import GrpcJournalClient, open_append_service
 from gazette_trio.message import NoPartitions, Partitions, Publisher, random_mapping
-from gazette_trio.opfuture import wait_all
 from gazette_trio.protocol import protocol as pb
 
 DEFAULT_ENDPOINT = "127.0.0.1:8080"
