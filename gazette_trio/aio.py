@@ -24,6 +24,13 @@ Errors reach Trio callers as `RpcError` subclasses named for their gRPC
 status; transport failures are `Unavailable`. Trio handlers raise the same
 classes to answer with a status; any other exception answers INTERNAL and the
 server goes on.
+
+Credentials are plumbing here and policy elsewhere: a `Channel` dials an
+`https://` endpoint with TLS and gives each call the metadata its
+`DialCredentials` hook returns (the process's, set once with
+`set_dial_credentials`); a handler reads its call's metadata and peer with
+`incoming_call()`; `serve` takes a TLS context. Which token a call carries
+and what a server accepts are `gazette_trio.auth`'s.
 """
 
 from __future__ import annotations
