@@ -7,7 +7,8 @@
 - `verifier`: checking an incoming call's token and capability;
 - `tls`: TLS contexts for servers and clients from certificate files;
 - `settings`: a process's security settings (keys, token, certificates)
-  turned into dial credentials, a verifier and a server TLS context.
+  turned into dial credentials, a verifier and a server TLS context;
+- `cli`: `gazette-trio auth token` and `auth verify`.
 
 docs/security.md describes the model, its threats and its setup.
 """
