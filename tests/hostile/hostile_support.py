@@ -94,13 +94,22 @@ def _wait_listening(server: Server, timeout: float = 30.0) -> None:
 
 
 def start_broker(
-    tmp: Path, *, nofile: int | None = None, limits: dict[str, str] | None = None
+    tmp: Path,
+    *,
+    nofile: int | None = None,
+    limits: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> Server:
     """`gazette-trio broker serve --data-dir` with `GAZETTE_TRIO_LIMITS__*` set
     from `limits` and, with `nofile`, `ulimit -n nofile` (soft and hard)."""
-    port = free_port()
+    port = port or free_port()
+    tmp.mkdir(parents=True, exist_ok=True)
     data = tmp / "journals"
     log = tmp / f"broker-{port}.log"
+    n = 1
+    while log.exists():  # a restart on the same port keeps the first log
+        n += 1
+        log = tmp / f"broker-{port}.{n}.log"
     env = clean_env(**{f"GAZETTE_TRIO_LIMITS__{k.upper()}": v for k, v in (limits or {}).items()})
     args = [GAZETTE_TRIO, "broker", "serve", "--data-dir", str(data), "--port", str(port)]
     with open(log, "wb") as out:

@@ -26,7 +26,7 @@ import pytest
 
 from ..examples.processes import GAZETTE_TRIO, REPO, clean_env
 from ..services import free_port
-from .hostile_support import Server, append, read_back
+from .hostile_support import Server, append, read_back, start_broker
 
 HERE = Path(__file__).resolve().parent
 
@@ -92,7 +92,7 @@ def postgres() -> Iterator[PrivatePostgres]:
         pg.close()
 
 
-CONFIG = """
+CONFIG = """{extra}
 data_dir = "{data_dir}"
 [application]
 module = "pg_counter:LineCounter"
@@ -107,21 +107,46 @@ port = {http_port}
 name = "hostile/"
 replication = 1
 labels = [{{ name = "content-type", value = "application/x-ndjson" }}]
-children = [{{ name = "hostile/lines" }}]
+children = [{{ name = "hostile/lines" }}{log_journal}]
 [shards.common]
 max_txn_duration = "500ms"
+{shard_extra}
 [[shards.shards]]
 id = "count-000"
 sources = [{{ journal = "hostile/lines" }}]
 """
 
+# With a broker of its own and a recovery log (the SQLStore does not need
+# one, but the shard then plays and records it through the broker).
+ON_A_BROKER = """
+[broker]
+endpoint = "{broker}"
+"""
+RECOVERY_LOG_JOURNAL = (
+    ', { name = "hostile/recovery/count-000", labels = '
+    '[{ name = "content-type", value = "application/x-gazette-recoverylog" }] }'
+)
+RECOVERY_LOG = """recovery_log_prefix = "hostile/recovery"
+hint_prefix = "/gazette/hints"
+"""
 
-def _start(tmp: Path, dsn: str) -> tuple[Server, int]:
+
+def _start(tmp: Path, dsn: str, broker: str | None = None) -> tuple[Server, int]:
     port, http_port = free_port(), free_port()
     config = tmp / "config.toml"
-    config.write_text(
-        CONFIG.format(data_dir=tmp / "data", dsn=dsn, port=port, http_port=http_port)
+    text = CONFIG.format(
+        extra="",
+        shard_extra=RECOVERY_LOG if broker else "",
+        log_journal=RECOVERY_LOG_JOURNAL if broker else "",
+        data_dir=tmp / "data",
+        dsn=dsn,
+        port=port,
+        http_port=http_port,
     )
+    if broker:
+        # Tables come before the journals' and shards' sub-tables.
+        text = text.replace("[member]", ON_A_BROKER.format(broker=broker) + "[member]")
+    config.write_text(text)
     log = tmp / "member.log"
     with open(log, "wb") as out:
         popen = subprocess.Popen(
@@ -188,3 +213,30 @@ def test_a_postgres_outage_heals_without_an_operator(
         assert "retrying in" not in member.text() or "starting over" in member.text()
     finally:
         assert member.stop() == 0, member.text()[-3000:]
+
+
+@pytest.mark.slow
+def test_a_broker_outage_heals_a_shard_with_a_recovery_log(
+    tmp_path: Path, postgres: PrivatePostgres
+) -> None:
+    port = free_port()
+    broker = start_broker(tmp_path / "broker", port=port)
+    member, http_port = _start(tmp_path, postgres.dsn, broker=broker.endpoint)
+    try:
+        append(broker, "hostile/lines", lines(10))
+        _wait("the first 10 lines counted", lambda: postgres.count("a") == 10, member)
+
+        broker.popen.kill()
+        broker.popen.wait(10)
+        time.sleep(3)  # the member's reads, recorder and hints meet no broker
+        member.assert_alive()
+        broker = start_broker(tmp_path / "broker", port=port)
+        append(broker, "hostile/lines", lines(10))
+        _wait("all 20 lines counted once", lambda: postgres.count("a") == 20, member, 90)
+        _wait("no error left", lambda: _shard_errors(http_port) == [], member)
+        time.sleep(1)
+        assert postgres.count("a") == 20
+        assert read_back(broker.endpoint, "hostile/lines") == lines(20)
+    finally:
+        member.stop()
+        broker.stop()
