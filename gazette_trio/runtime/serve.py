@@ -86,7 +86,25 @@ EXIT_ON_SECOND_SIGNAL = 130
 
 @click.command("serve")
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
-def serve(config: Path) -> None:
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="The member's gRPC port: [member] port (0: any free port).",
+)
+@click.option(
+    "--http-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="The /status and /metrics port: [http] port.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default=None,
+    help="[log] level.",
+)
+def serve(config: Path, port: int | None, http_port: int | None, log_level: str | None) -> None:
     """Run a consumer member from CONFIG (a TOML file).
 
     \b
@@ -98,9 +116,23 @@ def serve(config: Path) -> None:
     \b
     Examples:
       gazette-trio serve examples/word_count/config.toml
+      gazette-trio serve config.toml --port 9000 --http-port 9010 --log-level debug
       GAZETTE_TRIO_MEMBER__PORT=9000 gazette-trio serve config.toml
+
+    \b
+    An option overrides its config key, as its GAZETTE_TRIO_ variable does.
     """
-    cfg = load_config_or_exit(config)
+    # Options are applied as the variables that name the same keys, so they
+    # are validated, and named in errors, exactly as the config file's are.
+    env = dict(os.environ)
+    for variable, value in (
+        ("GAZETTE_TRIO_MEMBER__PORT", port),
+        ("GAZETTE_TRIO_HTTP__PORT", http_port),
+        ("GAZETTE_TRIO_LOG__LEVEL", log_level.lower() if log_level else None),
+    ):
+        if value is not None:
+            env[variable] = str(value)
+    cfg = load_config_or_exit(config, env)
     configure_logging(cfg.log.level, cfg.log.format)
     app = load_application(cfg, config)
     member_security(cfg)  # an unusable or unsafe [security] exits 2 before anything starts

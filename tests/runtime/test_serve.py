@@ -94,10 +94,10 @@ class Member:
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> None:
+    def start(self, *options: str) -> None:
         self.log = open(self.directory / "serve.log", "ab")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gazette_trio", "serve", "config.toml"],
+            [sys.executable, "-m", "gazette_trio", "serve", "config.toml", *options],
             cwd=self.directory,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -220,6 +220,31 @@ def test_the_operator_commands_work_against_a_live_member(member: Member) -> Non
         ).stdout
     )
     assert status["shards"][0]["id"] == "count-000"
+
+
+def test_serve_options_override_their_config_keys(member: Member) -> None:
+    # The config names one pair of ports; the options move the member to another.
+    member.port, member.http = free_port(), free_port()
+    member.start("--port", str(member.port), "--http-port", str(member.http), "--log-level", "DEBUG")
+    status = json.loads(
+        subprocess.run(
+            ["curl", "-sf", f"http://127.0.0.1:{member.http}/status.json"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+    )
+    assert status
+    assert " DEBUG " in member.logs()
+    bad = subprocess.run(
+        [sys.executable, "-m", "gazette_trio", "serve", "config.toml", "--port", "99999"],
+        cwd=member.directory,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "--port" in bad.stderr
 
 
 def test_a_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
