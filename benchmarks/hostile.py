@@ -1,0 +1,107 @@
+"""Server memory under hostile clients: readers that never read, and appends
+that never commit.
+
+Against a `gazette-trio broker serve` process, with the raw HTTP/2 client of
+the hostile tests (`tests/hostile/hostile_support.py`): RSS (from /proc) per
+reader that asks for 8 MiB and never reads, what is left once they are gone,
+and what an uncommitted 500 MiB append (refused at the append limit) and a
+4 GiB length prefix cost. The tests assert only generous bounds; the
+figures are here.
+"""
+
+from __future__ import annotations
+
+import struct
+import tempfile
+import time
+from pathlib import Path
+
+from gazette_trio.protocol import protocol as pb
+from tests.hostile.hostile_support import (
+    APPEND,
+    READ,
+    RawGrpc,
+    append,
+    append_header,
+    content_chunk,
+    create_journals,
+    frame,
+    rss,
+    start_broker,
+)
+
+from .harness import Report
+
+GROUP = "hostile"
+MiB = 1 << 20
+
+
+def run(report: Report) -> None:
+    readers = 100 if report.quick else 400
+    with tempfile.TemporaryDirectory() as tmp:
+        server = start_broker(Path(tmp))
+        try:
+            create_journals(server)
+            payload = bytes(range(256)) * 4096 * 8
+            for part in range(4):
+                append(server, "hostile/a", payload[part * 2 * MiB : (part + 1) * 2 * MiB])
+            baseline = rss(server.pid)
+
+            connections = [RawGrpc(server.port, window=1 << 30) for _ in range(readers // 50)]
+            request = frame(pb.ReadRequest(journal="hostile/a", offset=0, block=True))
+            for raw in connections:
+                for _ in range(50):
+                    raw.send(raw.open(READ), request, end=True)
+            time.sleep(3)
+            during = rss(server.pid)
+            for raw in connections:
+                raw.close()
+            time.sleep(12)  # closures noticed, collected and trimmed
+            after = rss(server.pid)
+            report.add(
+                GROUP,
+                f"server memory per reader that never reads ({readers} readers)",
+                (during - baseline) / readers / 1024,
+                "KiB",
+                higher_is_better=False,
+                target_value=600,
+                note="was ~3.3 MB each before stream buffers were bounded",
+            )
+            report.add(
+                GROUP,
+                "server RSS above its baseline once those readers are gone",
+                (after - baseline) / MiB,
+                "MiB",
+                higher_is_better=False,
+                target_value=48,
+            )
+
+            before = rss(server.pid)
+            raw = RawGrpc(server.port)
+            sid = raw.open(APPEND)
+            raw.send(sid, append_header("hostile/b"))
+            chunk = content_chunk(b"c" * MiB)
+            sent = 0
+            peak = before
+            while sent < 500 and raw.send(sid, chunk):
+                sent += 1
+                if sent % 8 == 0:
+                    peak = max(peak, rss(server.pid))
+            raw.wait(sid)
+            sid = raw.open(APPEND)
+            raw.send(sid, append_header("hostile/b") + b"\0" + struct.pack(">I", 0xFFFFFFFF))
+            raw.send(sid, b"x" * (8 * MiB))
+            raw.wait(sid)
+            raw.close()
+            peak = max(peak, rss(server.pid))
+            report.add(
+                GROUP,
+                "server RSS growth during a 500 MiB uncommitted append and a 4 GiB prefix",
+                (peak - before) / MiB,
+                "MiB",
+                higher_is_better=False,
+                target_value=160,
+                note=f"refused after {sent} MiB (max_append_size 64 MiB)",
+            )
+        finally:
+            server.stop()
