@@ -30,7 +30,9 @@ service decides which shards run; the driver runs transactions.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shutil
 import time
 from collections.abc import Awaitable, Callable
@@ -344,7 +346,7 @@ class LocalShard:
         player: Player | None = None
 
         if log_name:
-            directory = ctx.data_dir / "shards" / f"{spec.id.replace('/', '_')}-{id(self):x}"
+            directory = playback_root(ctx.data_dir) / f"{spec.id.replace('/', '_')}-{id(self):x}"
             self._directory = directory
             # etcd or the broker may be briefly unreachable: retry those, but
             # not hints that do not decode or a log of the wrong kind.
@@ -521,6 +523,33 @@ class LocalShard:
                 await self._set_status(Code.FAILED, [message])
             except Exception as report_error:
                 log.error("shard %s: could not report its failure: %s", self.id, report_error)
+
+
+def playback_root(data_dir: Path) -> Path:
+    """Where a member's shards play their recovery logs back: one directory
+    per shard assignment, removed when the assignment ends."""
+    return data_dir / "shards"
+
+
+def remove_playback_leftovers(data_dir: Path) -> tuple[int, int]:
+    """Remove the playback directories a previous process of this member
+    left behind (it was killed, so never removed its own); returns how many
+    and their bytes. Only for a caller that owns `data_dir` exclusively (the
+    data directory's lock): nothing in them is needed, as each assignment
+    plays back into a fresh directory."""
+    root = playback_root(data_dir)
+    try:
+        leftovers = list(root.iterdir())
+    except FileNotFoundError:
+        return 0, 0
+    size = 0
+    for path in leftovers:
+        for folder, _, files in os.walk(path):
+            for name in files:
+                with contextlib.suppress(OSError):
+                    size += os.lstat(os.path.join(folder, name)).st_size
+        shutil.rmtree(path, ignore_errors=True)
+    return len(leftovers), size
 
 
 def _root_error(exc: BaseException) -> BaseException:

@@ -66,7 +66,7 @@ from ..consumer import shard_spec
 from ..consumer.contracts import Application
 from ..consumer.driver import Progress
 from ..consumer.member import Consumer, open_consumer
-from ..consumer.shard import LocalShard, ShardObserver
+from ..consumer.shard import LocalShard, ShardObserver, remove_playback_leftovers
 from ..consumer.transaction import Timings, Transaction
 from ..etcd import Etcd, GrpcEtcd, MemoryEtcd
 from ..protocol import consumer as pc
@@ -253,6 +253,18 @@ async def run_member(
 
         await create_declared(cfg, etcd, journals, embedded=core is not None)
 
+        # Under the data directory's lock, playback directories there are a
+        # killed predecessor's: they would only take up disk.
+        removed, size = await trio.to_thread.run_sync(
+            remove_playback_leftovers, data_dir / "member"
+        )
+        if removed:
+            log.info(
+                "removed %d playback director%s (%.1f MB) left by a previous process",
+                removed,
+                "y" if removed == 1 else "ies",
+                size / 1e6,
+            )
         observer = MetricsObserver(core)
         consumer = await stack.enter_async_context(
             open_consumer(

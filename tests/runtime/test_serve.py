@@ -195,6 +195,25 @@ def test_sigterm_drains_and_a_restart_loses_and_repeats_nothing(member: Member) 
     assert member.wait(30) == 0, member.logs()
 
 
+def test_a_killed_members_playback_directories_are_removed_at_its_next_start(
+    member: Member,
+) -> None:
+    member.start()
+    append(member, ["alpha beta"])
+    wait_for_counts(member, {"alpha": 1, "beta": 1})
+    member.signal(signal.SIGKILL)
+    member.wait(30)
+    playback = member.directory / "data" / "member" / "shards"
+    left = {p.name for p in playback.iterdir()}
+    assert left, "a killed member leaves its playback directory behind"
+
+    member.start()
+    assert not left & {p.name for p in playback.iterdir()}
+    assert "removed 1 playback directory" in member.logs()
+    append(member, ["alpha"])
+    wait_for_counts(member, {"alpha": 2, "beta": 1})
+
+
 @pytest.mark.slow
 def test_a_second_signal_exits_at_once(member: Member) -> None:
     member.start()
