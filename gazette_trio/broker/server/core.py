@@ -385,6 +385,36 @@ class JournalServerCore:
                     j.wake()  # blocked readers see the journal is gone
             return pb.ApplyResponse(status=pb.Status.OK, header=self.header(routed=False))
 
+    async def _admit(
+        self,
+        journal: str,
+        validate: Callable[[Any], None],
+        request: Any,
+        *,
+        min_revision: int = 0,
+        reading: bool = False,
+        refuse_suspended: bool = False,
+    ) -> tuple[str, SpecRecord] | pb.Status:
+        """The start every journal request shares: a checkpoint; `validate`
+        (a malformed request is INVALID_ARGUMENT); the etcd revision the
+        caller has seen; the journal's spec. Returns the journal's name and
+        spec record, or the status that answers the request instead."""
+        await trio.lowlevel.checkpoint()
+        try:
+            validate(request)
+        except ValidationError as exc:
+            raise _invalid(exc) from None
+        await self._read_through(min_revision)
+        name, _ = split_meta(journal)
+        record = self._specs.get(name)
+        if record is None:
+            return pb.Status.JOURNAL_NOT_FOUND
+        if refuse_suspended and _suspend_level(record.spec) == pb.JournalSpecSuspendLevel.FULL:
+            return pb.Status.SUSPENDED
+        if reading and not may_read(record.spec.flags):
+            return pb.Status.NOT_ALLOWED
+        return name, record
+
     async def _read_through(self, revision: int) -> None:
         """Wait until specs are at `revision` or later (a request's
         `min_etcd_revision`: the caller has seen that revision elsewhere)."""
@@ -460,17 +490,12 @@ class JournalServerCore:
         )
 
     async def list_fragments(self, request: pb.FragmentsRequest) -> pb.FragmentsResponse:
-        await trio.lowlevel.checkpoint()
-        try:
-            R.validate_fragments_request(request)
-        except ValidationError as exc:
-            raise _invalid(exc) from None
-        name, _ = split_meta(request.journal)
-        record = self._specs.get(name)
-        if record is None:
-            return pb.FragmentsResponse(status=pb.Status.JOURNAL_NOT_FOUND, header=self.header())
-        if not may_read(record.spec.flags):
-            return pb.FragmentsResponse(status=pb.Status.NOT_ALLOWED, header=self.header())
+        admitted = await self._admit(
+            request.journal, R.validate_fragments_request, request, reading=True
+        )
+        if isinstance(admitted, pb.Status):
+            return pb.FragmentsResponse(status=admitted, header=self.header())
+        name, _ = admitted
         limit = request.page_limit or DEFAULT_PAGE_LIMIT
         spans = self._spans(self._journal(name))
         start = next(
@@ -551,24 +576,19 @@ class JournalServerCore:
         """Serve a Read: call `send` with each response until the read is
         complete (non-blocking at the head, `end_offset`, metadata only) or
         the caller is cancelled."""
-        await trio.lowlevel.checkpoint()
-        try:
-            R.validate_read_request(request)
-        except ValidationError as exc:
-            raise _invalid(exc) from None
-        await self._read_through(request.min_etcd_revision)
-        name, _ = split_meta(request.journal)
-        record = self._specs.get(name)
-        if record is None:
-            await send(pb.ReadResponse(status=pb.Status.JOURNAL_NOT_FOUND, header=self.header()))
-            return
-        if _suspend_level(record.spec) == pb.JournalSpecSuspendLevel.FULL:
+        admitted = await self._admit(
+            request.journal,
+            R.validate_read_request,
+            request,
+            min_revision=request.min_etcd_revision,
+            reading=True,
             # A fully suspended journal has no replica to read from.
-            await send(pb.ReadResponse(status=pb.Status.SUSPENDED, header=self.header()))
+            refuse_suspended=True,
+        )
+        if isinstance(admitted, pb.Status):
+            await send(pb.ReadResponse(status=admitted, header=self.header()))
             return
-        if not may_read(record.spec.flags):
-            await send(pb.ReadResponse(status=pb.Status.NOT_ALLOWED, header=self.header()))
-            return
+        name, _ = admitted
         j = self._journal(name)
         offset = j.write_head if request.offset == -1 else request.offset
         end_offset = request.end_offset
@@ -634,15 +654,15 @@ class JournalServerCore:
         `request` is the header of Gazette's Append stream (its `content` must
         be empty); `content` is every chunk the client sent.
         """
-        await trio.lowlevel.checkpoint()
-        try:
-            R.validate_append_header(request)
-        except ValidationError as exc:
-            raise _invalid(exc) from None
-        await self._read_through(request.min_etcd_revision)
-        name, _ = split_meta(request.journal)
-        if name not in self._specs:
-            return pb.AppendResponse(status=pb.Status.JOURNAL_NOT_FOUND, header=self.header())
+        admitted = await self._admit(
+            request.journal,
+            R.validate_append_header,
+            request,
+            min_revision=request.min_etcd_revision,
+        )
+        if isinstance(admitted, pb.Status):
+            return pb.AppendResponse(status=admitted, header=self.header())
+        name, _ = admitted
         chunks = [c for c in content if c]
         size = sum(len(c) for c in chunks)
         j = self._journal(name)
