@@ -36,6 +36,7 @@ from .hostile_support import (
 )
 
 RESOURCE_EXHAUSTED = 8
+UNAVAILABLE = 14
 MiB = 1 << 20
 
 
@@ -169,3 +170,38 @@ def test_readers_that_never_read_hold_bounded_memory_released_on_disconnect(
         time.sleep(0.5)
     assert rss(broker.pid) <= baseline + 48 * MiB, (baseline, during, rss(broker.pid))
     assert read_back(broker.endpoint, "hostile/d") == payload
+
+
+def test_appends_in_progress_together_hold_a_bounded_amount(tmp_path: Path) -> None:
+    # max_append_size 1 MiB: all appends in progress may hold 4 MiB together.
+    server = start_broker(tmp_path, limits={"max_append_size": str(MiB)})
+    try:
+        create_journals(server)
+        raw = RawGrpc(server.port)
+        try:
+            chunk = content_chunk(b"h" * (900 * 1024))
+            sids = []
+            for _ in range(6):
+                sid = raw.open(APPEND)
+                raw.send(sid, append_header("hostile/b") + chunk)
+                sids.append(sid)
+            deadline = time.monotonic() + 20
+            while sum(raw.done(sid) for sid in sids) < 2 and time.monotonic() < deadline:
+                raw.pump(timeout=0.2)
+            raw.pump(timeout=0.5)  # and no third
+            refused = [sid for sid in sids if raw.done(sid)]
+            # Four fit (3.6 MiB), the fifth and sixth would not.
+            assert len(refused) == 2, [raw.outcomes[s] for s in sids]
+            for sid in refused:
+                out = raw.outcomes[sid]
+                assert out.status == UNAVAILABLE
+                assert "bytes of uncommitted appends, near its limit of 4194304" in out.message
+            for sid in sids:
+                if sid not in refused:
+                    raw.send(sid, content_chunk(b""), end=True)
+                    assert raw.wait(sid).status == 0
+        finally:
+            raw.close()
+        assert read_back(server.endpoint, "hostile/b") == b"h" * (900 * 1024) * 4
+    finally:
+        server.stop()

@@ -5,7 +5,10 @@ Gazette client (gazctl, Go consumers, our `GrpcJournalClient`) can call it.
 This module owns the translation between RPC shapes and the core's methods,
 chiefly the Append stream: a header message, content chunks, an empty chunk
 that asks to commit, then the end of the stream. A stream that breaks, or
-ends without the commit chunk, appends nothing.
+ends without the commit chunk, appends nothing. Content is held until the
+commit chunk, so it is bounded (`gazette_trio.limits`): an append past
+`max_append_size` is refused with RESOURCE_EXHAUSTED, and one that would
+take all appends in progress past four times that with UNAVAILABLE.
 
 Replicate answers UNIMPLEMENTED: this server is a single node.
 
@@ -41,6 +44,9 @@ def journal_service(core: JournalServerCore, verifier: Verifier = OPEN) -> aio.S
     `verifier` (by default, none are)."""
 
     max_append_size = limits.current().max_append_size
+    # Content all appends in progress hold (one cell, shared by the handlers).
+    max_held = 4 * max_append_size
+    held_by_all = [0]
 
     def hidden(journal: str, claims: auth_claims.Claims) -> bool:
         # A journal outside the token's selector is answered as missing.
@@ -96,46 +102,60 @@ def journal_service(core: JournalServerCore, verifier: Verifier = OPEN) -> aio.S
         chunks: list[bytes] = []
         held = 0
         committed = False
-        async for request in requests:
-            if header is None:
-                header = request
+        try:
+            async for request in requests:
+                if header is None:
+                    header = request
+                    try:
+                        # Checked before any content is taken in, not at the end.
+                        validate_append_header(header)
+                    except ValidationError as exc:
+                        raise aio.InvalidArgument(str(exc)) from None
+                    if hidden(header.journal, claims):
+                        # Answered before any content is read: nothing is appended.
+                        return pb.AppendResponse(
+                            status=pb.Status.JOURNAL_NOT_FOUND, header=core.header()
+                        )
+                    continue
+                if committed:
+                    raise aio.InvalidArgument("expected EOF after empty Content chunk")
                 try:
-                    # Checked before any content is taken in, not at the end.
-                    validate_append_header(header)
+                    validate_append_chunk(request)
                 except ValidationError as exc:
                     raise aio.InvalidArgument(str(exc)) from None
-                if hidden(header.journal, claims):
-                    # Answered before any content is read: nothing is appended.
-                    return pb.AppendResponse(
-                        status=pb.Status.JOURNAL_NOT_FOUND, header=core.header()
-                    )
-                continue
-            if committed:
-                raise aio.InvalidArgument("expected EOF after empty Content chunk")
-            try:
-                validate_append_chunk(request)
-            except ValidationError as exc:
-                raise aio.InvalidArgument(str(exc)) from None
-            if request.content:
-                held += len(request.content)
-                if held > max_append_size:
+                if not request.content:
+                    committed = True
+                    continue
+                size = len(request.content)
+                if held + size > max_append_size:
                     # The content is held until the commit chunk: past the
                     # limit the append is refused whole, nothing written.
                     raise aio.ResourceExhausted(
                         f"journal {header.journal}: append exceeds the server's limit of "
                         f"{max_append_size} bytes (max_append_size); nothing was appended"
                     )
+                if held_by_all[0] + size > max_held:
+                    # Many appends at once, each within its limit, could still
+                    # hold any amount together: a busy server asks for a retry
+                    # instead (publishers retry UNAVAILABLE).
+                    raise aio.Unavailable(
+                        f"journal {header.journal}: the server holds {held_by_all[0]} bytes "
+                        f"of uncommitted appends, near its limit of {max_held} "
+                        "(4 x max_append_size); nothing was appended, retry later"
+                    )
+                held += size
+                held_by_all[0] += size
                 chunks.append(request.content)
-            else:
-                committed = True
-        if header is None:
-            raise aio.InvalidArgument("Append stream ended before its first request")
-        if not committed:
-            raise aio.InvalidArgument(
-                f"journal {header.journal}: Append stream ended without the final empty "
-                "Content chunk that commits it; nothing was appended"
-            )
-        return await core.append(header, chunks)
+            if header is None:
+                raise aio.InvalidArgument("Append stream ended before its first request")
+            if not committed:
+                raise aio.InvalidArgument(
+                    f"journal {header.journal}: Append stream ended without the final empty "
+                    "Content chunk that commits it; nothing was appended"
+                )
+            return await core.append(header, chunks)
+        finally:
+            held_by_all[0] -= held
 
     async def replicate(
         requests: AsyncIterator[pb.ReplicateRequest],
