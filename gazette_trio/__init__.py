@@ -14,12 +14,13 @@ config.toml`. What applications import is exported here, and listed in
   `fixed_mapping`, `modulo_mapping`, `rendezvous_mapping`);
 - stores: `JSONFileStore`, `SQLiteStore`, `SQLStore`, `MemoryStore`;
 - serving: `Consumer` (the member, as `grpc_services(consumer)` gets it),
-  `JournalClient`;
+  `JournalClient`, and JSON query routes: the `query` decorator,
+  `QueryParams`, `QueryShards`, `QueryError`;
 - errors: `GazetteTrioError`, the root of every error gazette-trio raises,
   and the ones applications meet: `ConsumerError`, `ResolveError`,
   `ShardStopped`, `StoreError`, `BrokerError`, `MessageError`.
 
-Stores, the member and the journal client are imported on first use, since
+Stores, the member, the journal client and query routes are imported on first use, since
 they pull in database drivers and the whole runtime.
 
 A few modules and subpackages are public too:
@@ -63,6 +64,7 @@ from .opfuture import OpFuture, OpFutures, wait_all
 if TYPE_CHECKING:
     from .broker.client import JournalClient
     from .consumer.member import Consumer
+    from .consumer.queries import QueryError, QueryParams, QueryShards, query
     from .consumer.service import ResolveError
     from .consumer.shard import ShardStopped
     from .consumer.stores import JSONFileStore, SQLiteStore, SQLStore, StoreError
@@ -76,12 +78,16 @@ _LAZY = {
     "JSONFileStore": "gazette_trio.consumer.stores.json_file",
     "JournalClient": "gazette_trio.broker.client",
     "MemoryStore": "gazette_trio.consumer.stores.memory",
+    "QueryError": "gazette_trio.consumer.queries",
+    "QueryParams": "gazette_trio.consumer.queries",
+    "QueryShards": "gazette_trio.consumer.queries",
     "Recorder": "gazette_trio.recoverylog",
     "ResolveError": "gazette_trio.consumer.service",
     "SQLStore": "gazette_trio.consumer.stores.sql",
     "SQLiteStore": "gazette_trio.consumer.stores.sqlite",
     "ShardStopped": "gazette_trio.consumer.shard",
     "StoreError": "gazette_trio.consumer.stores.errors",
+    "query": "gazette_trio.consumer.queries",
 }
 
 
@@ -119,6 +125,9 @@ __all__ = [
     "Partitions",
     "PerTransaction",
     "Publisher",
+    "QueryError",
+    "QueryParams",
+    "QueryShards",
     "Recorder",
     "ResolveError",
     "SQLStore",
@@ -130,6 +139,7 @@ __all__ = [
     "__version__",
     "fixed_mapping",
     "modulo_mapping",
+    "query",
     "rendezvous_mapping",
     "wait_all",
 ]

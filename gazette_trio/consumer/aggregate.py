@@ -239,6 +239,12 @@ class Aggregation(BaseApplication[Store, MessageT], Generic[MessageT, ValueT]):
         """The message published for `key` changed to `value` (None: nothing)."""
         return None
 
+    async def value(self, store: Store, key: str) -> ValueT | None:
+        """`key`'s value in `store` (None for a key never seen), as the
+        shard's transactions left it: what a query route answers from."""
+        found = await self._state_of(store).load((key,))
+        return cast("ValueT | None", found.get(key))
+
     # -- the Application
 
     async def new_store(self, shard: Shard, recorder: Recorder | None) -> Store:

@@ -10,18 +10,22 @@ server's nursery:
   render is embedded in the page, so it shows data without waiting for
   the first poll;
 - `GET /status.json`: `status.snapshot_to_json` of the `StatusSource`;
-- `GET /`: a redirect to `/status`.
+- `GET /`: a redirect to `/status`;
+- `GET` or `POST /query/<route>`: the application's JSON query routes, when
+  it declares any (`consumer.queries`, which answers them; a POST's body,
+  at most `MAX_BODY` bytes, is its JSON parameters).
 
 Connections are kept alive between requests and closed after an idle
 minute; at most `[limits] max_http_connections` are served at once (one
-more is closed unread); only GET and HEAD are served. A failing `StatusSource` answers 500
+more is closed unread); only GET and HEAD are served, and POST to queries. A failing `StatusSource` answers 500
 with the error, and the server carries on.
 
 With auth keys (`verifier`), a request from another machine must carry
 `Authorization: Bearer <token>` with the READ capability, Gazette's tokens
 as on the gRPC port; a refused one is 401 with the reason. Requests from
 loopback are served without a token: whoever is on the machine can read the
-member's data directory anyway. With `tls`, the port speaks HTTPS only.
+member's data directory anyway. A query with a token is scoped by its
+selector, as the Shard API's Stat is. With `tls`, the port speaks HTTPS only.
 
 This module owns HTTP; what is shown comes from `status` and `metrics`.
 """
@@ -36,6 +40,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import h11
 import prometheus_client
@@ -44,6 +49,7 @@ from prometheus_client import CollectorRegistry
 
 from .. import aio, limits
 from ..auth import capabilities as caps
+from ..auth.claims import Claims
 from ..auth.verifier import OPEN, Verifier
 from .metrics import REGISTRY
 from .status import StatusSource, snapshot_to_json
@@ -55,6 +61,9 @@ log = logging.getLogger(__name__)
 IDLE_TIMEOUT = 60.0
 """Seconds a kept-alive connection may wait for its next request."""
 MAX_BUFFER = 64 * 1024
+MAX_BODY = 1024 * 1024
+"""Bytes of a request body (a query's JSON parameters) read at most; past it, 413."""
+QUERY_PREFIX = "/query/"
 _SERVER = b"gazette-trio"
 _PLACEHOLDER = "/*__INITIAL_STATUS__*/null"
 
@@ -65,6 +74,18 @@ class Response:
     body: bytes
     content_type: str
     headers: tuple[tuple[str, str], ...] = ()
+
+
+class QueryRoutes(Protocol):
+    """What answers `/query/...` (`consumer.queries.QueryRouter`)."""
+
+    async def http(
+        self, method: str, target: str, body: bytes, claims: Claims | None
+    ) -> tuple[int, bytes]: ...
+
+
+class _TooLarge(Exception):
+    pass
 
 
 def _page_template() -> str:
@@ -91,8 +112,10 @@ class StatusServer:
         max_connections: int | None = None,
         verifier: Verifier = OPEN,
         tls: ssl.SSLContext | None = None,
+        queries: QueryRoutes | None = None,
     ) -> None:
         self.source = source
+        self.queries = queries
         self.registry = registry
         self.verifier = verifier
         self.tls = tls
@@ -150,9 +173,21 @@ class StatusServer:
     async def _root(self) -> Response:
         return Response(302, b"", "text/plain", (("location", "/status"),))
 
-    async def respond(self, method: str, target: str) -> Response:
+    async def respond(
+        self, method: str, target: str, body: bytes = b"", claims: Claims | None = None
+    ) -> Response:
         """The response to one request (also usable without a socket)."""
         path = target.split("?", 1)[0]
+        if path.startswith(QUERY_PREFIX) and self.queries is not None:
+            if method not in ("GET", "POST"):
+                return Response(
+                    405,
+                    json.dumps({"error": "queries take GET or POST"}).encode(),
+                    "application/json",
+                    (("allow", "GET, POST"),),
+                )
+            status, answer = await self.queries.http(method, target, body, claims)
+            return Response(status, answer, "application/json", (("cache-control", "no-store"),))
         route = self._routes.get(path)
         if route is None:
             return Response(404, f"no such page: {path}\n".encode(), "text/plain; charset=utf-8")
@@ -194,15 +229,16 @@ class StatusServer:
         finally:
             self._open -= 1
 
-    def _refusal(self, request: h11.Request, peer: str | None) -> Response | None:
-        """401 for a request that needs a token and lacks a valid one."""
+    def _authorize(self, request: h11.Request, peer: str | None) -> Response | Claims | None:
+        """401 for a request that needs a token and lacks a valid one; else
+        the token's claims, or None for a request that needs none."""
         if not self.verifier.enabled or (peer is not None and _loopback(peer)):
             return None
         metadata = {
             name.decode().lower(): value.decode("latin-1") for name, value in request.headers
         }
         try:
-            self.verifier.verify_metadata(metadata, caps.READ)
+            return self.verifier.verify_metadata(metadata, caps.READ)
         except aio.Unauthenticated as exc:
             return Response(
                 401,
@@ -210,18 +246,37 @@ class StatusServer:
                 "text/plain; charset=utf-8",
                 (("www-authenticate", "Bearer"),),
             )
-        return None
+
+    def _refusal(self, request: h11.Request, peer: str | None) -> Response | None:
+        """401 for a request that needs a token and lacks a valid one."""
+        authorized = self._authorize(request, peer)
+        return authorized if isinstance(authorized, Response) else None
 
     async def _serve_connection(self, stream: trio.SocketStream, peer: str | None = None) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_BUFFER)
         try:
             while True:
-                request = await self._next_request(conn, stream)
-                if request is None:
+                try:
+                    received = await self._next_request(conn, stream)
+                except _TooLarge:
+                    too_large = Response(
+                        413,
+                        json.dumps({"error": f"request body over {MAX_BODY} bytes"}).encode(),
+                        "application/json",
+                        (("connection", "close"),),
+                    )
+                    await self._send(conn, stream, too_large)
                     return
-                response = self._refusal(request, peer) or await self.respond(
-                    request.method.decode(), request.target.decode()
-                )
+                if received is None:
+                    return
+                request, body = received
+                authorized = self._authorize(request, peer)
+                if isinstance(authorized, Response):
+                    response = authorized
+                else:
+                    response = await self.respond(
+                        request.method.decode(), request.target.decode(), body, authorized
+                    )
                 await self._send(conn, stream, response, head=request.method == b"HEAD")
                 if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                     return
@@ -240,8 +295,9 @@ class StatusServer:
 
     async def _next_request(
         self, conn: h11.Connection, stream: trio.SocketStream
-    ) -> h11.Request | None:
+    ) -> tuple[h11.Request, bytes] | None:
         request: h11.Request | None = None
+        body = bytearray()
         with trio.move_on_after(IDLE_TIMEOUT):
             while True:
                 event = conn.next_event()
@@ -251,11 +307,14 @@ class StatusServer:
                     continue
                 if isinstance(event, h11.Request):
                     request = event
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                    if len(body) > MAX_BODY:
+                        raise _TooLarge
                 elif isinstance(event, h11.EndOfMessage):
-                    return request
+                    return (request, bytes(body)) if request is not None else None
                 elif isinstance(event, h11.ConnectionClosed):
                     return None
-                # Data events (a request body) are read and ignored.
         return None
 
     async def _send(

@@ -41,6 +41,9 @@ EXPORTED = {
     "Partitions",
     "PerTransaction",
     "Publisher",
+    "QueryError",
+    "QueryParams",
+    "QueryShards",
     "Recorder",
     "ResolveError",
     "SQLStore",
@@ -52,6 +55,7 @@ EXPORTED = {
     "__version__",
     "fixed_mapping",
     "modulo_mapping",
+    "query",
     "rendezvous_mapping",
     "wait_all",
 }
