@@ -29,7 +29,7 @@ from ..endpoints import ENV, endpoint_options, resolve
 from ..protocol import labels as L
 from ..protocol import protocol as pb
 from ..protocol.validation import ValidationError
-from ..runtime.datadir import exit_if_locked
+from ..runtime.startup import exit_on_startup_error, journal_server_problem
 from .appender import append
 from .client import JournalClient
 from .errors import RETRYABLE_STATUSES, JournalError
@@ -63,7 +63,8 @@ def broker() -> None:
 @broker.command(context_settings=CONTEXT)
 @click.option(
     "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    # A file here is refused by serve's own one-line startup error.
+    type=click.Path(path_type=Path),
     help="Directory for specs and fragments (created if missing).",
 )
 @click.option("--memory", is_flag=True, help="Keep everything in memory instead (lost on exit).")
@@ -99,6 +100,11 @@ def broker() -> None:
     is_flag=True,
     help="Allow a non-loopback --host without auth keys and TLS.",
 )
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Show the traceback of a startup failure instead of its one-line message.",
+)
 def serve(
     data_dir: Path | None,
     memory: bool,
@@ -110,6 +116,7 @@ def serve(
     server_key_file: Path | None,
     server_ca_file: Path | None,
     insecure: bool,
+    debug: bool,
 ) -> None:
     """Serve journals from DATA-DIR until interrupted.
 
@@ -154,16 +161,22 @@ def serve(
 
     async def main() -> None:
         async with aio.asyncio_island(), trio.open_nursery() as nursery:
-            core, _ = await nursery.start(
-                functools.partial(
-                    serve_journals,
-                    data_dir,
-                    host,
-                    port,
-                    verifier=security.verifier,
-                    tls=security.server_tls,
+            try:
+                core, _ = await nursery.start(
+                    functools.partial(
+                        serve_journals,
+                        data_dir,
+                        host,
+                        port,
+                        verifier=security.verifier,
+                        tls=security.server_tls,
+                    )
                 )
-            )
+            except Exception as exc:
+                problem = journal_server_problem(exc, data_dir, host, port)
+                if problem is None:
+                    raise
+                raise problem from exc
             click.echo(f"journal server listening on {core.endpoint}", err=True)
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for signum in signals:
@@ -171,7 +184,9 @@ def serve(
                     nursery.cancel_scope.cancel()
                     break
 
-    with exit_if_locked():  # another process serves DATA-DIR: one line, exit 2
+    # A port in use, an unusable DATA-DIR or one another process serves:
+    # one line and exit 2 (a traceback with --debug).
+    with exit_on_startup_error(debug):
         trio.run(main)
 
 

@@ -66,17 +66,26 @@ from ..consumer import shard_spec
 from ..consumer.contracts import Application
 from ..consumer.driver import Progress
 from ..consumer.member import Consumer, open_consumer
+from ..consumer.queries import QueryRouter
 from ..consumer.shard import LocalShard, ShardObserver, remove_playback_leftovers
 from ..consumer.transaction import Timings, Transaction
-from ..etcd import Etcd, GrpcEtcd, MemoryEtcd
+from ..etcd import Etcd, EtcdError, GrpcEtcd, MemoryEtcd
 from ..protocol import consumer as pc
 from ..protocol import protocol as pb
 from .config import Config, ConfigError, load_config_or_exit
-from .datadir import exit_if_locked, lock_data_dir
+from .datadir import lock_data_dir
 from .http import StatusServer
 from .logs import configure_logging
 from .metrics import ShardMetrics
 from .security import member_security
+from .startup import (
+    StartupError,
+    address_problem,
+    exit_on_startup_error,
+    find,
+    is_address_problem,
+    path_problem,
+)
 from .status import MemberStatus, ReplicaStatus, ShardStatus, SourceStatus, StatusSnapshot
 
 log = logging.getLogger(__name__)
@@ -104,7 +113,14 @@ EXIT_ON_SECOND_SIGNAL = 130
     default=None,
     help="[log] level.",
 )
-def serve(config: Path, port: int | None, http_port: int | None, log_level: str | None) -> None:
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Show the traceback of a startup failure instead of its one-line message.",
+)
+def serve(
+    config: Path, port: int | None, http_port: int | None, log_level: str | None, debug: bool
+) -> None:
     """Run a consumer member from CONFIG (a TOML file).
 
     \b
@@ -121,6 +137,9 @@ def serve(config: Path, port: int | None, http_port: int | None, log_level: str 
 
     \b
     An option overrides its config key, as its GAZETTE_TRIO_ variable does.
+    A failure to start (a port in use, an unusable data_dir, etcd out of
+    reach, data_dir held by another process) is one line naming the key,
+    and exit status 2; --debug shows its traceback instead.
     """
     # Options are applied as the variables that name the same keys, so they
     # are validated, and named in errors, exactly as the config file's are.
@@ -136,7 +155,7 @@ def serve(config: Path, port: int | None, http_port: int | None, log_level: str 
     configure_logging(cfg.log.level, cfg.log.format)
     app = load_application(cfg, config)
     member_security(cfg)  # an unusable or unsafe [security] exits 2 before anything starts
-    with exit_if_locked():
+    with exit_on_startup_error(debug):
         trio.run(run_process, cfg, app)
 
 
@@ -223,11 +242,14 @@ async def run_member(
     # Every channel this process opens (brokers, peers' Stat proxies, the
     # application's own clients) dials and signs with the member's settings.
     aio.set_dial_credentials(security.dial)
-    os.makedirs(data_dir, exist_ok=True)
     async with aio.asyncio_island(), contextlib.AsyncExitStack() as stack:
-        # One process per data directory: embedded etcd, journals and shard
-        # state under it have a single writer (docs/cli.md).
-        stack.enter_context(lock_data_dir(data_dir))
+        try:
+            os.makedirs(data_dir, exist_ok=True)
+            # One process per data directory: embedded etcd, journals and
+            # shard state under it have a single writer (docs/cli.md).
+            stack.enter_context(lock_data_dir(data_dir))
+        except OSError as exc:
+            raise path_problem(exc, "data_dir", data_dir) from exc
         etcd = await stack.enter_async_context(_open_etcd(cfg, data_dir, security.etcd_tls))
         # Bind the port first: the member's advertised endpoint names it,
         # and the member joins the group before its services are built.
@@ -286,6 +308,12 @@ async def run_member(
         offer = getattr(app, "grpc_services", None)
         if callable(offer):
             grpc_services.extend(guard(service, verifier) for service in offer(consumer))
+        # JSON query routes (consumer.queries): answered on the HTTP port,
+        # forwarded between members over this gRPC port.
+        queries = QueryRouter(app, consumer, verifier_enabled=verifier.enabled)
+        if queries.routes:
+            stack.push_async_callback(queries.aclose)
+            grpc_services.append(guard(queries.grpc_service(), verifier))
         nursery = await stack.enter_async_context(trio.open_nursery())
         await nursery.start(
             functools.partial(aio.serve, grpc_services, sock=sock, tls=security.server_tls)
@@ -294,8 +322,21 @@ async def run_member(
         http_port = None
         if cfg.http.enabled:
             source = secured.noted(MemberStatusSource(cfg, consumer, observer, core))
-            status_server = StatusServer(source, verifier=verifier, tls=security.http_tls)
-            http_port = await nursery.start(status_server.serve, cfg.http.host, cfg.http.port)
+            status_server = StatusServer(
+                source,
+                verifier=verifier,
+                tls=security.http_tls,
+                queries=queries if queries.routes else None,
+            )
+            try:
+                http_port = await nursery.start(status_server.serve, cfg.http.host, cfg.http.port)
+            except BaseException as exc:
+                bad = find(exc, OSError)
+                if bad is None or not is_address_problem(bad):
+                    raise
+                raise address_problem(
+                    bad, "http.port", cfg.http.host, cfg.http.port, "--http-port"
+                ) from exc
 
         # What is live now is long-lived: keep the collector off it.
         gc.collect()
@@ -343,7 +384,7 @@ def _bind(host: str, port: int) -> Iterator[socket.socket]:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise click.ClickException(f"member.port: cannot listen on {host}:{port}: {exc}") from None
+        raise address_problem(exc, "member.port", host, port, "--port") from exc
     try:
         yield sock
     finally:
@@ -366,8 +407,33 @@ async def _open_etcd(
     else:
         # One endpoint is used; list several for documentation's sake, the
         # first is dialed (etcd's own proxying covers the rest).
-        async with GrpcEtcd.open(cfg.etcd.endpoints[0], tls=tls) as etcd:
+        endpoint = cfg.etcd.endpoints[0]
+        async with GrpcEtcd.open(endpoint, tls=tls) as etcd:
+            await _reach_etcd(etcd, endpoint, cfg.group_prefix)
             yield etcd
+
+
+ETCD_REACH_TIMEOUT = 10.0
+"""Seconds a starting member waits for etcd's first answer before giving up."""
+
+
+async def _reach_etcd(etcd: GrpcEtcd, endpoint: str, prefix: str) -> None:
+    """One read before anything else, so that an etcd out of reach stops the
+    start in bounded time with a line naming `etcd.endpoints`, rather than
+    failing later inside whichever part asked first."""
+    remedy = "start etcd there, fix etcd.endpoints, or leave [etcd] out to run an embedded one"
+    with trio.move_on_after(ETCD_REACH_TIMEOUT) as scope:
+        try:
+            await etcd.get(prefix)
+        except EtcdError as exc:
+            raise StartupError(
+                f"etcd.endpoints = {endpoint}: cannot reach etcd ({exc}); {remedy}"
+            ) from exc
+    if scope.cancelled_caught:
+        raise StartupError(
+            f"etcd.endpoints = {endpoint}: no answer from etcd within "
+            f"{ETCD_REACH_TIMEOUT:.0f} s; {remedy}"
+        )
 
 
 # ----------------------------------------------------------------------------

@@ -1,0 +1,192 @@
+"""A member or journal server that cannot start says why in one line.
+
+Each failure an operator fixes by changing the surroundings (a port held by
+another process, a data directory that is a file or on a read-only disk, an
+etcd nobody answers at) stops `gazette-trio serve` and `gazette-trio broker
+serve` with exit status 2 and one line on stderr naming the config key (or
+option), the address or path, and what to do. `--debug` shows the traceback
+instead. (A data directory held by another process: tests/hostile/
+test_datadir_lock.py.)
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+APP = """
+class Idle:
+    async def new_store(self, shard, recorder):
+        raise NotImplementedError
+
+    def new_message(self, spec):
+        return dict
+
+    async def consume_message(self, shard, store, envelope, publisher):
+        pass
+
+    async def finalize_txn(self, shard, store, publisher):
+        pass
+"""
+
+CONFIG = """
+data_dir = "data"
+
+[application]
+module = "idle:Idle"
+
+[member]
+port = 0
+
+[http]
+port = 0
+"""
+
+
+@pytest.fixture
+def member(tmp_path: Path) -> Path:
+    (tmp_path / "idle.py").write_text(textwrap.dedent(APP))
+    (tmp_path / "config.toml").write_text(CONFIG)
+    return tmp_path
+
+
+@pytest.fixture
+def held_port() -> Iterator[int]:
+    """A port another process's socket listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory on a read-only file system (root ignores permission bits,
+    so a mode 0555 directory would not do)."""
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gazette_trio", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        # A bound: a start that hangs instead of failing fails the test.
+        timeout=60,
+        env={**os.environ, **env},
+    )
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, result
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert lines[0].startswith("Error: "), lines[0]
+    return lines[0]
+
+
+# -- gazette-trio serve
+
+
+def test_member_port_in_use_names_member_port(member: Path, held_port: int) -> None:
+    line = one_line(run(["serve", "config.toml", "--port", str(held_port)], member))
+    assert f"member.port = {held_port}: 127.0.0.1:{held_port} is already in use" in line
+    assert "--port" in line  # how to choose another
+
+
+def test_http_port_in_use_names_http_port(member: Path, held_port: int) -> None:
+    line = one_line(run(["serve", "config.toml", "--http-port", str(held_port)], member))
+    assert f"http.port = {held_port}: 127.0.0.1:{held_port} is already in use" in line
+    assert "--http-port" in line
+
+
+def test_data_dir_that_is_a_file_names_data_dir(member: Path) -> None:
+    (member / "data").write_text("not a directory\n")
+    line = one_line(run(["serve", "config.toml"], member))
+    assert f"data_dir = {member / 'data'}: {member / 'data'} is a file, not a directory" in line
+
+
+def test_data_dir_under_a_file_names_data_dir(member: Path) -> None:
+    (member / "plain").write_text("")
+    line = one_line(run(["serve", "config.toml"], member, GAZETTE_TRIO_DATA_DIR="plain/data"))
+    assert f"data_dir = {member / 'plain' / 'data'}: a part of" in line
+    assert "is a file, not a directory" in line
+
+
+def test_read_only_data_dir_names_data_dir(member: Path, read_only_dir: Path) -> None:
+    line = one_line(run(["serve", "config.toml"], member, GAZETTE_TRIO_DATA_DIR=str(read_only_dir)))
+    assert f"data_dir = {read_only_dir}:" in line
+    assert "read-only file system" in line
+    # A directory to be made on it fails alike.
+    below = read_only_dir / "data"
+    line = one_line(run(["serve", "config.toml"], member, GAZETTE_TRIO_DATA_DIR=str(below)))
+    assert f"data_dir = {below}: {below} is on a read-only file system" in line
+
+
+def test_etcd_refusing_connections_names_etcd_endpoints(member: Path) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    line = one_line(run(["serve", "config.toml"], member, GAZETTE_TRIO_ETCD__ENDPOINTS=closed))
+    assert f"etcd.endpoints = {closed}: cannot reach etcd" in line
+    assert "leave [etcd] out" in line
+
+
+@pytest.mark.slow  # waits out the bound on etcd's first answer (10 s)
+def test_etcd_that_never_answers_names_etcd_endpoints(member: Path, held_port: int) -> None:
+    # The held port accepts connections (the kernel's backlog) and says nothing.
+    silent = f"http://127.0.0.1:{held_port}"
+    line = one_line(run(["serve", "config.toml"], member, GAZETTE_TRIO_ETCD__ENDPOINTS=silent))
+    assert f"etcd.endpoints = {silent}: no answer from etcd within" in line
+
+
+def test_debug_shows_the_traceback(member: Path, held_port: int) -> None:
+    result = run(["serve", "config.toml", "--port", str(held_port), "--debug"], member)
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr
+    assert "StartupError: member.port" in result.stderr
+
+
+# -- gazette-trio broker serve
+
+
+def test_broker_serve_port_in_use_names_port(tmp_path: Path, held_port: int) -> None:
+    result = run(["broker", "serve", "--data-dir", "j", "--port", str(held_port)], tmp_path)
+    line = one_line(result)
+    assert f"--port {held_port}: 127.0.0.1:{held_port} is already in use" in line
+
+
+def test_broker_serve_data_dir_that_is_a_file_names_data_dir(tmp_path: Path) -> None:
+    (tmp_path / "j").write_text("")
+    line = one_line(run(["broker", "serve", "--data-dir", "j", "--port", "0"], tmp_path))
+    assert f"--data-dir j: {tmp_path / 'j'} is a file, not a directory" in line
+
+
+def test_broker_serve_read_only_data_dir_names_data_dir(
+    tmp_path: Path, read_only_dir: Path
+) -> None:
+    result = run(["broker", "serve", "--data-dir", str(read_only_dir), "--port", "0"], tmp_path)
+    line = one_line(result)
+    assert f"--data-dir {read_only_dir}:" in line
+    assert "read-only file system" in line
