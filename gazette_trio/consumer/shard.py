@@ -55,6 +55,7 @@ from ..recoverylog import (
     HintsError,
     PlaybackError,
     Player,
+    PlayerState,
     assignment_guard,
     check_recovery_log,
     fetch_hints,
@@ -83,6 +84,12 @@ Code = pc.ReplicaStatusCode
 # Seconds before a shard failed by a transient error starts over, by retry
 # (the last repeats): quick for a blip, then gentle on what is down.
 RETRY_BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+PLAYBACK_REPORT_INTERVAL = 1.0
+"""Seconds between playback progress reports to the observer (metrics)."""
+
+PLAYBACK_LOG_INTERVAL = 10.0
+"""Seconds between progress lines of a long playback in the log."""
+
 # How often a primary writes its recorder's hints to etcd (Gazette: 5m).
 HINTS_INTERVAL = 300.0
 # Size of the channel between source readers and the driver, in batches
@@ -112,6 +119,16 @@ class ShardObserver:
 
     def transaction_completed(self, shard: LocalShard, progress: Progress) -> None:
         pass
+
+    def playback_started(self, shard: LocalShard, log: str) -> None:
+        """Recovery-log playback of `log` began for this replica."""
+
+    def playback_progress(self, shard: LocalShard, bytes_read: int) -> None:
+        """Playback has read `bytes_read` bytes of log so far (about once a second)."""
+
+    def playback_caught_up(self, shard: LocalShard, bytes_read: int, seconds: float) -> None:
+        """Playback reached the log's write head (a standby now tails it, a
+        primary completes): `bytes_read` in `seconds` since it began."""
 
     def stopped(self, shard: LocalShard) -> None:
         pass
@@ -362,15 +379,18 @@ class LocalShard:
                 give_up=(PlaybackError, JournalError),
             )
             player = Player()
-            if not self.is_primary:
-                await self._set_status(Code.BACKFILL)
+            # A primary plays back too before it serves: BACKFILL until then,
+            # as Gazette's replicas report.
+            await self._set_status(Code.BACKFILL)
             nursery.start_soon(player.play, hints, directory, ctx.journals, appends)
             nursery.start_soon(self._report_standby_when_tailing, player)
+            nursery.start_soon(self._watch_playback, player, hints.log)
         elif not self.is_primary:
             await self._set_status(Code.STANDBY)
 
         await self._promoted.wait()
-        log.info("shard %s: serving as primary", self.id)
+        if player is not None:
+            log.info("shard %s: promoted to primary; completing recovery-log playback", self.id)
 
         recorder = None
         recorder_appends: AppendService | None = None
@@ -410,6 +430,8 @@ class LocalShard:
 
         await self._set_status(Code.PRIMARY)
         self._ready.set()
+        # Only now: the store is restored and transactions start.
+        log.info("shard %s: serving as primary", self.id)
         await self._run_transactions(checkpoint, appends)
 
     async def _run_transactions(self, checkpoint: pc.Checkpoint, appends: AppendService) -> None:
@@ -462,6 +484,68 @@ class LocalShard:
             hooks=Hooks(on_complete=completed, on_started_commit=committed),
             task_nursery=nursery,
         )
+
+    async def _watch_playback(self, player: Player, log_name: str) -> None:
+        """Tell the log and the observer how playback goes: its start,
+        progress while it reads (a line every PLAYBACK_LOG_INTERVAL), and
+        the bytes and time it took to reach the write head."""
+        observer = self._ctx.observer
+        started = trio.current_time()
+        log.info("shard %s: playing back recovery log %s", self.id, log_name)
+        observer.playback_started(self, log_name)
+        caught_up = trio.Event()
+
+        async def catch_up() -> None:
+            async with trio.open_nursery() as race:
+
+                async def tailing() -> None:
+                    await player.wait_tailing()
+                    race.cancel_scope.cancel()
+
+                async def done() -> None:
+                    with contextlib.suppress(PlaybackError):
+                        await player.wait_done()
+                    race.cancel_scope.cancel()
+
+                race.start_soon(tailing)
+                race.start_soon(done)
+            caught_up.set()
+
+        async with trio.open_nursery() as watch:
+            watch.start_soon(catch_up)
+            logged = started
+            while not caught_up.is_set():
+                with trio.move_on_after(PLAYBACK_REPORT_INTERVAL):
+                    await caught_up.wait()
+                observer.playback_progress(self, player.bytes_read)
+                now = trio.current_time()
+                if not caught_up.is_set() and now - logged >= PLAYBACK_LOG_INTERVAL:
+                    logged = now
+                    log.info(
+                        "shard %s: playing back %s: %d bytes read, at offset %d of %d",
+                        self.id,
+                        player.reading or log_name,
+                        player.bytes_read,
+                        player.offset,
+                        player.write_head,
+                    )
+        if player.state is PlayerState.FAILED:
+            return  # the shard fails with the playback's error
+        seconds = trio.current_time() - started
+        observer.playback_caught_up(self, player.bytes_read, seconds)
+        log.info(
+            "shard %s: played back recovery log %s: %d bytes in %.2f s",
+            self.id,
+            log_name,
+            player.bytes_read,
+            seconds,
+        )
+        # A standby keeps tailing: keep its byte count current.
+        while not player.done:
+            with trio.move_on_after(PLAYBACK_REPORT_INTERVAL):
+                with contextlib.suppress(PlaybackError):
+                    await player.wait_done()
+            observer.playback_progress(self, player.bytes_read)
 
     async def _report_standby_when_tailing(self, player: Player) -> None:
         await player.wait_tailing()

@@ -148,6 +148,8 @@ class Player:
         """The highest write head seen of the log being read."""
         self.reading = ""
         """The log being read."""
+        self.bytes_read = 0
+        """Bytes of log read so far (hinted segments, and tailing's too)."""
 
     # ------------------------------------------------------------------
     # Status and control, for other tasks
@@ -399,6 +401,7 @@ class Player:
                         if chunk.offset != self.offset:
                             self._jump(fsm, decoder, chunk.offset)
                         self.offset = chunk.end
+                        self.bytes_read += len(chunk.content)
                         heads[name] = max(heads[name], chunk.write_head, chunk.end)
                         self.write_head = heads[name]
                         if self._apply(fsm, staging, decoder, chunk.content):

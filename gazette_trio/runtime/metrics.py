@@ -9,12 +9,29 @@ shows all of them and Gazette dashboards keep working:
 | `gazette_shard_transactions_total` | counter | shard | consumer transactions committed |
 | `gazette_shard_read_messages_total` | counter | shard | messages consumed by committed transactions |
 | `gazette_shard_read_bytes_total` | counter | shard | bytes of those messages |
-| `gazette_shard_read_head` | gauge | shard, journal | next offset the shard will read |
+| `gazette_shard_read_head_bytes` | gauge | shard, journal | next offset (in bytes) the shard will read |
+| `gazette_shard_read_head` | gauge | shard, journal | the same, under Gazette's name (deprecated: no unit) |
 | `gazette_shard_read_lag_bytes` | gauge | shard, journal | write head minus read-through offset |
 | `gazette_shard_commit_seconds` | histogram | shard | from starting a commit to its durable completion |
 | `gazette_shard_phase_seconds_total` | counter | shard, phase | time spent per transaction phase |
 | `gazette_shard_up` | gauge | shard, status | 1 for this member's replica status of the shard |
 | `gazette_shard_failures_total` | counter | shard | times a replica of the shard on this member FAILED |
+| `gazette_shard_playback_bytes_total` | counter | shard | recovery-log bytes read by playback (backfill and tailing) |
+| `gazette_shard_playback_seconds` | gauge | shard | how long the last playback took to reach the log's write head |
+| `gazette_shard_playback_active` | gauge | shard | 1 while the replica plays back and has not reached the write head |
+
+and, when the member embeds the journal server, the server's running
+totals (`JournalServerCollector`, read at each scrape), named as Gazette's
+brokers name theirs where they have one:
+
+| metric | type | labels | meaning |
+|---|---|---|---|
+| `gazette_spool_commits_total` | counter | | appends that committed content |
+| `gazette_spool_commit_bytes_total` | counter | | bytes they committed |
+| `gazette_spool_completed_total` | counter | | spools rolled into fragments |
+| `gazette_journal_server_reads_total` | counter | | reads served |
+| `gazette_journal_server_read_bytes_total` | counter | | content bytes sent to readers |
+| `gazette_write_head` | gauge | journal | next offset to be written of each journal |
 
 The runtime updates them through `ShardMetrics`, one per shard replica on
 this member: once per transaction (not per message: count messages and bytes
@@ -26,11 +43,17 @@ from times the caller passes in (so it reads no clock and tests can drive it).
 
 This module does not serve the metrics (see `http`), and knows nothing about
 how shards run.
+
+`gazette_shard_read_head` was renamed `gazette_shard_read_head_bytes`
+(Prometheus names carry their unit); the old name is still exported, with
+the same values, for Gazette's dashboards, and will be dropped later.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import prometheus_client
 from prometheus_client import (
@@ -38,21 +61,32 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Metric,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from ..protocol import consumer as pc
+
+if TYPE_CHECKING:
+    from ..broker.server import JournalServerCore
 
 __all__ = [
     "COMMIT_SECONDS",
     "PHASE_SECONDS",
+    "PLAYBACK_ACTIVE",
+    "PLAYBACK_BYTES",
+    "PLAYBACK_SECONDS",
     "READ_BYTES",
     "READ_HEAD",
+    "READ_HEAD_GAZETTE",
     "READ_LAG",
     "READ_MESSAGES",
     "REGISTRY",
     "SHARD_FAILURES",
     "SHARD_UP",
     "TRANSACTIONS",
+    "JournalServerCollector",
     "Rate",
     "ShardMetrics",
 ]
@@ -84,8 +118,14 @@ READ_BYTES = Counter(
     registry=REGISTRY,
 )
 READ_HEAD = Gauge(
-    "gazette_shard_read_head",
+    "gazette_shard_read_head_bytes",
     "Current read head of the consumer (i.e., next journal byte offset to be read).",
+    ["shard", "journal"],
+    registry=REGISTRY,
+)
+READ_HEAD_GAZETTE = Gauge(
+    "gazette_shard_read_head",
+    "Deprecated: gazette_shard_read_head_bytes under Gazette's name, for its dashboards.",
     ["shard", "journal"],
     registry=REGISTRY,
 )
@@ -118,6 +158,25 @@ SHARD_UP = Gauge(
 SHARD_FAILURES = Counter(
     "gazette_shard_failures_total",
     "Times a replica of the shard on this member entered FAILED status.",
+    ["shard"],
+    registry=REGISTRY,
+)
+
+PLAYBACK_BYTES = Counter(
+    "gazette_shard_playback_bytes_total",
+    "Bytes of recovery log read by the shard's playback (backfill and tailing).",
+    ["shard"],
+    registry=REGISTRY,
+)
+PLAYBACK_SECONDS = Gauge(
+    "gazette_shard_playback_seconds",
+    "Seconds the shard's last recovery-log playback took to reach the log's write head.",
+    ["shard"],
+    registry=REGISTRY,
+)
+PLAYBACK_ACTIVE = Gauge(
+    "gazette_shard_playback_active",
+    "1 while the shard plays its recovery log back and has not reached its write head.",
     ["shard"],
     registry=REGISTRY,
 )
@@ -176,6 +235,8 @@ class ShardMetrics:
         self._failures = SHARD_FAILURES.labels(shard)
         self._phases = {phase: PHASE_SECONDS.labels(shard, phase) for phase in PHASES}
         self._journals: set[str] = set()
+        self._playback_bytes = 0
+        self.playback_seconds: float | None = None
         self.txn_rate = Rate(rate_window)
         self.message_rate = Rate(rate_window)
         self.status: pc.ReplicaStatusCode | None = None
@@ -203,11 +264,33 @@ class ShardMetrics:
         self._journals.add(journal)
         self.read_through[journal] = read_through
         READ_HEAD.labels(self.shard, journal).set(read_through)
+        READ_HEAD_GAZETTE.labels(self.shard, journal).set(read_through)
         if write_head is not None:
             self.write_heads[journal] = write_head
         head = self.write_heads.get(journal)
         if head is not None:
             READ_LAG.labels(self.shard, journal).set(max(0, head - read_through))
+
+    def playback_started(self) -> None:
+        """Recovery-log playback began."""
+        PLAYBACK_ACTIVE.labels(self.shard).set(1)
+
+    def playback_progress(self, bytes_read: int) -> None:
+        """Playback has read `bytes_read` bytes of log in all (it only grows)."""
+        if bytes_read > self._playback_bytes:
+            PLAYBACK_BYTES.labels(self.shard).inc(bytes_read - self._playback_bytes)
+            self._playback_bytes = bytes_read
+
+    def playback_caught_up(self, bytes_read: int, seconds: float) -> None:
+        """Playback reached the log's write head after `seconds`."""
+        self.playback_progress(bytes_read)
+        self.playback_seconds = seconds
+        PLAYBACK_SECONDS.labels(self.shard).set(seconds)
+        PLAYBACK_ACTIVE.labels(self.shard).set(0)
+
+    @property
+    def playback_bytes(self) -> int:
+        return self._playback_bytes
 
     def lag(self, journal: str) -> int | None:
         """Bytes of `journal` not yet read, if its write head is known."""
@@ -230,16 +313,62 @@ class ShardMetrics:
 
     def close(self) -> None:
         """Remove every series of this shard (the replica left this member)."""
-        for metric in (TRANSACTIONS, READ_MESSAGES, READ_BYTES, COMMIT_SECONDS, SHARD_FAILURES):
+        for metric in (
+            TRANSACTIONS,
+            READ_MESSAGES,
+            READ_BYTES,
+            COMMIT_SECONDS,
+            SHARD_FAILURES,
+            PLAYBACK_BYTES,
+            PLAYBACK_SECONDS,
+            PLAYBACK_ACTIVE,
+        ):
             _remove(metric, self.shard)
         for phase in PHASES:
             _remove(PHASE_SECONDS, self.shard, phase)
         for journal in self._journals:
             _remove(READ_HEAD, self.shard, journal)
+            _remove(READ_HEAD_GAZETTE, self.shard, journal)
             _remove(READ_LAG, self.shard, journal)
         if self.status is not None:
             _remove(SHARD_UP, self.shard, self.status.name)
             self.status = None
+
+
+class JournalServerCollector(Collector):
+    """The embedded journal server's totals, read from `core.stats` and its
+    write heads at each scrape (the server's hot paths only add to ints).
+
+    Register it on `REGISTRY` while the server runs, and unregister it after."""
+
+    def __init__(self, core: JournalServerCore) -> None:
+        self.core = core
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # unchecked: the series are produced at collect time
+
+    def collect(self) -> Iterable[Metric]:
+        stats = self.core.stats
+        for name, text, value in (
+            ("gazette_spool_commits", "Appends that committed content.", stats.appends),
+            ("gazette_spool_commit_bytes", "Bytes committed by appends.", stats.append_bytes),
+            ("gazette_spool_completed", "Spools rolled into fragments.", stats.fragments),
+            ("gazette_journal_server_reads", "Reads served.", stats.reads),
+            (
+                "gazette_journal_server_read_bytes",
+                "Content bytes sent to readers.",
+                stats.read_bytes,
+            ),
+        ):
+            yield CounterMetricFamily(name, text, value=value)
+        heads = GaugeMetricFamily(
+            "gazette_write_head",
+            "Current write head of the journal (i.e., next byte offset to be written).",
+            labels=["journal"],
+        )
+        for journal in self.core.journal_names():
+            heads.add_metric([journal], self.core.write_head(journal))
+        yield heads
 
 
 def _remove(metric: Counter | Gauge | Histogram, *labels: str) -> None:

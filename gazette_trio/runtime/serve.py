@@ -76,7 +76,7 @@ from .config import Config, ConfigError, load_config_or_exit
 from .datadir import lock_data_dir
 from .http import StatusServer
 from .logs import configure_logging
-from .metrics import ShardMetrics
+from .metrics import REGISTRY, JournalServerCollector, ShardMetrics
 from .security import member_security
 from .startup import (
     StartupError,
@@ -262,6 +262,9 @@ async def run_member(
         if cfg.embedded_broker:
             core = JournalServerCore(FileStorage(data_dir / "journals"), endpoint=endpoint)
             stack.callback(core.close)
+            collector = JournalServerCollector(core)
+            REGISTRY.register(collector)
+            stack.callback(REGISTRY.unregister, collector)
             journals = LocalJournalClient(core)
             grpc_services.append(journal_service(core, verifier))
         else:
@@ -553,6 +556,15 @@ class MetricsObserver(ShardObserver):
         for journal, offset in progress.read_through.items():
             head = self._write_head(journal)
             m.progress(journal, read_through=offset, write_head=head)
+
+    def playback_started(self, shard: LocalShard, log: str) -> None:
+        self.metrics(shard).playback_started()
+
+    def playback_progress(self, shard: LocalShard, bytes_read: int) -> None:
+        self.metrics(shard).playback_progress(bytes_read)
+
+    def playback_caught_up(self, shard: LocalShard, bytes_read: int, seconds: float) -> None:
+        self.metrics(shard).playback_caught_up(bytes_read, seconds)
 
     def stopped(self, shard: LocalShard) -> None:
         m = self.shards.pop(shard.id, None)

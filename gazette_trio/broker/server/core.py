@@ -187,6 +187,22 @@ class _Span:
     mod_time: int
 
 
+@dataclass
+class ServerStats:
+    """Running totals of what the server did, for its metrics (read, never
+    reset: a Prometheus collector exports them as counters)."""
+
+    appends: int = 0
+    """Appends that committed content (empty appends and refusals not counted)."""
+    append_bytes: int = 0
+    fragments: int = 0
+    """Spools rolled into fragments."""
+    reads: int = 0
+    """Reads admitted."""
+    read_bytes: int = 0
+    """Content bytes sent to readers."""
+
+
 class JournalServerCore:
     """Gazette's Journal API over a `Storage`, for one node.
 
@@ -220,6 +236,7 @@ class JournalServerCore:
         self._journals: dict[str, _Journal] = {
             name: _Journal.recovered(name, state) for name, state in recovered.journals.items()
         }
+        self.stats = ServerStats()
         self._apply_lock = trio.Lock()
         # Set (and replaced) by every Apply that changes the specs: watched
         # Lists wait on it.
@@ -239,6 +256,10 @@ class JournalServerCore:
     def spec(self, journal: str) -> pb.JournalSpec | None:
         record = self._specs.get(journal)
         return _copy_spec(record.spec) if record is not None else None
+
+    def journal_names(self) -> builtins.list[str]:
+        """Names of the journals with specs, in order."""
+        return sorted(self._specs)
 
     def write_head(self, journal: str) -> int:
         j = self._journals.get(journal)
@@ -332,7 +353,9 @@ class JournalServerCore:
                 # The header is taken before sending: a slow client must not
                 # see a revision newer than its snapshot.
                 response = pb.ListResponse(
-                    status=pb.Status.OK, header=self.header(routed=False), journals=journals[:LIST_PAGE]
+                    status=pb.Status.OK,
+                    header=self.header(routed=False),
+                    journals=journals[:LIST_PAGE],
                 )
                 await send(response)
                 for i in range(LIST_PAGE, len(journals), LIST_PAGE):
@@ -589,6 +612,7 @@ class JournalServerCore:
             await send(pb.ReadResponse(status=admitted, header=self.header()))
             return
         name, _ = admitted
+        self.stats.reads += 1
         j = self._journal(name)
         offset = j.write_head if request.offset == -1 else request.offset
         end_offset = request.end_offset
@@ -638,6 +662,7 @@ class JournalServerCore:
                     await self.faults.before_read(name, offset, n)
                 data = self.storage.read(name, span.begin, offset, n)
                 await send(pb.ReadResponse(offset=offset, content=data))
+                self.stats.read_bytes += n
                 offset += n
             if end_offset and offset >= end_offset:
                 return
@@ -740,6 +765,8 @@ class JournalServerCore:
                 # half-done.
                 with trio.CancelScope(shield=True):
                     digest = await self._commit(j, spec, chunks, registers if updates else None)
+                self.stats.appends += 1
+                self.stats.append_bytes += size
             commit = pb.Fragment(
                 journal=name,
                 begin=begin,
@@ -771,6 +798,7 @@ class JournalServerCore:
             )
             j.fragments.append(rolled)
             j.begins.append(rolled.begin)
+            self.stats.fragments += 1
             j.spool_open = False
             j.spool_begin = j.hashed_to = j.write_head
             j.hasher = hashlib.sha1()
@@ -824,6 +852,7 @@ class JournalServerCore:
                 )
             j.fragments.append(rolled)
             j.begins.append(rolled.begin)
+            self.stats.fragments += 1
             j.spool_open = False
         j.write_head = j.spool_begin = j.hashed_to = offset
         j.hasher = hashlib.sha1()
