@@ -638,7 +638,7 @@ async def unary(
                 metadata=metadata,
             ) as stream:
                 await stream.send_message(request, end=True)
-                reply = await stream.recv_message()
+                reply: Resp | None = await _recv_reply(stream)
         except (asyncio.CancelledError, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -668,7 +668,7 @@ class _StreamCall(Generic[Req, Resp]):
             await stream.send_message(item)
 
     async def _recv_replies(self, stream: Any) -> None:
-        async for reply in stream:
+        while (reply := await _recv_reply(stream)) is not None:
             await self._replies.aio_put(reply)
 
     async def send(self, message: Req) -> None:
@@ -851,13 +851,13 @@ async def client_stream(
             # before reading all content: its status is still the answer.
             _readable_after_graceful_reset(stream, send_error)
             try:
-                reply = await stream.recv_message()
+                reply = await _recv_reply(stream)
             except grpclib.exceptions.GRPCError:
                 raise
             except Exception:
                 raise send_error from None
         else:
-            reply = await stream.recv_message()
+            reply = await _recv_reply(stream)
         if reply is not None:
             await call._replies.aio_put(reply)
 
@@ -946,16 +946,17 @@ class Method:
     fn: Callable[..., Awaitable[Any]]
 
 
-async def _recv_request(stream: Any, limit: int) -> Any | None:
-    """The next request message of a server-side grpclib stream, or None at
-    its end; grpclib's own `recv_message` with two guards.
+async def _read_message(
+    h2_stream: Any, codec: Any, message_type: type, limit: int, what: str
+) -> Any | None:
+    """The next length-prefixed message of an HTTP/2 stream, decoded, or None
+    at its end; grpclib's own reading with two guards.
 
     The length prefix is checked against `limit` before any of the message
-    is read, so a client claiming 4 GiB costs nothing (RESOURCE_EXHAUSTED, as
-    gRPC-Go's servers answer). Bytes that are not a message of the method's
-    request type answer INVALID_ARGUMENT with the decoder's reason.
+    is read, so a peer claiming 4 GiB costs nothing (RESOURCE_EXHAUSTED, as
+    gRPC-Go answers). Bytes that are not a `message_type` raise
+    INVALID_ARGUMENT with the decoder's reason.
     """
-    h2_stream = stream._stream
     try:
         prefix = await h2_stream.recv_data(5)
         if not prefix:
@@ -981,20 +982,45 @@ async def _recv_request(stream: Any, limit: int) -> Any | None:
     except AssertionError:
         # grpclib's buffer asserts when the stream ends inside a message.
         raise grpclib.exceptions.GRPCError(
-            grpclib.const.Status.INVALID_ARGUMENT, "request stream ended inside a message"
+            grpclib.const.Status.INVALID_ARGUMENT, f"{what} stream ended inside a message"
         ) from None
-    recv_type = stream._recv_type
     try:
-        message = stream._codec.decode(data, recv_type)
+        return codec.decode(data, message_type)
     except Exception as exc:
         reason = _short(f"{type(exc).__name__}: {exc}")
-        log.info("undecodable %s on %s: %s", recv_type.__name__, stream._method_name, reason)
+        log.info("undecodable %s %s: %s", what, message_type.__name__, reason)
         raise grpclib.exceptions.GRPCError(
             grpclib.const.Status.INVALID_ARGUMENT,
-            f"request is not a valid {recv_type.__name__} message ({reason})",
+            f"{what} is not a valid {message_type.__name__} message ({reason})",
         ) from None
-    (message,) = await stream._dispatch.recv_message(message)
+
+
+async def _recv_request(stream: Any, limit: int) -> Any | None:
+    """The next request of a server-side grpclib stream (`_read_message`)."""
+    message = await _read_message(
+        stream._stream, stream._codec, stream._recv_type, limit, "request"
+    )
+    if message is not None:
+        (message,) = await stream._dispatch.recv_message(message)
     return message
+
+
+async def _recv_reply(stream: Any) -> Any | None:
+    """The next reply of a client-side grpclib stream: its `recv_message`,
+    reading through `_read_message` bounded by `max_grpc_client_recv_size`."""
+    if not stream._recv_initial_metadata_done:
+        await stream.recv_initial_metadata()
+    with stream._wrapper:
+        message = await _read_message(
+            stream._stream,
+            stream._codec,
+            stream._recv_type,
+            limits.current().max_grpc_client_recv_size,
+            "reply",
+        )
+        if message is not None:
+            (message,) = await stream._dispatch.recv_message(message)
+        return message
 
 
 def _short(text: str, limit: int = 200) -> str:

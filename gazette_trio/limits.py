@@ -41,6 +41,11 @@ class Limits:
     `--max-grpc-recv-size`); a larger one answers RESOURCE_EXHAUSTED before any
     of it is buffered."""
 
+    max_grpc_client_recv_size: int = 16 * MiB
+    """Largest gRPC message our clients accept from a server (what gazctl and
+    Gazette's Go clients set); a larger reply fails the call with
+    RESOURCE_EXHAUSTED before any of it is buffered."""
+
     max_append_size: int = 64 * MiB
     """Most content one Append stream may carry before its commit. Content is
     held until the commit chunk arrives; past this the append is refused with

@@ -27,6 +27,7 @@ from .hostile_support import append, create_journals, read_back, start_broker
 
 FULL = "/test.Hostile/WriteToFullDevice"
 MISSING = "/test.Hostile/OpenMissingFile"
+HUGE = "/test.Hostile/HugeReply"
 
 
 def failing_service(missing: Path) -> aio.Service:
@@ -42,8 +43,12 @@ def failing_service(missing: Path) -> aio.Service:
         content = await trio.to_thread.run_sync((missing / request.value).read_text)
         return Label(name="content", value=content)
 
+    async def huge_reply(request: Label) -> Label:
+        return Label(name="huge", value="h" * int(request.value))
+
     return aio.Service(
         [
+            aio.Method(HUGE, Cardinality.UNARY_UNARY, Label, Label, huge_reply),
             aio.Method(FULL, Cardinality.UNARY_UNARY, Label, Label, write_to_full_device),
             aio.Method(MISSING, Cardinality.UNARY_UNARY, Label, Label, open_missing_file),
         ]
@@ -108,3 +113,18 @@ async def test_a_publisher_reports_resource_exhausted_instead_of_retrying(
         )
     finally:
         server.stop()
+
+
+async def test_a_client_refuses_a_reply_over_its_limit_before_buffering_it(
+    failing: tuple[aio.Channel, Path],
+) -> None:
+    channel, _ = failing
+    within = await aio.unary(channel, HUGE, Label(value=str(1 << 20)), Label)
+    assert len(within.value) == 1 << 20
+    with pytest.raises(aio.ResourceExhausted) as caught:
+        await aio.unary(channel, HUGE, Label(value=str(20 << 20)), Label)
+    assert caught.value.message == (
+        f"grpc: received message larger than max ({(20 << 20) + 11} vs. {16 << 20})"
+    )
+    # The channel goes on serving calls.
+    assert (await aio.unary(channel, HUGE, Label(value="3"), Label)).value == "hhh"
