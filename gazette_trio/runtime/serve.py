@@ -54,6 +54,7 @@ import trio
 from .. import aio, limits
 from ..allocator import ApplyConflict, item_key
 from ..allocator.apply import MAX_TXN_OPS, apply_in_batches
+from ..allocator.state import State
 from ..auth.verifier import guard
 from ..broker import LocalJournalClient
 from ..broker.client import JournalClient
@@ -521,11 +522,15 @@ class MetricsObserver(ShardObserver):
         self.shards: dict[str, ShardMetrics] = {}
         self._commit_started: dict[str, tuple[float, int]] = {}
         self._read: dict[str, int] = {}
+        self.failed_progress: dict[str, tuple[dict[str, int], dict[str, int]]] = {}
+        """Read-through offsets and write heads of shards that stopped FAILED
+        here: their metrics are gone, but /status still shows their lag."""
 
     def metrics(self, shard: LocalShard) -> ShardMetrics:
         m = self.shards.get(shard.id)
         if m is None:
             m = self.shards[shard.id] = ShardMetrics(shard.id)
+            self.failed_progress.pop(shard.id, None)
         return m
 
     def status_changed(self, shard: LocalShard, status: pc.ReplicaStatus) -> None:
@@ -569,6 +574,8 @@ class MetricsObserver(ShardObserver):
     def stopped(self, shard: LocalShard) -> None:
         m = self.shards.pop(shard.id, None)
         if m is not None:
+            if shard.status.code == pc.ReplicaStatusCode.FAILED:
+                self.failed_progress[shard.id] = (dict(m.read_through), dict(m.write_heads))
             m.close()
         self._read.pop(shard.id, None)
 
@@ -629,12 +636,22 @@ class MemberStatusSource:
                 for a in sorted(state.assignments_by_item.get(item.id, ()), key=lambda a: a.member)
             ]
             metrics = self.observer.shards.get(item.id)
+            read_through: dict[str, int] = metrics.read_through if metrics else {}
+            write_heads: dict[str, int] = metrics.write_heads if metrics else {}
+            failed_here = any(
+                r.code == pc.ReplicaStatusCode.FAILED
+                and (r.zone, r.suffix) == (self.cfg.member.zone, self.cfg.member.suffix)
+                for r in replicas
+            )
+            if metrics is None and failed_here:
+                # Failed here: how far it got before, so its lag still shows.
+                read_through, write_heads = self.observer.failed_progress.get(item.id, ({}, {}))
             sources = []
             for source in item.spec.sources:
-                through = metrics.read_through.get(source.journal) if metrics else None
+                through = read_through.get(source.journal)
                 head = self.observer._write_head(source.journal)
-                if head is None and metrics is not None:
-                    head = metrics.write_heads.get(source.journal)
+                if head is None:
+                    head = write_heads.get(source.journal)
                 sources.append(SourceStatus(source.journal, through, head))
             shards.append(
                 ShardStatus(
@@ -651,6 +668,7 @@ class MemberStatusSource:
                 )
             )
         notes = list(self.notes)
+        notes.extend(placement_warnings(state))
         if state.local_member is not None and state.local_member.exiting:
             notes.append("this member is exiting: its shards are moving to other members")
         return StatusSnapshot(
@@ -664,4 +682,38 @@ class MemberStatusSource:
         )
 
 
-__all__ = ["Endpoints", "create_declared", "load_application", "run_member", "run_process", "serve"]
+def placement_warnings(state: State) -> list[str]:
+    """Shards whose replicas cannot all be placed: each replica (the primary
+    and every hot standby) needs a member of its own, so a shard wanting
+    more replicas than the group has members with room keeps some unplaced
+    however long the allocator runs. One line per distinct replication."""
+    room = sum(1 for m in state.members if not m.exiting and state.limit_of(m) > 0)
+    short: dict[int, list[str]] = {}
+    for item in state.items:
+        if item.replication > room:
+            short.setdefault(item.replication, []).append(item.id)
+    warnings = []
+    for wanted, ids in sorted(short.items()):
+        shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+        standbys = wanted - 1
+        missing = wanted - room
+        warnings.append(
+            f"{'shard' if len(ids) == 1 else f'{len(ids)} shards'} {shown}: "
+            f"{standbys} hot standb{'y' if standbys == 1 else 'ies'} wanted beside the "
+            f"primary, but the group has {room} member{'' if room == 1 else 's'} with room "
+            f"and each replica needs its own, so {missing} replica"
+            f"{'' if missing == 1 else 's'} cannot be placed (start more members, or lower "
+            "hot_standbys)"
+        )
+    return warnings
+
+
+__all__ = [
+    "Endpoints",
+    "create_declared",
+    "load_application",
+    "placement_warnings",
+    "run_member",
+    "run_process",
+    "serve",
+]
