@@ -488,7 +488,8 @@ class LocalShard:
     async def _watch_playback(self, player: Player, log_name: str) -> None:
         """Tell the log and the observer how playback goes: its start,
         progress while it reads (a line every PLAYBACK_LOG_INTERVAL), and
-        the bytes and time it took to reach the write head."""
+        the bytes and time it took to reach the write head: the end of
+        playback for a primary, the start of tailing for a standby."""
         observer = self._ctx.observer
         started = trio.current_time()
         log.info("shard %s: playing back recovery log %s", self.id, log_name)
@@ -500,7 +501,9 @@ class LocalShard:
 
                 async def tailing() -> None:
                     await player.wait_tailing()
-                    race.cancel_scope.cancel()
+                    # A primary is caught up when its hand-off completes.
+                    if not self._promoted.is_set():
+                        race.cancel_scope.cancel()
 
                 async def done() -> None:
                     with contextlib.suppress(PlaybackError):
@@ -533,19 +536,36 @@ class LocalShard:
             return  # the shard fails with the playback's error
         seconds = trio.current_time() - started
         observer.playback_caught_up(self, player.bytes_read, seconds)
+        if player.done:
+            log.info(
+                "shard %s: played back recovery log %s: %d bytes in %.2f s",
+                self.id,
+                log_name,
+                player.bytes_read,
+                seconds,
+            )
+            return
         log.info(
-            "shard %s: played back recovery log %s: %d bytes in %.2f s",
+            "shard %s: caught up with recovery log %s: %d bytes in %.2f s; tailing it",
             self.id,
             log_name,
             player.bytes_read,
             seconds,
         )
-        # A standby keeps tailing: keep its byte count current.
+        # A standby keeps tailing: keep its byte count current until it ends
+        # (promoted: the hand-off completes it).
         while not player.done:
             with trio.move_on_after(PLAYBACK_REPORT_INTERVAL):
                 with contextlib.suppress(PlaybackError):
                     await player.wait_done()
             observer.playback_progress(self, player.bytes_read)
+        if player.state is PlayerState.COMPLETE:
+            log.info(
+                "shard %s: completed playback of %s as primary: %d bytes read in all",
+                self.id,
+                log_name,
+                player.bytes_read,
+            )
 
     async def _report_standby_when_tailing(self, player: Player) -> None:
         await player.wait_tailing()

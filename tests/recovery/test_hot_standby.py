@@ -23,8 +23,10 @@ mock clock would jump ahead while they run.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import pytest
 import trio
 
 from gazette_trio.recoverylog.hint_store import fetch_hints, hint_backup_keys, hint_primary_key
@@ -213,3 +215,27 @@ async def test_a_cold_replica_plays_from_hints_and_can_take_over(
         assert (await g.primary()) is gamma
     await commit_rounds(g, range(100, 103))
     assert await g.committed_counts(tmp_path / "check") == expected_counts(g.lines)
+
+
+async def test_a_standby_logs_catching_up_then_completing_its_playback_when_promoted(
+    group: RecoveryCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gazette_trio.consumer.shard")
+    g = group
+    alpha, beta = await primary_and_standby(g)
+    await commit_rounds(g, range(0, 3))
+    await crash_mid_transaction(g, alpha, beta)
+    with trio.fail_after(TIMEOUT):
+        assert (await g.primary()) is beta
+        # alpha served first; beta's line follows its promotion.
+        while caplog.messages.count(f"shard {SHARD}: serving as primary") < 2:
+            await trio.sleep(0.05)
+
+    lines = [m for m in caplog.messages if m.startswith(f"shard {SHARD}: ")]
+    tailing = [i for i, m in enumerate(lines) if f"caught up with recovery log {LOG}" in m]
+    completed = [i for i, m in enumerate(lines) if f"completed playback of {LOG} as primary" in m]
+    assert len(tailing) == 1 and lines[tailing[0]].endswith("; tailing it"), lines
+    assert len(completed) == 1, lines
+    serving = [i for i, m in enumerate(lines) if m == f"shard {SHARD}: serving as primary"]
+    # The standby caught up, was promoted, completed playback, then served.
+    assert tailing[0] < completed[0] < serving[1], lines
