@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -68,6 +69,9 @@ class Walkthrough:
 
 @pytest.fixture
 def walkthrough(tmp_path: Path) -> Iterator[tuple[Walkthrough, subprocess.Popen[bytes]]]:
+    for tool in ("openssl", "curl"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"the walkthrough uses the {tool} command")
     w = Walkthrough(tmp_path)
     doc = blocks()
     setup = w.bash("set -e\n" + doc["setup"])
