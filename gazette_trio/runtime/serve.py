@@ -277,7 +277,17 @@ async def run_member(
                 open_routed_client(cfg.broker.endpoint, zone=cfg.member.zone)
             )
 
-        await create_declared(cfg, etcd, journals, embedded=core is not None)
+        try:
+            await create_declared(cfg, etcd, journals, embedded=core is not None)
+        except BaseException as exc:
+            unreachable = find(exc, aio.Unavailable)
+            if cfg.broker is None or unreachable is None:
+                raise
+            raise StartupError(
+                f"broker.endpoint = {cfg.broker.endpoint}: cannot reach the broker "
+                f"({unreachable}); start it, fix broker.endpoint, or leave [broker] out "
+                "to run the embedded journal server"
+            ) from exc
 
         # Under the data directory's lock, playback directories there are a
         # killed predecessor's: they would only take up disk.

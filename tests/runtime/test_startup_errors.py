@@ -4,8 +4,9 @@ Each failure an operator fixes by changing the surroundings (a port held by
 another process, a data directory that is a file or on a read-only disk, an
 etcd nobody answers at) stops `gazette-trio serve` and `gazette-trio broker
 serve` with exit status 2 and one line on stderr naming the config key (or
-option), the address or path, and what to do. `--debug` shows the traceback
-instead. (A data directory held by another process: tests/hostile/
+option), the address or path, and what to do; so does a broker refusing the
+connection that creates the declared journals. `--debug` shows the
+traceback instead. (A data directory held by another process: tests/hostile/
 test_datadir_lock.py.)
 """
 
@@ -151,6 +152,19 @@ def test_etcd_refusing_connections_names_etcd_endpoints(member: Path) -> None:
     line = one_line(run(["serve", "config.toml"], member, GAZETTE_TRIO_ETCD__ENDPOINTS=closed))
     assert f"etcd.endpoints = {closed}: cannot reach etcd" in line
     assert "leave [etcd] out" in line
+
+
+def test_broker_refusing_connections_names_broker_endpoint(member: Path) -> None:
+    config = member / "config.toml"
+    config.write_text(
+        config.read_text() + '\n[journals]\nname = "x/"\nchildren = [{ name = "x/one" }]\n'
+    )
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    line = one_line(run(["serve", "config.toml"], member, GAZETTE_TRIO_BROKER__ENDPOINT=closed))
+    assert f"broker.endpoint = {closed}: cannot reach the broker" in line
+    assert "leave [broker] out" in line
 
 
 @pytest.mark.slow  # waits out the bound on etcd's first answer (10 s)
