@@ -69,7 +69,10 @@ class PrivatePostgres:
         import psycopg
 
         with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as conn:
-            row = conn.execute("SELECT n FROM hostile_counts WHERE k = %s", (key,)).fetchone()
+            try:
+                row = conn.execute("SELECT n FROM hostile_counts WHERE k = %s", (key,)).fetchone()
+            except psycopg.errors.UndefinedTable:
+                return None  # the shard's store has not created it yet
         return None if row is None else int(row[0])
 
     def close(self) -> None:
