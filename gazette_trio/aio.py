@@ -22,8 +22,17 @@ The rules it follows were measured (docs/architecture.md, Concurrency):
 
 Errors reach Trio callers as `RpcError` subclasses named for their gRPC
 status; transport failures are `Unavailable`. Trio handlers raise the same
-classes to answer with a status; any other exception answers INTERNAL and the
-server goes on.
+classes to answer with a status; any other exception answers INTERNAL (a full
+disk RESOURCE_EXHAUSTED, running out of descriptors UNAVAILABLE), described
+without the server's absolute paths, and the server goes on.
+
+Servers and clients hold peers to the process's `gazette_trio.limits`: a
+message's length prefix is checked before any of it is read, and bytes that
+do not decode as the method's type answer INVALID_ARGUMENT; a server caps its
+connections (one past the cap is closed on accept; EMFILE on accept only
+pauses accepting), the calls per connection and the bytes a streaming call
+queues, closes idle connections, and releases what a closed connection's
+calls held. docs/limits.md has the figures.
 
 Credentials are plumbing here and policy elsewhere: a `Channel` dials an
 `https://` endpoint with TLS and gives each call the metadata its
