@@ -39,9 +39,9 @@ GAZCTL = REPO / ".cache" / "gazette" / "bin" / "gazctl"
 # -- processes ---------------------------------------------------------------
 
 
-def _limit_descriptors(n: int | None) -> None:
+def _limit_descriptors(n: int | tuple[int, int] | None) -> None:
     if n is not None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+        resource.setrlimit(resource.RLIMIT_NOFILE, n if isinstance(n, tuple) else (n, n))
 
 
 @dataclass
@@ -96,7 +96,7 @@ def _wait_listening(server: Server, timeout: float = 30.0) -> None:
 def start_broker(
     tmp: Path,
     *,
-    nofile: int | None = None,
+    nofile: int | tuple[int, int] | None = None,
     limits: dict[str, str] | None = None,
     port: int | None = None,
 ) -> Server:

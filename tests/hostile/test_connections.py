@@ -181,3 +181,18 @@ def test_serve_outlives_2000_idle_connections_on_both_ports(tmp_path: Path) -> N
         assert "Traceback" not in member.text()
     finally:
         assert member.stop() == 0, member.text()[-3000:]
+
+
+def soft_descriptor_limit(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise AssertionError("no descriptor limit")
+
+
+def test_a_server_raises_its_soft_descriptor_limit_to_the_hard_one(tmp_path: Path) -> None:
+    server = start_broker(tmp_path, nofile=(1024, 4096))
+    try:
+        assert soft_descriptor_limit(server.pid) == 4096
+    finally:
+        server.stop()
