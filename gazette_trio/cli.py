@@ -22,6 +22,7 @@ COMMANDS = {
     "shards": "gazette_trio.runtime.shards_cli:shards",
     "publish": "gazette_trio.publish_cli:publish",
     "auth": "gazette_trio.auth.cli:auth",
+    "protoc": "gazette_trio.protoc_cli:protoc",
 }
 """Name → `module:attribute` of each sub-command, in the order help lists them."""
 
@@ -61,6 +62,7 @@ def main() -> None:
       gazette-trio journals -e 127.0.0.1:8081 list            list its journals
       gazette-trio shards list -e 127.0.0.1:8080              list shards of a consumer group
       gazette-trio publish -l topic=clicks -k user events.jsonl   publish JSON lines
+      gazette-trio protoc app.proto          generate an application's gRPC classes
 
     \b
     Against secured members and brokers (docs/security.md), the commands

@@ -125,9 +125,7 @@ def test_unknown_routes_and_bad_input_answer_clear_json_errors(
     group: ProcessGroup, tmp_path: Path
 ) -> None:
     ports = MemberPorts()
-    member = group.start(
-        "member", serve_args("page_views"), member_env(ports, tmp_path / "member")
-    )
+    member = group.start("member", serve_args("page_views"), member_env(ports, tmp_path / "member"))
     member.wait_for_log(SERVING)
 
     assert ask(ports.http, "visits", {"user": "ann"}) == (
