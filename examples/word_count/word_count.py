@@ -27,6 +27,11 @@ it. If another member is the primary, the request is forwarded to that
 member with the resolution's header (once: a forwarded request is never
 forwarded again), as Gazette's `NGramServer` does.
 
+The same answer is a JSON query route, for clients without gRPC: `GET
+/query/count?word=fox` on a member's HTTP port (`WordCount.count_route`,
+declared with `@query`; the runtime resolves and forwards it the same way,
+see docs/consumer.md "Queries").
+
 Bad input fails the shard that reads it, with an error naming the journal,
 the offset and what was expected; nothing is skipped.
 
@@ -57,6 +62,9 @@ from gazette_trio import (
     Partitions,
     PerTransaction,
     Publisher,
+    QueryError,
+    QueryParams,
+    QueryShards,
     Recorder,
     ResolveError,
     Shard,
@@ -66,6 +74,7 @@ from gazette_trio import (
     aio,
     fixed_mapping,
     modulo_mapping,
+    query,
 )
 from gazette_trio.protocol import consumer as pc
 from gazette_trio.protocol import labels
@@ -163,6 +172,21 @@ def _word_of_delta(delta: JSON) -> str:
     return word
 
 
+def _one_word(value: object) -> str:
+    """`value` as one lower-case word; a 400 naming the parameter otherwise."""
+    if not isinstance(value, str) or words_of(value) != [value.lower()]:
+        raise QueryError(400, f"parameter 'word': {value!r} is not one word (letters only)")
+    return value.lower()
+
+
+async def _shard_of_word(shards: QueryShards, params: QueryParams) -> str:
+    """The count shard of the query's word: the reader of its delta partition."""
+    app = shards.app
+    assert isinstance(app, WordCount)
+    word = _one_word(params["word"])
+    return shards.reading(await app.deltas.partition_of(shards.journals, word))
+
+
 class WordCount(BaseApplication[SQLiteStore, JSONMessage]):
     """The Application; see the module docstring.
 
@@ -238,6 +262,13 @@ class WordCount(BaseApplication[SQLiteStore, JSONMessage]):
             publisher.publish_uncommitted(
                 self.counts, {"word": word, "delta": delta, "count": count}
             )
+
+    @query("count", shard=_shard_of_word)
+    async def count_route(self, shard: Shard, store: SQLiteStore, params: QueryParams) -> object:
+        """`GET /query/count?word=fox`: the word's count, from its shard."""
+        word = _one_word(params["word"])
+        row = store.db.execute("SELECT n FROM counts WHERE word = ?", (word,)).fetchone()
+        return {"word": word, "count": row[0] if row else 0}
 
     def grpc_services(self, consumer: Consumer) -> list[aio.Service]:
         """The Query service, served on the member's gRPC port."""
