@@ -255,6 +255,12 @@ async def run_member(
         # Bind the port first: the member's advertised endpoint names it,
         # and the member joins the group before its services are built.
         sock = stack.enter_context(_bind(cfg.member.host, cfg.member.port))
+        if cfg.http.enabled and cfg.http.port:
+            # The HTTP server starts after the member joined the group; a
+            # port taken would make it join and leave at once, moving shards
+            # around the group for nothing. A trial bind finds it first.
+            with _bind(cfg.http.host, cfg.http.port, key="http.port", remedy="--http-port"):
+                pass
         endpoint = secured.advertise(cfg.member.advertised_endpoint(sock.getsockname()[1]))
         grpc_services: list[aio.Service] = []
 
@@ -391,14 +397,16 @@ class Endpoints:
 
 
 @contextlib.contextmanager
-def _bind(host: str, port: int) -> Iterator[socket.socket]:
+def _bind(
+    host: str, port: int, *, key: str = "member.port", remedy: str = "--port"
+) -> Iterator[socket.socket]:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise address_problem(exc, "member.port", host, port, "--port") from exc
+        raise address_problem(exc, key, host, port, remedy) from exc
     try:
         yield sock
     finally:

@@ -116,7 +116,15 @@ def test_member_port_in_use_names_member_port(member: Path, held_port: int) -> N
     assert "--port" in line  # how to choose another
 
 
-def test_http_port_in_use_names_http_port(member: Path, held_port: int) -> None:
+def test_http_port_in_use_names_http_port_before_joining_the_group(
+    member: Path, held_port: int
+) -> None:
+    config = member / "config.toml"
+    config.write_text(
+        config.read_text() + '\n[journals]\nname = "x/"\nchildren = [{ name = "x/one" }]\n'
+    )
+    # One line only: the member stopped before it created its journals (a
+    # logged "creating journal") or joined the group.
     line = one_line(run(["serve", "config.toml", "--http-port", str(held_port)], member))
     assert f"http.port = {held_port}: 127.0.0.1:{held_port} is already in use" in line
     assert "--http-port" in line
