@@ -207,15 +207,30 @@ class QueryAnswer(betterproto2.Message):
     """The JSON answer, as the HTTP port sends it."""
 
 
-class QueryRouter:
-    """Answers the routes of one member's application; see the module docstring."""
+Forward = Callable[[str, "ForwardedQuery"], Awaitable["QueryAnswer"]]
+"""How a query reaches the primary at an endpoint (gRPC unless told otherwise)."""
 
-    def __init__(self, app: object, consumer: Consumer, *, verifier_enabled: bool = False) -> None:
+
+class QueryRouter:
+    """Answers the routes of one member's application; see the module docstring.
+
+    `forward` replaces the gRPC call to the primary: in-process groups
+    (`gazette_trio.testing`) hand the query to the other member's router."""
+
+    def __init__(
+        self,
+        app: object,
+        consumer: Consumer,
+        *,
+        verifier_enabled: bool = False,
+        forward: Forward | None = None,
+    ) -> None:
         self.app = app
         self.consumer = consumer
         self.routes = routes_of(app)
         self.shards = QueryShards(app, consumer)
         self.verifier_enabled = verifier_enabled
+        self._forward_to = forward
         self._channels: dict[str, aio.Channel] = {}
 
     def grpc_service(self) -> aio.Service:
@@ -227,7 +242,7 @@ class QueryRouter:
                     grpclib.const.Cardinality.UNARY_UNARY,
                     ForwardedQuery,
                     QueryAnswer,
-                    self._forwarded,
+                    self.forwarded,
                 )
             ]
         )
@@ -250,7 +265,19 @@ class QueryRouter:
             status, answer = exc.status, {"error": exc.message}
         return status, _encode(answer)
 
-    async def _forwarded(self, request: ForwardedQuery) -> QueryAnswer:
+    async def ask(
+        self, route: str, params: Mapping[str, Any], read_through: Mapping[str, int] | None = None
+    ) -> tuple[int, Any]:
+        """(status, JSON answer) of a query, as `/query/<route>` answers it."""
+        try:
+            return await self._answer(
+                route, QueryParams(params), dict(read_through or {}), None, None
+            )
+        except QueryError as exc:
+            return exc.status, {"error": exc.message}
+
+    async def forwarded(self, request: ForwardedQuery) -> QueryAnswer:
+        """Answer a query another member forwarded here."""
         try:
             header = pb.Header.parse(request.header)
             params = QueryParams(json.loads(request.params or b"{}"))
@@ -350,9 +377,6 @@ class QueryRouter:
         endpoint = route.endpoints[route.primary] if route.endpoints else ""
         if not endpoint:
             raise QueryError(503, f"shard {shard_id}: its primary announces no endpoint")
-        channel = self._channels.get(endpoint)
-        if channel is None:
-            channel = self._channels[endpoint] = aio.Channel(endpoint)
         request = ForwardedQuery(
             header=bytes(header),
             route=name,
@@ -361,9 +385,15 @@ class QueryRouter:
             read_through=_encode(read_through),
         )
         try:
-            answer = await aio.unary(
-                channel, FORWARD_PATH, request, QueryAnswer, timeout=QUERY_TIMEOUT + 5
-            )
+            if self._forward_to is not None:
+                answer = await self._forward_to(endpoint, request)
+            else:
+                channel = self._channels.get(endpoint)
+                if channel is None:
+                    channel = self._channels[endpoint] = aio.Channel(endpoint)
+                answer = await aio.unary(
+                    channel, FORWARD_PATH, request, QueryAnswer, timeout=QUERY_TIMEOUT + 5
+                )
         except aio.RpcError as exc:
             raise QueryError(502, f"shard {shard_id}: its primary {endpoint}: {exc}") from None
         return answer.status, json.loads(answer.body)

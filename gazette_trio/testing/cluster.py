@@ -8,6 +8,10 @@ runtime (`consumer.member.open_consumer`). Tests then append input, stop or
 crash members, wait for shards to settle and read outputs read-committed.
 It is what Gazette's `consumertest` is to Go applications.
 
+`query` asks a member an application's JSON query route (`@query`) as
+`GET /query/<route>` would, forwarded between in-process members as
+between real ones.
+
 `crash` cancels a member without a graceful exit (its lease is revoked, as
 if it expired at once); `stop` drains it first. This module owns the
 assembly; every part it assembles is the production one.
@@ -26,6 +30,7 @@ from typing import Any
 
 import trio
 
+from .. import aio
 from ..allocator import apply_shard_specs
 from ..broker import LocalJournalClient
 from ..broker.append_service import open_append_service
@@ -35,6 +40,7 @@ from ..broker.server import JournalServerCore, MemoryStorage
 from ..consumer import shard_spec
 from ..consumer.contracts import Application
 from ..consumer.member import Consumer, open_consumer
+from ..consumer.queries import ForwardedQuery, QueryAnswer, QueryRouter
 from ..consumer.shard import LocalShard
 from ..etcd import MemoryEtcd
 from ..message import Publisher, Sequencer, fixed_mapping, open_committed
@@ -171,6 +177,36 @@ class Cluster:
             except Exception:
                 await trio.sleep(0.01)
 
+    async def query(
+        self,
+        route: str,
+        params: dict[str, Any] | None = None,
+        *,
+        member: str | None = None,
+        read_through: dict[str, int] | None = None,
+    ) -> tuple[int, Any]:
+        """(status, JSON answer) of the application's query `route` (declared
+        with `@query`), asked of `member` (default: the first running one)
+        as `GET /query/<route>` would be: resolved, forwarded to the shard's
+        primary when that is another member, and answered there."""
+        handle = self.members[member] if member else next(iter(self.members.values()))
+        assert handle.consumer is not None, f"member {handle.suffix} is not running"
+        return await self._router(handle).ask(route, params or {}, read_through)
+
+    def _router(self, handle: MemberHandle) -> QueryRouter:
+        consumer = handle.consumer
+        assert consumer is not None
+
+        async def forward(endpoint: str, request: ForwardedQuery) -> QueryAnswer:
+            # In-process endpoints are http://<suffix>.in-process.invalid:8080.
+            suffix = endpoint.split("://", 1)[-1].split(".in-process.invalid", 1)[0]
+            peer = self.members.get(suffix)
+            if peer is None or peer.consumer is None:
+                raise aio.Unavailable(f"no running member at {endpoint}")
+            return await self._router(peer).forwarded(request)
+
+        return QueryRouter(consumer.service.ctx.app, consumer, forward=forward)
+
     async def write_heads(self, journals: Sequence[str]) -> dict[str, int]:
         return {j: self.core.write_head(j) for j in journals}
 
@@ -245,7 +281,9 @@ def recovery_log_specs(
     for spec in shards:
         log_name = shard_spec.recovery_log(spec)
         if log_name and log_name not in names:
-            out.append(new_journal_spec(log_name, content_type=shard_spec.CONTENT_TYPE_RECOVERY_LOG))
+            out.append(
+                new_journal_spec(log_name, content_type=shard_spec.CONTENT_TYPE_RECOVERY_LOG)
+            )
             names.add(log_name)
     return out
 
