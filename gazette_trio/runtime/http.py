@@ -145,7 +145,13 @@ class StatusServer:
             )
             bound = listeners[0].socket.getsockname()[1]
             scheme = "https" if self.tls is not None else "http"
-            log.info("serving /metrics and /status on %s://%s:%d", scheme, host, bound)
+            log.info(
+                "serving /metrics and /status%s on %s://%s:%d",
+                " and /query/ routes" if self.queries is not None else "",
+                scheme,
+                host,
+                bound,
+            )
             task_status.started(bound)
 
     # -- routes
@@ -178,7 +184,10 @@ class StatusServer:
     ) -> Response:
         """The response to one request (also usable without a socket)."""
         path = target.split("?", 1)[0]
-        if path.startswith(QUERY_PREFIX) and self.queries is not None:
+        if path.startswith(QUERY_PREFIX):
+            if self.queries is None:
+                none = {"error": "this member's application declares no query routes"}
+                return Response(404, json.dumps(none).encode(), "application/json")
             if method not in ("GET", "POST"):
                 return Response(
                     405,
