@@ -10,12 +10,14 @@ caller can catch all of them, or one layer's, without listing classes:
 - `RecoveryLogError` (`gazette_trio.recoverylog`): recording or playing a log;
 - `AllocatorError` (`gazette_trio.allocator`): assignments and their keys;
 - `ConsumerError` (`gazette_trio.consumer`): shards and transactions;
+- `AuthError` (`gazette_trio.auth`): tokens, keys, certificates and
+  security settings that are refused or unusable;
 - `EtcdError`, `ConfigError`, `SpecError`, `PruneError` and `StoreError`
   (`gazette_trio.consumer.stores`) derive from the root directly.
 
-`aio.RpcError` (every gRPC status's error) derives from the root too. The
-`auth` errors, `PlaybackError` and `DataDirLocked` are not under it yet
-(tests/api/test_exports.py lists what is left).
+`aio.RpcError` (every gRPC status's error), `PlaybackError` (under
+`RecoveryLogError`) and `DataDirLocked` (the root) are under it too;
+tests/api/test_exports.py holds every error to it.
 
 Classes that long derived from a builtin (`ValueError`, `LookupError`) still
 do, beside their layer's base. This module owns the hierarchy's roots only;
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 __all__ = [
     "AllocatorError",
+    "AuthError",
     "BrokerError",
     "ConsumerError",
     "GazetteTrioError",
@@ -56,3 +59,7 @@ class AllocatorError(GazetteTrioError):
 
 class ConsumerError(GazetteTrioError):
     """A shard or one of its transactions failed, or could not be served."""
+
+
+class AuthError(GazetteTrioError):
+    """A token, key, certificate or security setting was refused or unusable."""

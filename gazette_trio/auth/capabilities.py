@@ -12,6 +12,8 @@ about tokens or RPCs.
 
 from __future__ import annotations
 
+from ..errors import AuthError
+
 LIST = 1 << 1
 APPLY = 1 << 2
 READ = 1 << 3
@@ -33,7 +35,7 @@ NAMES: dict[str, int] = {
 }
 
 
-class MissingCapability(Exception):
+class MissingCapability(AuthError):
     """A token lacks a capability its request requires."""
 
 

@@ -19,11 +19,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import AuthError
 from ..protocol import labels as lbl
 from ..protocol import protocol as pb
 
 
-class ClaimsError(ValueError):
+class ClaimsError(AuthError, ValueError):
     """A token's payload is not Gazette's claims."""
 
 

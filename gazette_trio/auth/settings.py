@@ -33,13 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import aio
+from ..errors import AuthError
 from . import tls
 from .authorizer import Authorizer, BearerAuthorizer, KeyedAuthorizer, channel_hook
 from .tokens import Keys, KeysError
 from .verifier import OPEN, Verifier
 
 
-class SecurityError(ValueError):
+class SecurityError(AuthError, ValueError):
     """A security setting cannot be used; the message names the file and why."""
 
 

@@ -22,8 +22,10 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
+from ..errors import AuthError
 
-class TLSConfigError(ValueError):
+
+class TLSConfigError(AuthError, ValueError):
     """A certificate, key or CA file cannot be used."""
 
 

@@ -29,6 +29,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from ..errors import AuthError
 from . import claims as claims_mod
 from .claims import Claims
 
@@ -40,11 +41,11 @@ _HEADER_HS256 = b'{"alg":"HS256","typ":"JWT"}'
 _DIGESTS = {"HS256": hashlib.sha256, "HS384": hashlib.sha384}
 
 
-class KeysError(ValueError):
+class KeysError(AuthError, ValueError):
     """The configured keys cannot be used."""
 
 
-class TokenError(Exception):
+class TokenError(AuthError):
     """A presented token is refused. The message is Gazette's wording."""
 
 

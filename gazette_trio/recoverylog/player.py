@@ -48,6 +48,7 @@ from ..broker.client import JournalClient
 from ..broker.errors import JournalError
 from ..broker.list_apply import get_journal
 from ..broker.reader import open_reader
+from ..errors import RecoveryLogError
 from ..protocol import labels as L
 from ..protocol import protocol as pb
 from ..protocol.recoverylog import FsmHints, RecordedOp, Segment
@@ -68,7 +69,7 @@ SEEK_THRESHOLD = 1 << 20
 at least this long; shorter ones are read and discarded by the FSM."""
 
 
-class PlaybackError(Exception):
+class PlaybackError(RecoveryLogError):
     """The log cannot be played back to the hinted state."""
 
 

@@ -32,11 +32,13 @@ from pathlib import Path
 
 import click
 
+from ..errors import GazetteTrioError
+
 LOCK_FILE = "gazette-trio.lock"
 EXIT_LOCKED = 2
 
 
-class DataDirLocked(Exception):
+class DataDirLocked(GazetteTrioError):
     """Another process (or another user of this process) holds the directory."""
 
     def __init__(self, directory: Path, holder: int | None) -> None:
