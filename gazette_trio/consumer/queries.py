@@ -26,7 +26,8 @@ and `gazette-trio serve` answers `GET /query/views?user=ann` (or `POST
 - the answer is `{"shard": ..., "member": "zone/suffix", "result": ...}`
   with the handler's JSON value; errors are `{"error": "..."}` with 400 for
   bad input (naming the parameter), 404 for an unknown route or shard, 503
-  for a shard without a ready primary, 504 when `read_through` was not
+  for a shard without a ready primary (or journals that cannot be listed),
+  502 when the primary cannot be reached, 504 when `read_through` was not
   reached in `QUERY_TIMEOUT` seconds, 500 for a handler's own failure.
 
 Handlers run on the shard's primary, between transactions' awaits, and read
@@ -263,6 +264,10 @@ class QueryRouter:
             status, answer = await self._answer(name, params, read_through, None, claims)
         except QueryError as exc:
             status, answer = exc.status, {"error": exc.message}
+        except Exception as exc:
+            # Ours, not the handler's (that is caught closer): still an answer.
+            log.exception("query %s failed", target)
+            status, answer = 500, {"error": f"{type(exc).__name__}: {exc}"}
         return status, _encode(answer)
 
     async def ask(
@@ -307,8 +312,19 @@ class QueryRouter:
         if shard_id is None:
             if route.shard is None:
                 raise QueryError(400, f"missing parameter 'shard' (route {name!r} names no shard)")
-            chosen = route.shard(self.shards, params)
-            shard_id = await chosen if inspect.isawaitable(chosen) else chosen
+            try:
+                chosen = route.shard(self.shards, params)
+                shard_id = await chosen if inspect.isawaitable(chosen) else chosen
+            except QueryError:
+                raise
+            except aio.RpcError as exc:
+                # Listing the journals a key maps over failed: the broker's out of reach.
+                raise QueryError(503, f"finding the shard of query {name!r}: {exc}") from None
+            except Exception as exc:
+                log.exception("finding the shard of query %s failed", name)
+                raise QueryError(
+                    500, f"finding the shard of query {name!r}: {type(exc).__name__}: {exc}"
+                ) from None
         if not isinstance(shard_id, str) or not shard_id:
             raise QueryError(400, f"parameter 'shard': expected a shard id, got {shard_id!r}")
         resolver = self.consumer.service.resolver
