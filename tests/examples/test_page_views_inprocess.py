@@ -9,9 +9,11 @@ shards and the answers follow, counts intact.
 
 from __future__ import annotations
 
+import ast
 import collections
 from pathlib import Path
 
+import gazette_trio
 from gazette_trio.message import Partitions, rendezvous_mapping
 from gazette_trio.testing.cluster import Cluster, open_config_cluster
 
@@ -71,3 +73,17 @@ async def test_queries_are_answered_by_the_owning_primary_whichever_member_is_as
                 {"user": user, "views": views},
                 "local/beta",
             )
+
+
+def test_the_example_is_at_most_60_lines_against_the_public_api_alone() -> None:
+    source = (REPO / "examples" / "page_views" / "page_views.py").read_text()
+    assert len(source.splitlines()) <= 60
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+            if node.module == "gazette_trio":
+                assert {a.name for a in node.names} <= set(gazette_trio.__all__)
+        elif isinstance(node, ast.Import):
+            imported.update(a.name for a in node.names)
+    assert {m for m in imported if m.startswith("gazette_trio")} == {"gazette_trio"}
