@@ -372,7 +372,9 @@ async def open_publisher(
             chosen = fixed_mapping(journal, content_type)
         else:
             try:
-                partitions = await stack.enter_async_context(open_partitions(client, selector))
+                partitions = await stack.enter_async_context(
+                    open_partitions(client, selector, ready_within=give_up_after)
+                )
             except aio.RpcError as exc:
                 raise aio.Unavailable(f"{endpoint}: listing journals: {exc}") from exc
             if not partitions.journals:

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Sequence
 
 import trio
 
 from .. import aio
+from .._scope import background_nursery
 from ..protocol import protocol as pb
 from ..protocol.labels import format_selector
 from .client import JournalClient
@@ -54,6 +56,8 @@ class WatchedList:
         self.updates = 0
         """How many snapshots have arrived; bumped by each one."""
         self._changed = trio.Event()
+        self.last_error: BaseException | None = None
+        """The error of the last failed attempt to watch, if any."""
 
     @property
     def journals(self) -> Sequence[pb.ListResponseJournal]:
@@ -95,6 +99,7 @@ class WatchedList:
             except aio.InvalidArgument:
                 raise
             except (aio.RpcError, JournalError, OSError) as exc:
+                self.last_error = exc
                 delay = BACKOFF[min(attempt, len(BACKOFF) - 1)]
                 if attempt:
                     log.warning(
@@ -125,15 +130,25 @@ class WatchedList:
 
 @contextlib.asynccontextmanager
 async def open_watched_list(
-    client: JournalClient, selector: pb.LabelSelector | str | None
+    client: JournalClient,
+    selector: pb.LabelSelector | str | None,
+    *,
+    ready_within: float = math.inf,
 ) -> AsyncIterator[WatchedList]:
     """A `WatchedList` of `selector`, ready (its first snapshot held) when the
-    block starts, and watched by a task the block owns until it ends."""
+    block starts, and watched by a task the block owns until it ends.
+
+    Without a first snapshot within `ready_within` seconds (the brokers
+    cannot be reached, say), raises `aio.Unavailable` with the last error;
+    the watch retries for as long as it may."""
     watched = WatchedList(client, selector)
-    async with trio.open_nursery() as nursery:
+    async with background_nursery() as nursery:
         nursery.start_soon(watched.run)
-        try:
+        with trio.move_on_after(ready_within):
             await watched.wait_ready()
-            yield watched
-        finally:
-            nursery.cancel_scope.cancel()
+        if watched.snapshot is None:
+            raise aio.Unavailable(
+                f"no listing of journals {format_selector(watched.selector)!r} "
+                f"after {ready_within:g} s: {watched.last_error or 'no answer'}"
+            )
+        yield watched

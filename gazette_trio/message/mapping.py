@@ -29,13 +29,14 @@ caller's block owns (`open_partitions`).
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Generic, Protocol, overload
 
-import trio
 from typing_extensions import TypeVar
 
+from .._scope import background_nursery
 from ..broker.client import JournalClient
 from ..broker.list_apply import list_journals, selector_of
 from ..broker.watch import WatchedList, open_watched_list
@@ -138,19 +139,22 @@ class Partitions:
 
 @contextlib.asynccontextmanager
 async def open_partitions(
-    client: JournalClient, selector: pb.LabelSelector | str | None
+    client: JournalClient,
+    selector: pb.LabelSelector | str | None,
+    *,
+    ready_within: float = math.inf,
 ) -> AsyncIterator[Partitions]:
     """Partitions listed now and kept current by a List watch while the block
-    runs (by tasks the block owns)."""
+    runs (by tasks the block owns). Without a first listing within
+    `ready_within` seconds, raises `aio.Unavailable` naming the last error."""
     partitions = Partitions(client, selector)
-    async with open_watched_list(client, partitions.selector) as watched:
+    async with (
+        open_watched_list(client, partitions.selector, ready_within=ready_within) as watched,
+        background_nursery() as nursery,
+    ):
         partitions._take(watched.journals)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(partitions.follow, watched)
-            try:
-                yield partitions
-            finally:
-                nursery.cancel_scope.cancel()
+        nursery.start_soon(partitions.follow, watched)
+        yield partitions
 
 
 def _content_type(spec: pb.JournalSpec) -> str:

@@ -239,3 +239,10 @@ async def test_the_docs_publishing_snippet_runs_as_written(broker: str, tmp_path
     assert lines[0] == "1000 events published"
     on_part_zero = (await read_all(broker))[PARTS[0]]
     assert lines[1:] == [f"{m['user']} {m['page']}" for m in on_part_zero]
+
+
+async def test_a_publisher_whose_brokers_cannot_be_reached_gives_up_naming_them() -> None:
+    with trio.fail_after(30), pytest.raises(aio.Unavailable) as refused:
+        async with open_publisher("127.0.0.1:1", selector="topic=clicks", give_up_after=2):
+            raise AssertionError("a publisher without a listing must not start")
+    assert "127.0.0.1:1" in str(refused.value) and "after 2 s" in str(refused.value)
