@@ -35,7 +35,10 @@ async def open_example_cluster(
 ) -> AsyncIterator[Cluster]:
     """The example's declared journals and shards in an in-process group."""
     async with open_config_cluster(
-        example_config(example), data_dir=data_dir, app_factory=app_factory, adjust_shard=adjust_shard
+        example_config(example),
+        data_dir=data_dir,
+        app_factory=app_factory,
+        adjust_shard=adjust_shard,
     ) as cluster:
         yield cluster
 
