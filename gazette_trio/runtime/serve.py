@@ -203,8 +203,14 @@ async def run_process(cfg: Config, app: Application) -> None:
             joined = trio.Event()
 
             async def run() -> None:
-                with member_scope:
-                    await run_member(cfg, app, draining=draining, joined=joined)
+                try:
+                    with member_scope:
+                        await run_member(cfg, app, draining=draining, joined=joined)
+                except Exception as exc:
+                    problem = None if joined.is_set() else _data_dir_problem(exc, cfg.data_dir)
+                    if problem is None:
+                        raise
+                    raise problem from exc
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(run)
@@ -219,6 +225,18 @@ async def run_process(cfg: Config, app: Application) -> None:
                     member_scope.cancel()
                 else:
                     log.info("%s: leaving the group gracefully (send it again to exit now)", name)
+
+
+def _data_dir_problem(exc: BaseException, data_dir: Path) -> StartupError | None:
+    """A file under `data_dir` that stopped the start (the embedded etcd's or
+    journals' directory a file, a read-only part, ...), named by the key."""
+    bad = find(exc, OSError)
+    if bad is None or bad.filename is None:
+        return None
+    root = Path(data_dir).absolute()
+    if not Path(os.fsdecode(bad.filename)).absolute().is_relative_to(root):
+        return None
+    return path_problem(bad, "data_dir", root)
 
 
 async def run_member(

@@ -143,6 +143,17 @@ def test_data_dir_under_a_file_names_data_dir(member: Path) -> None:
     assert "is a file, not a directory" in line
 
 
+@pytest.mark.parametrize("part", ["etcd", "journals", "member"])
+def test_a_file_where_data_dir_needs_a_directory_names_data_dir(member: Path, part: str) -> None:
+    # The embedded etcd's, journals' and shards' directories inside data_dir.
+    (member / "data").mkdir()
+    (member / "data" / part).write_text("")
+    line = one_line(run(["serve", "config.toml"], member))
+    assert line.startswith(f"Error: data_dir = {member / 'data'}: "), line
+    assert f"{member / 'data' / part}" in line
+    assert "is a file, not a directory" in line
+
+
 def test_read_only_data_dir_names_data_dir(member: Path, read_only_dir: Path) -> None:
     line = one_line(run(["serve", "config.toml"], member, GAZETTE_TRIO_DATA_DIR=str(read_only_dir)))
     assert f"data_dir = {read_only_dir}:" in line
