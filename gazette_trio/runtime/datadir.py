@@ -18,7 +18,9 @@ not keep the lock alive after its parent dies.
 
 This module owns the lock and its error. `lock_data_dir` is called at one
 point in each serve path; `exit_if_locked` turns a refusal into a one-line
-error and exit status 2 for the command line.
+error and exit status 2 for a command (`broker repair`); the serving
+commands do the same through `runtime.startup`, with their other startup
+failures.
 """
 
 from __future__ import annotations
