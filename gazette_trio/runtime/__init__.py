@@ -10,7 +10,9 @@
   `gazette-trio shards …` commands (list, apply, edit, unassign, prune);
 - `metrics`, `logs`, `status`, `http`: Prometheus metrics, structured logs,
   the `StatusSource` protocol the runtime implements, and the small HTTP
-  server of `/metrics`, `/status` and `/status.json`.
+  server of `/metrics`, `/status` and `/status.json`;
+- `startup`: failures to start (a port in use, an unusable data directory,
+  etcd or a broker out of reach) as one line naming the key, and exit 2.
 
 The consumer runtime and `gazette-trio serve` are built from these pieces;
 this package does not run shards itself.
