@@ -211,7 +211,11 @@ def test_two_members_forward_queries_to_the_primary_and_read_through_offsets(
         )
         group.start(name, serve_args("page_views"), env).wait_for_log(SERVING)
     deadline = time.monotonic() + 20
-    while set((owners := primaries(ports["alpha"].http)).values()) != {"alpha", "beta"}:
+    # Both shards placed, one on each member (not only both members primary of something).
+    while (
+        len(owners := primaries(ports["alpha"].http)) != 2
+        or set(owners.values()) != {"alpha", "beta"}
+    ):
         assert time.monotonic() < deadline, f"the shards never spread: {owners}"
         time.sleep(0.2)
 
