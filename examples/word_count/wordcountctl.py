@@ -21,6 +21,7 @@ in `word_count.py`.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import IO
 
 import click
@@ -31,10 +32,9 @@ from word_count_pb.word_count import QueryRequest, QueryResponse
 from gazette_trio import aio, wait_all
 from gazette_trio.auth.settings import SecurityError, install_client_from_env
 from gazette_trio.broker import GrpcJournalClient, open_append_service
+from gazette_trio.endpoints import endpoint_options, resolve
 from gazette_trio.message import NoPartitions, Partitions, Publisher, random_mapping
 from gazette_trio.protocol import protocol as pb
-
-DEFAULT_ENDPOINT = "127.0.0.1:8080"
 
 
 @click.group()
@@ -54,24 +54,26 @@ def main() -> None:
 
 @main.command()
 @click.argument("file", type=click.File("r"), default="-")
-@click.option(
-    "--broker",
-    "-b",
-    default=DEFAULT_ENDPOINT,
-    show_default=True,
-    help="Journal API endpoint (the member, when it embeds the journal server).",
-)
+@endpoint_options("broker")
+@click.option("--broker", "-b", "broker", default=None, hidden=True, help="Old name of -e.")
 @click.option(
     "--selector",
     default=LINES_SELECTOR,
     show_default=True,
     help="Label selector of the text-line partitions.",
 )
-def publish(file: IO[str], broker: str, selector: str) -> None:
+def publish(
+    file: IO[str],
+    endpoint: str | None,
+    config: Path | None,
+    broker: str | None,
+    selector: str,
+) -> None:
     """Publish each non-empty line of FILE (default: stdin) as a text line.
 
     Blank lines carry no words and are not sent.
     """
+    broker = resolve("broker", endpoint or broker, config)
     lines = [line.rstrip("\n") for line in file]
     texts = [line for line in lines if line.strip()]
     try:
@@ -101,16 +103,13 @@ async def publish_lines(endpoint: str, selector: str, texts: list[str]) -> set[s
 
 @main.command()
 @click.argument("words", nargs=-1, required=True)
-@click.option(
-    "--endpoint",
-    "-e",
-    default=DEFAULT_ENDPOINT,
-    show_default=True,
-    help="A member's gRPC endpoint (any member of the group).",
-)
+@endpoint_options("consumer")
 @click.option("--shard", default="", help="Ask this shard instead of the word's own.")
-def query(words: tuple[str, ...], endpoint: str, shard: str) -> None:
+def query(
+    words: tuple[str, ...], endpoint: str | None, config: Path | None, shard: str
+) -> None:
     """Print the count of each of WORDS, with the shard and member that answered."""
+    endpoint = resolve("consumer", endpoint, config)
     for word in words:
         if len(words_of(word)) != 1:
             raise click.BadParameter(f"{word!r} is not one word (letters only)", param_hint="WORDS")
