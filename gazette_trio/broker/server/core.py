@@ -394,14 +394,7 @@ class JournalServerCore:
                     specs[name] = SpecRecord(_copy_spec(change.upsert), created, revision)
                 elif specs.pop(change.delete, None) is not None:
                     deleted.append(change.delete)
-            # Once storage has the new specs they are the truth; a cancelled
-            # caller must not leave memory behind them.
-            with trio.CancelScope(shield=True):
-                await self.storage.save_specs(revision, specs)
-                self._specs = specs
-                self._revision = revision
-                self._specs_changed.set()
-                self._specs_changed = trio.Event()
+            await self._commit_specs(revision, specs)
             for name in deleted:
                 j = self._journals.get(name)
                 if j is not None:
@@ -444,6 +437,17 @@ class JournalServerCore:
         while self._revision < revision:
             await self._specs_changed.wait()
 
+    async def _commit_specs(self, revision: int, specs: dict[str, SpecRecord]) -> None:
+        """Make `specs` durable as `revision`, then the truth, and wake the
+        watches. Shielded: once storage has them, a cancelled caller must
+        not leave memory behind them."""
+        with trio.CancelScope(shield=True):
+            await self.storage.save_specs(revision, specs)
+            self._specs = specs
+            self._revision = revision
+            self._specs_changed.set()
+            self._specs_changed = trio.Event()
+
     async def _set_suspend(self, name: str, level: pb.JournalSpecSuspendLevel, offset: int) -> None:
         """Record a journal's suspension in its spec, as an Apply would (a
         new revision; watches see it)."""
@@ -454,12 +458,7 @@ class JournalServerCore:
             revision = self._revision + 1
             specs = dict(self._specs)
             specs[name] = SpecRecord(spec, record.create_revision, revision)
-            with trio.CancelScope(shield=True):
-                await self.storage.save_specs(revision, specs)
-                self._specs = specs
-                self._revision = revision
-                self._specs_changed.set()
-                self._specs_changed = trio.Event()
+            await self._commit_specs(revision, specs)
         log.info("journal %s: suspension is now %s at offset %d", name, level.name, offset)
 
     # ------------------------------------------------------------------
