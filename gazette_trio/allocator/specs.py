@@ -10,17 +10,19 @@ errors. A failure raises `ValidationError` naming the field, e.g.
 This module owns those spec rules (the one ShardSpec validator: the Apply
 RPC and `consumer.shard_spec` use it too) and the two numbers the allocator
 takes from specs: a shard's desired replication and a member's shard limit.
-Token, path and label rules are `protocol.validation`'s and `protocol.labels`'s.
-It does not decode etcd keys (see `model`).
+Token, path and label rules are `protocol.validation`'s and `protocol.labels`'s;
+a ConsumerSpec's process id and endpoint are `protocol.headers`'s, as
+Gazette's `ConsumerSpec.Validate` is its `ProcessSpec.Validate`. It does not
+decode etcd keys (see `model`).
 """
 
 from __future__ import annotations
 
 import datetime
-from urllib.parse import urlsplit
 
 from ..protocol import consumer as pc
 from ..protocol import labels as lbl
+from ..protocol.headers import validate_process_spec
 from ..protocol.validation import (
     TOKEN_SYMBOLS,
     ValidationError,
@@ -30,8 +32,6 @@ from ..protocol.validation import (
 )
 
 MIN_SHARD_ID, MAX_SHARD_ID = 4, 512
-MIN_ZONE, MAX_ZONE = 1, 32
-MIN_SUFFIX, MAX_SUFFIX = 4, 128
 
 __all__ = [
     "ValidationError",
@@ -116,38 +116,12 @@ def _duration(value: object) -> str:
     return str(value // datetime.timedelta(microseconds=1) * 1000)
 
 
-def validate_process_id(zone: str, suffix: str) -> None:
-    try:
-        validate_token(zone, TOKEN_SYMBOLS, MIN_ZONE, MAX_ZONE)
-    except ValidationError as exc:
-        raise exc.within("Zone") from None
-    try:
-        validate_token(suffix, TOKEN_SYMBOLS, MIN_SUFFIX, MAX_SUFFIX)
-    except ValidationError as exc:
-        raise exc.within("Suffix") from None
-
-
-def validate_endpoint(endpoint: str) -> None:
-    url = urlsplit(endpoint)
-    if not url.scheme:
-        raise ValidationError(f"not absolute: {endpoint}")
-    if not url.netloc:
-        raise ValidationError(f"missing host: {endpoint}")
-
-
 def validate_consumer_spec(spec: pc.ConsumerSpec) -> None:
     """Raise `ValidationError` if `spec` is not a well-formed ConsumerSpec."""
     process = spec.process_spec
     if process is None or process.id is None:
         raise ValidationError("missing ProcessSpec.Id")
-    try:
-        validate_process_id(process.id.zone, process.id.suffix)
-    except ValidationError as exc:
-        raise exc.within("Id") from None
-    try:
-        validate_endpoint(process.endpoint)
-    except ValidationError as exc:
-        raise exc.within("Endpoint") from None
+    validate_process_spec(process)
 
 
 def validate_replica_status(status: pc.ReplicaStatus) -> None:
