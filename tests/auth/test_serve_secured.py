@@ -7,21 +7,27 @@ that would expose the member without keys and TLS is refused at start."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-import signal
-import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from gazette_trio.auth import ALL, Claims, Keys
-from tests.runtime.test_serve import APP, CONFIG
-from tests.services import free_port
+from gazette_trio import aio
+from gazette_trio.auth import ALL, Claims, Keys, tls
+from gazette_trio.auth.authorizer import KeyedAuthorizer, channel_hook
+from gazette_trio.protocol import consumer as pc
+from tests.serve_member import (
+    CONFIG,
+    ServeMember,
+    appended_head,
+    gazette_trio,
+    serve_pair,
+    stat,
+)
 
 from .conftest import KEY_TEXT, OTHER_KEY_TEXT
 from .pki import Pki
@@ -35,23 +41,22 @@ trusted_ca_file = "{ca}"
 """
 
 
-class SecuredMember:
-    def __init__(self, directory: Path, pki: Pki) -> None:
-        self.directory = directory
-        self.pki = pki
-        self.port = free_port()
-        self.http = free_port()
-        (directory / "counter.py").write_text(textwrap.dedent(APP))
-        (directory / "auth-keys").write_text(KEY_TEXT + "\n")
-        (directory / "config.toml").write_text(
-            CONFIG.format(port=self.port, http=self.http)
-            + SECURITY.format(cert=pki.cert, key=pki.key, ca=pki.ca)
-        )
-        self.proc: subprocess.Popen[bytes] | None = None
+def security(pki: Pki) -> str:
+    return SECURITY.format(cert=pki.cert, key=pki.key, ca=pki.ca)
 
-    @property
-    def endpoint(self) -> str:
-        return f"https://localhost:{self.port}"
+
+class SecuredMember(ServeMember):
+    """A member serving with the keys and certificates of `pki`, whose
+    operator holds the keys and the CA."""
+
+    host = "https://localhost"
+
+    def __init__(
+        self, directory: Path, pki: Pki, *, config: str = "config.toml", log: str = "serve.log"
+    ) -> None:
+        super().__init__(directory, config=config, log=log)
+        self.pki = pki
+        (directory / "auth-keys").write_text(KEY_TEXT + "\n")
 
     def env(self, **overrides: str | Path | None) -> dict[str, str]:
         """The environment of an operator holding the keys and the CA."""
@@ -64,38 +69,12 @@ class SecuredMember:
         env.update({k: str(v) for k, v in base.items() if v is not None})
         return env
 
-    def cli(
-        self, *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "gazette_trio", *args],
-            input=stdin.decode() if stdin is not None else None,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=env if env is not None else self.env(),
-        )
+    def serve_env(self) -> dict[str, str]:
+        # The member's keys and CA are its config's, not the environment's.
+        return self.env(GAZETTE_TRIO_AUTH_KEYS_FILE=None, GAZETTE_TRIO_TRUSTED_CA_FILE=None)
 
-    def start(self) -> None:
-        self.log = open(self.directory / "serve.log", "ab")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gazette_trio", "serve", "config.toml"],
-            cwd=self.directory,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            env=self.env(GAZETTE_TRIO_AUTH_KEYS_FILE=None, GAZETTE_TRIO_TRUSTED_CA_FILE=None),
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.logs()
-            listed = self.cli("shards", "list", "-e", self.endpoint, "-o", "json")
-            if listed.returncode == 0 and '"PRIMARY"' in listed.stdout:
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"member did not become primary:\n{self.logs()}")
-
-    def logs(self) -> str:
-        return (self.directory / "serve.log").read_text()
+    def operator_env(self) -> dict[str, str]:
+        return self.env()
 
     def lines(self) -> str:
         read = self.cli("journals", "-e", self.endpoint, "read", "ex/lines")
@@ -106,18 +85,12 @@ class SecuredMember:
 @pytest.fixture(scope="module")
 def member(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[SecuredMember]:
     m = SecuredMember(tmp_path_factory.mktemp("secured"), pki)
-    m.start()
+    m.write_word_count(settings=security(pki))
     try:
+        m.start()
         yield m
     finally:
-        assert m.proc is not None
-        m.proc.terminate()
-        try:
-            m.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            m.proc.kill()
-            m.proc.wait()
-        m.log.close()
+        m.stop(20)
 
 
 def token_file(member: SecuredMember, name: str, *args: str, key_file: Path | None = None) -> Path:
@@ -212,55 +185,14 @@ def test_a_token_scoped_to_other_shards_sees_none(member: SecuredMember) -> None
 
 
 def test_listening_beyond_loopback_without_keys_and_tls_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "counter.py").write_text(textwrap.dedent(APP))
-    config = CONFIG.format(port=free_port(), http=free_port()).replace(
-        "[member]\n", '[member]\nhost = "0.0.0.0"\n'
+    ServeMember(tmp_path).write_word_count(
+        CONFIG.replace("[member]\n", '[member]\nhost = "0.0.0.0"\n')
     )
-    (tmp_path / "config.toml").write_text(config)
-    started = subprocess.run(
-        [sys.executable, "-m", "gazette_trio", "serve", "config.toml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    started = gazette_trio("serve", "config.toml", cwd=tmp_path)
     assert started.returncode == 2
     assert "member.host: the gRPC port listens on 0.0.0.0 without auth keys" in started.stderr
     assert "security.insecure = true" in started.stderr
     assert not (tmp_path / "data" / "journals").exists()
-
-
-TWO_MEMBER_CONFIG = """
-data_dir = "data-{suffix}"
-
-[application]
-module = "counter:Counter"
-[application.settings]
-output = "ex/counts"
-
-[member]
-port = {port}
-suffix = "{suffix}"
-
-[http]
-enabled = false
-
-[etcd]
-endpoints = ["{etcd}"]
-prefix = "/gazette/consumers/secured-pair"
-{broker}
-[journals]
-name = "ex/"
-labels = [{{name = "content-type", value = "application/x-ndjson"}}]
-children = [{{ name = "ex/counts" }}, {{ name = "ex/lines" }}]
-
-[[shards.shards]]
-id = "count-000"
-sources = [{{ journal = "ex/lines" }}]
-max_txn_duration = "500ms"
-recovery_log_prefix = "ex/recovery"
-hint_prefix = "/gazette/hints/secured-pair"
-"""
 
 
 @pytest.mark.slow
@@ -271,92 +203,23 @@ def test_a_stat_proxied_between_secured_members_carries_the_members_token(
     the first's embedded journal server over TLS, with its own tokens. A Stat
     asked of the member that is not primary is forwarded to the primary with
     a token the forwarding member signs, verified there like any other."""
-    ports = [free_port(), free_port()]
-    security = SECURITY.format(cert=pki.cert, key=pki.key, ca=pki.ca)
-    operator = SecuredMember(tmp_path, pki)  # not started: its CLI environment
-    procs = []
-    try:
-        for i, suffix in enumerate(["member-one", "member-two"]):
-            broker = "" if i == 0 else f'[broker]\nendpoint = "https://localhost:{ports[0]}"\n'
-            config = tmp_path / f"{suffix}.toml"
-            config.write_text(
-                TWO_MEMBER_CONFIG.format(
-                    suffix=suffix, port=ports[i], etcd=etcd_endpoint, broker=broker
-                )
-                + security
-            )
-            log = open(tmp_path / f"{suffix}.log", "wb")  # noqa: SIM115 (closed below)
-            procs.append(
-                (
-                    subprocess.Popen(
-                        [sys.executable, "-m", "gazette_trio", "serve", config.name],
-                        cwd=tmp_path,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        env=operator.env(
-                            GAZETTE_TRIO_AUTH_KEYS_FILE=None, GAZETTE_TRIO_TRUSTED_CA_FILE=None
-                        ),
-                    ),
-                    log,
-                )
-            )
-            time.sleep(1.5 if i == 0 else 0)
-        endpoints = [f"https://localhost:{p}" for p in ports]
-        deadline = time.monotonic() + 40
-        primary = None
-        while time.monotonic() < deadline and primary is None:
-            listed = operator.cli("shards", "list", "-e", endpoints[1])
-            if listed.returncode == 0 and ":PRIMARY" in listed.stdout:
-                primary = 0 if "member-one:PRIMARY" in listed.stdout else 1
-            time.sleep(0.3)
-        assert primary is not None, (tmp_path / "member-two.log").read_text()
-        other = 1 - primary
-
+    make = functools.partial(SecuredMember, tmp_path, pki)
+    with serve_pair(make, etcd_endpoint, "secured-pair", security(pki)) as (members, primary):
         lines = "".join(json.dumps({"text": f"x y {i}"}) + "\n" for i in range(10)).encode()
-        appended = operator.cli("journals", "-e", endpoints[0], "append", "ex/lines", stdin=lines)
+        first = members[0]
+        appended = first.cli("journals", "-e", first.endpoint, "append", "ex/lines", stdin=lines)
         assert appended.returncode == 0, appended.stderr
-        head = int(appended.stderr.split(", ")[1].split(")")[0])
-
-        import trio
-
-        from gazette_trio import aio
-        from gazette_trio.auth import tls
-        from gazette_trio.auth.authorizer import KeyedAuthorizer, channel_hook
-        from gazette_trio.auth.tokens import Keys
-        from gazette_trio.protocol import consumer as pc
+        head = appended_head(appended)
 
         credentials = aio.DialCredentials(
             ssl=tls.client_context(pki.ca),
             metadata=channel_hook(KeyedAuthorizer(Keys.parse(KEY_TEXT))),
         )
-
-        async def stat() -> pc.StatResponse:
-            async with (
-                aio.asyncio_island(),
-                aio.Channel(endpoints[other], credentials=credentials) as channel,
-            ):
-                with trio.fail_after(30):
-                    return await aio.unary(
-                        channel,
-                        "/consumer.Shard/Stat",
-                        pc.StatRequest(shard="count-000", read_through={"ex/lines": head}),
-                        pc.StatResponse,
-                    )
-
-        reply = trio.run(stat)
+        reply = stat(members[1 - primary].endpoint, {"ex/lines": head}, credentials)
         assert reply.status == pc.Status.OK
         assert reply.read_through["ex/lines"] >= head
         assert reply.header is not None and reply.header.process_id is not None
         assert reply.header.process_id.suffix == ["member-one", "member-two"][primary]
-    finally:
-        for proc, log in reversed(procs):
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            log.close()
 
 
 @pytest.mark.slow

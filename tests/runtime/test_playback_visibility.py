@@ -16,12 +16,12 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.runtime.test_serve import Member, append, member, wait_for_counts
+from tests.serve_member import ServeMember, append, member, wait_for_counts
 
 __all__ = ["member"]  # the fixture, imported for pytest
 
 
-def scrape(m: Member) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def scrape(m: ServeMember) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{m.http}/metrics", timeout=10) as answer:
         text = answer.read().decode()
     return {
@@ -32,7 +32,7 @@ def scrape(m: Member) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def test_playback_is_logged_and_measured_and_the_shard_serves_only_after_it(
-    member: Member,
+    member: ServeMember,
 ) -> None:
     member.start()
     texts = [f"red green {i % 5}" for i in range(40)]

@@ -16,7 +16,7 @@ import time
 import urllib.request
 from typing import Any
 
-from tests.runtime.test_serve import APP, Member, append, member, wait_for_counts
+from tests.serve_member import APP, ServeMember, append, member, wait_for_counts
 
 __all__ = ["member"]  # the fixture, imported for pytest
 
@@ -28,18 +28,18 @@ FAILING_APP = APP.replace(
 )
 
 
-def status(m: Member) -> dict[str, Any]:
+def status(m: ServeMember) -> dict[str, Any]:
     with urllib.request.urlopen(f"http://127.0.0.1:{m.http}/status.json", timeout=10) as answer:
         document: dict[str, Any] = json.loads(answer.read())
     return document
 
 
-def page(m: Member) -> str:
+def page(m: ServeMember) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{m.http}/status", timeout=10) as answer:
         return str(answer.read().decode())
 
 
-def test_a_hot_standby_that_one_member_cannot_place_is_warned_of(member: Member) -> None:
+def test_a_hot_standby_that_one_member_cannot_place_is_warned_of(member: ServeMember) -> None:
     config = member.directory / "config.toml"
     config.write_text(
         config.read_text().replace(
@@ -60,7 +60,7 @@ def test_a_hot_standby_that_one_member_cannot_place_is_warned_of(member: Member)
     assert member.wait(30) == 0
 
 
-def test_a_shard_that_fails_shows_its_lag(member: Member) -> None:
+def test_a_shard_that_fails_shows_its_lag(member: ServeMember) -> None:
     (member.directory / "counter.py").write_text(FAILING_APP)
     member.start()
     assert "hot standby" not in " ".join(status(member)["notes"])  # one replica wanted: no warning
