@@ -143,14 +143,17 @@ def gazette_trio(
     return result
 
 
-def one_line_error(result: subprocess.CompletedProcess[str], code: int = 2) -> str:
+def one_line_error(result: subprocess.CompletedProcess[str], *naming: str, code: int = 2) -> str:
     """The one line a command that could not start printed, having checked
-    it exited with `code` and printed nothing else (no traceback)."""
+    it exited with `code`, printed nothing else (no traceback) and names
+    each of `naming`."""
     assert result.returncode == code, result
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert lines[0].startswith("Error: "), lines[0]
+    for text in naming:
+        assert text in lines[0], lines[0]
     return lines[0]
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,35 +21,8 @@ import pytest
 
 from gazette_trio.broker.server import FileStorage
 from gazette_trio.runtime.datadir import DataDirLocked
+from tests.serve_member import gazette_trio, one_line_error, write_idle_member
 from tests.services import _wait_port, free_port
-
-APP = """
-class Idle:
-    async def new_store(self, shard, recorder):
-        raise NotImplementedError
-
-    def new_message(self, spec):
-        return dict
-
-    async def consume_message(self, shard, store, envelope, publisher):
-        pass
-
-    async def finalize_txn(self, shard, store, publisher):
-        pass
-"""
-
-CONFIG = """
-data_dir = "data"
-
-[application]
-module = "idle:Idle"
-
-[member]
-port = 0
-
-[http]
-enabled = false
-"""
 
 
 def start(
@@ -67,19 +39,6 @@ def start(
     return proc
 
 
-def refused(
-    args: list[str], cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gazette_trio", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **(env or {})},
-    )
-
-
 @pytest.fixture
 def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
@@ -90,34 +49,24 @@ def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
             proc.wait(10)
 
 
-def assert_one_line_naming(
-    result: subprocess.CompletedProcess[str], directory: Path, pid: int
-) -> None:
-    assert result.returncode == 2, result
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert f"data directory {directory} is in use by process {pid}" in lines[0], lines[0]
-
-
-def member_config(tmp_path: Path) -> None:
-    (tmp_path / "idle.py").write_text(textwrap.dedent(APP))
-    (tmp_path / "config.toml").write_text(CONFIG)
+def in_use(directory: Path, pid: int) -> str:
+    return f"data directory {directory} is in use by process {pid}"
 
 
 def test_a_second_serve_on_one_data_directory_exits_2_naming_the_holder(
     tmp_path: Path, procs: list[subprocess.Popen[bytes]]
 ) -> None:
-    member_config(tmp_path)
+    write_idle_member(tmp_path, http="enabled = false")
     port = free_port()
     first = start(
         ["serve", "config.toml"], tmp_path, port, {"GAZETTE_TRIO_MEMBER__PORT": str(port)}
     )
     procs.append(first)
 
-    second = refused(
-        ["serve", "config.toml"], tmp_path, {"GAZETTE_TRIO_MEMBER__PORT": str(free_port())}
+    second = gazette_trio(
+        "serve", "config.toml", cwd=tmp_path, GAZETTE_TRIO_MEMBER__PORT=str(free_port())
     )
-    assert_one_line_naming(second, (tmp_path / "data").absolute(), first.pid)
+    one_line_error(second, in_use((tmp_path / "data").absolute(), first.pid))
     assert first.poll() is None  # the holder serves on
 
     # The lock dies with its holder: no stale lock after a SIGKILL.
@@ -136,29 +85,29 @@ def test_a_second_broker_serve_on_one_data_directory_exits_2_naming_the_holder(
     data = tmp_path / "journals"
     first = start(["broker", "serve", "--data-dir", str(data), "--port", str(port)], tmp_path, port)
     procs.append(first)
-    second = refused(
-        ["broker", "serve", "--data-dir", str(data), "--port", str(free_port())], tmp_path
+    second = gazette_trio(
+        "broker", "serve", "--data-dir", str(data), "--port", str(free_port()), cwd=tmp_path
     )
-    assert_one_line_naming(second, data.absolute(), first.pid)
+    one_line_error(second, in_use(data.absolute(), first.pid))
     assert first.poll() is None
 
 
 def test_broker_serve_on_the_journals_of_a_running_serve_is_refused(
     tmp_path: Path, procs: list[subprocess.Popen[bytes]]
 ) -> None:
-    member_config(tmp_path)
+    write_idle_member(tmp_path, http="enabled = false")
     port = free_port()
     member = start(
         ["serve", "config.toml"], tmp_path, port, {"GAZETTE_TRIO_MEMBER__PORT": str(port)}
     )
     procs.append(member)
     journals = tmp_path / "data" / "journals"
-    broker = refused(
-        ["broker", "serve", "--data-dir", str(journals), "--port", str(free_port())], tmp_path
+    broker = gazette_trio(
+        "broker", "serve", "--data-dir", str(journals), "--port", str(free_port()), cwd=tmp_path
     )
-    assert_one_line_naming(broker, journals.absolute(), member.pid)
-    repair = refused(["broker", "repair", "--data-dir", str(journals)], tmp_path)
-    assert_one_line_naming(repair, journals.absolute(), member.pid)
+    one_line_error(broker, in_use(journals.absolute(), member.pid))
+    repair = gazette_trio("broker", "repair", "--data-dir", str(journals), cwd=tmp_path)
+    one_line_error(repair, in_use(journals.absolute(), member.pid))
 
 
 def test_file_storage_on_a_directory_this_process_holds_is_refused_too(tmp_path: Path) -> None:

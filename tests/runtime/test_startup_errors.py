@@ -12,49 +12,19 @@ test_datadir_lock.py.)
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-APP = """
-class Idle:
-    async def new_store(self, shard, recorder):
-        raise NotImplementedError
-
-    def new_message(self, spec):
-        return dict
-
-    async def consume_message(self, shard, store, envelope, publisher):
-        pass
-
-    async def finalize_txn(self, shard, store, publisher):
-        pass
-"""
-
-CONFIG = """
-data_dir = "data"
-
-[application]
-module = "idle:Idle"
-
-[member]
-port = 0
-
-[http]
-port = 0
-"""
+from tests.serve_member import gazette_trio, one_line_error, write_idle_member
 
 
 @pytest.fixture
 def member(tmp_path: Path) -> Path:
-    (tmp_path / "idle.py").write_text(textwrap.dedent(APP))
-    (tmp_path / "config.toml").write_text(CONFIG)
+    write_idle_member(tmp_path, http="port = 0")
     return tmp_path
 
 
@@ -86,32 +56,13 @@ def read_only_dir(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", str(mount)], check=True)
 
 
-def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gazette_trio", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        # A bound: a start that hangs instead of failing fails the test.
-        timeout=60,
-        env={**os.environ, **env},
-    )
-
-
-def one_line(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 2, result
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    assert lines[0].startswith("Error: "), lines[0]
-    return lines[0]
-
-
 # -- gazette-trio serve
 
 
 def test_member_port_in_use_names_member_port(member: Path, held_port: int) -> None:
-    line = one_line(run(["serve", "config.toml", "--port", str(held_port)], member))
+    line = one_line_error(
+        gazette_trio("serve", "config.toml", "--port", str(held_port), cwd=member)
+    )
     assert f"member.port = {held_port}: 127.0.0.1:{held_port} is already in use" in line
     assert "--port" in line  # how to choose another
 
@@ -125,20 +76,24 @@ def test_http_port_in_use_names_http_port_before_joining_the_group(
     )
     # One line only: the member stopped before it created its journals (a
     # logged "creating journal") or joined the group.
-    line = one_line(run(["serve", "config.toml", "--http-port", str(held_port)], member))
+    line = one_line_error(
+        gazette_trio("serve", "config.toml", "--http-port", str(held_port), cwd=member)
+    )
     assert f"http.port = {held_port}: 127.0.0.1:{held_port} is already in use" in line
     assert "--http-port" in line
 
 
 def test_data_dir_that_is_a_file_names_data_dir(member: Path) -> None:
     (member / "data").write_text("not a directory\n")
-    line = one_line(run(["serve", "config.toml"], member))
+    line = one_line_error(gazette_trio("serve", "config.toml", cwd=member))
     assert f"data_dir = {member / 'data'}: {member / 'data'} is a file, not a directory" in line
 
 
 def test_data_dir_under_a_file_names_data_dir(member: Path) -> None:
     (member / "plain").write_text("")
-    line = one_line(run(["serve", "config.toml"], member, GAZETTE_TRIO_DATA_DIR="plain/data"))
+    line = one_line_error(
+        gazette_trio("serve", "config.toml", cwd=member, GAZETTE_TRIO_DATA_DIR="plain/data")
+    )
     assert f"data_dir = {member / 'plain' / 'data'}: a part of" in line
     assert "is a file, not a directory" in line
 
@@ -148,19 +103,23 @@ def test_a_file_where_data_dir_needs_a_directory_names_data_dir(member: Path, pa
     # The embedded etcd's, journals' and shards' directories inside data_dir.
     (member / "data").mkdir()
     (member / "data" / part).write_text("")
-    line = one_line(run(["serve", "config.toml"], member))
+    line = one_line_error(gazette_trio("serve", "config.toml", cwd=member))
     assert line.startswith(f"Error: data_dir = {member / 'data'}: "), line
     assert f"{member / 'data' / part}" in line
     assert "is a file, not a directory" in line
 
 
 def test_read_only_data_dir_names_data_dir(member: Path, read_only_dir: Path) -> None:
-    line = one_line(run(["serve", "config.toml"], member, GAZETTE_TRIO_DATA_DIR=str(read_only_dir)))
+    line = one_line_error(
+        gazette_trio("serve", "config.toml", cwd=member, GAZETTE_TRIO_DATA_DIR=str(read_only_dir))
+    )
     assert f"data_dir = {read_only_dir}:" in line
     assert "read-only file system" in line
     # A directory to be made on it fails alike.
     below = read_only_dir / "data"
-    line = one_line(run(["serve", "config.toml"], member, GAZETTE_TRIO_DATA_DIR=str(below)))
+    line = one_line_error(
+        gazette_trio("serve", "config.toml", cwd=member, GAZETTE_TRIO_DATA_DIR=str(below))
+    )
     assert f"data_dir = {below}: {below} is on a read-only file system" in line
 
 
@@ -168,7 +127,9 @@ def test_etcd_refusing_connections_names_etcd_endpoints(member: Path) -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    line = one_line(run(["serve", "config.toml"], member, GAZETTE_TRIO_ETCD__ENDPOINTS=closed))
+    line = one_line_error(
+        gazette_trio("serve", "config.toml", cwd=member, GAZETTE_TRIO_ETCD__ENDPOINTS=closed)
+    )
     assert f"etcd.endpoints = {closed}: cannot reach etcd" in line
     assert "leave [etcd] out" in line
 
@@ -181,7 +142,9 @@ def test_broker_refusing_connections_names_broker_endpoint(member: Path) -> None
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    line = one_line(run(["serve", "config.toml"], member, GAZETTE_TRIO_BROKER__ENDPOINT=closed))
+    line = one_line_error(
+        gazette_trio("serve", "config.toml", cwd=member, GAZETTE_TRIO_BROKER__ENDPOINT=closed)
+    )
     assert f"broker.endpoint = {closed}: cannot reach the broker" in line
     assert "leave [broker] out" in line
 
@@ -190,12 +153,14 @@ def test_broker_refusing_connections_names_broker_endpoint(member: Path) -> None
 def test_etcd_that_never_answers_names_etcd_endpoints(member: Path, held_port: int) -> None:
     # The held port accepts connections (the kernel's backlog) and says nothing.
     silent = f"http://127.0.0.1:{held_port}"
-    line = one_line(run(["serve", "config.toml"], member, GAZETTE_TRIO_ETCD__ENDPOINTS=silent))
+    line = one_line_error(
+        gazette_trio("serve", "config.toml", cwd=member, GAZETTE_TRIO_ETCD__ENDPOINTS=silent)
+    )
     assert f"etcd.endpoints = {silent}: no answer from etcd within" in line
 
 
 def test_debug_shows_the_traceback(member: Path, held_port: int) -> None:
-    result = run(["serve", "config.toml", "--port", str(held_port), "--debug"], member)
+    result = gazette_trio("serve", "config.toml", "--port", str(held_port), "--debug", cwd=member)
     assert result.returncode != 0
     assert "Traceback" in result.stderr
     assert "StartupError: member.port" in result.stderr
@@ -205,21 +170,27 @@ def test_debug_shows_the_traceback(member: Path, held_port: int) -> None:
 
 
 def test_broker_serve_port_in_use_names_port(tmp_path: Path, held_port: int) -> None:
-    result = run(["broker", "serve", "--data-dir", "j", "--port", str(held_port)], tmp_path)
-    line = one_line(result)
+    result = gazette_trio(
+        "broker", "serve", "--data-dir", "j", "--port", str(held_port), cwd=tmp_path
+    )
+    line = one_line_error(result)
     assert f"--port {held_port}: 127.0.0.1:{held_port} is already in use" in line
 
 
 def test_broker_serve_data_dir_that_is_a_file_names_data_dir(tmp_path: Path) -> None:
     (tmp_path / "j").write_text("")
-    line = one_line(run(["broker", "serve", "--data-dir", "j", "--port", "0"], tmp_path))
+    line = one_line_error(
+        gazette_trio("broker", "serve", "--data-dir", "j", "--port", "0", cwd=tmp_path)
+    )
     assert f"--data-dir j: {tmp_path / 'j'} is a file, not a directory" in line
 
 
 def test_broker_serve_read_only_data_dir_names_data_dir(
     tmp_path: Path, read_only_dir: Path
 ) -> None:
-    result = run(["broker", "serve", "--data-dir", str(read_only_dir), "--port", "0"], tmp_path)
-    line = one_line(result)
+    result = gazette_trio(
+        "broker", "serve", "--data-dir", str(read_only_dir), "--port", "0", cwd=tmp_path
+    )
+    line = one_line_error(result)
     assert f"--data-dir {read_only_dir}:" in line
     assert "read-only file system" in line
