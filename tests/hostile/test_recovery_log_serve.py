@@ -12,56 +12,17 @@ from __future__ import annotations
 
 import collections
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.serve_member import ServeMember, append, counts, wait_for_counts
+from tests.serve_member import ServeMember, append, counts, member, wait_for_counts
 
 from .harness import flip
 
-# The word-count member, on a shorter transaction and without HTTP.
-CONFIG = """
-data_dir = "data"
-
-[application]
-module = "counter:Counter"
-[application.settings]
-output = "ex/counts"
-
-[member]
-port = {port}
-
-[http]
-enabled = false
-
-[journals]
-name = "ex/"
-labels = [{{name = "content-type", value = "application/x-ndjson"}}]
-children = [{{ name = "ex/counts" }}, {{ name = "ex/lines" }}]
-
-[shards.common]
-max_txn_duration = "200ms"
-recovery_log_prefix = "ex/recovery"
-hint_prefix = "/gazette/hints"
-
-[[shards.shards]]
-id = "count-000"
-sources = [{{ journal = "ex/lines" }}]
-"""
+__all__ = ["member"]  # the fixture, imported for pytest
 
 SPOOL = Path("data/journals/journals/ex/recovery/count-000/0000000000000000.spool")
-
-
-@pytest.fixture
-def member(tmp_path: Path) -> Iterator[ServeMember]:
-    m = ServeMember(tmp_path)
-    m.write_word_count(CONFIG)
-    try:
-        yield m
-    finally:
-        m.kill()
 
 
 @pytest.mark.slow
