@@ -14,7 +14,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import datetime
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,18 +75,35 @@ def shard(min_s: float = 0.0, max_s: float = 1.0) -> pc.ShardSpec:
     )
 
 
+def count_shards(n: int) -> list[pc.ShardSpec]:
+    """Shards count-000, count-001, ... all reading LINES, in transactions
+    of at most a second."""
+    return [
+        pc.ShardSpec(
+            id=f"count-{i:03d}",
+            sources=[pc.ShardSpecSource(journal=LINES)],
+            max_txn_duration=datetime.timedelta(seconds=1),
+        )
+        for i in range(n)
+    ]
+
+
 @contextlib.asynccontextmanager
 async def open_word_count(
-    tmp_path: Path, app: type[WordCount] = WordCount
+    tmp_path: Path,
+    app: type[WordCount] = WordCount,
+    *,
+    sources: Sequence[str] = (LINES,),
+    shards: Sequence[pc.ShardSpec] = (),
 ) -> AsyncIterator[tuple[Cluster, MemoryDatabase]]:
+    """An in-process cluster for `app` on one MemoryDatabase: the `sources`
+    journals and COUNTS created, and `shards` applied."""
     db = MemoryDatabase()
     async with open_cluster(
         lambda: app(db),
         data_dir=tmp_path,
-        journals=[
-            new_journal_spec(LINES, content_type=NDJSON),
-            new_journal_spec(COUNTS, content_type=NDJSON),
-        ],
+        journals=[new_journal_spec(j, content_type=NDJSON) for j in (*sources, COUNTS)],
+        shards=shards,
     ) as c:
         yield c, db
 

@@ -25,8 +25,8 @@ from gazette_trio import aio
 from gazette_trio.broker.journal_spec import new_journal_spec
 from gazette_trio.consumer.stores.memory import MemoryDatabase
 from gazette_trio.protocol import consumer as pc
-from gazette_trio.testing.cluster import Cluster, open_cluster
-from tests.consumer.test_e2e import COUNTS, LINES, NDJSON, WordCount
+from gazette_trio.testing.cluster import Cluster
+from tests.consumer.test_e2e import COUNTS, LINES, NDJSON, WordCount, open_word_count
 from tests.official import official
 
 OTHER = "lines/part-001"
@@ -68,17 +68,11 @@ class Peer:
 
 @pytest.fixture
 async def served(island: None, tmp_path: Path) -> AsyncIterator[tuple[Cluster, Peer]]:
-    db = MemoryDatabase()
-    async with open_cluster(
-        lambda: WordCount(db),  # type: ignore[arg-type,return-value]
-        data_dir=tmp_path,
-        journals=[
-            new_journal_spec(LINES, content_type=NDJSON),
-            new_journal_spec(OTHER, content_type=NDJSON),
-            new_journal_spec(COUNTS, content_type=NDJSON),
-        ],
+    async with open_word_count(
+        tmp_path,
+        sources=[LINES, OTHER],
         shards=[spec("count-000", LINES), spec("count-001", OTHER)],
-    ) as cluster:
+    ) as (cluster, _):
         member = await cluster.add_member("alpha")
         await cluster.wait_for_primary("count-000")
         await cluster.wait_for_primary("count-001")
@@ -603,16 +597,7 @@ async def test_a_recovered_ack_intent_to_a_deleted_journal_is_discarded(
     failing the shard on every recovery)."""
     from gazette_trio.broker.list_apply import apply_journals, delete
 
-    db = MemoryDatabase()
-    async with open_cluster(
-        lambda: WordCount(db),  # type: ignore[arg-type,return-value]
-        data_dir=tmp_path,
-        journals=[
-            new_journal_spec(LINES, content_type=NDJSON),
-            new_journal_spec(COUNTS, content_type=NDJSON),
-        ],
-        shards=[spec("count-000", LINES)],
-    ) as cluster:
+    async with open_word_count(tmp_path, shards=[spec("count-000", LINES)]) as (cluster, db):
         await cluster.add_member("alpha")
         await cluster.publish(LINES, [{"text": "one two"}])
         shard = await cluster.wait_read_through(
@@ -645,16 +630,8 @@ async def test_a_failed_status_keeps_2048_characters_of_the_error(
 ) -> None:
     """As Gazette's MAX_ETCD_ERR_LEN: the error in a FAILED ReplicaStatus is
     cut to 2,048 characters (runes, not bytes) and marked as cut."""
-    db = MemoryDatabase()
-    async with open_cluster(
-        lambda: HugeErrors(db),  # type: ignore[arg-type,return-value]
-        data_dir=tmp_path,
-        journals=[
-            new_journal_spec(LINES, content_type=NDJSON),
-            new_journal_spec(COUNTS, content_type=NDJSON),
-        ],
-        shards=[spec("count-000", LINES)],
-    ) as cluster:
+    opened = open_word_count(tmp_path, HugeErrors, shards=[spec("count-000", LINES)])
+    async with opened as (cluster, _):
         handle = await cluster.add_member("alpha")
         await cluster.wait_for_primary("count-000")
         await cluster.publish(LINES, [{"text": "HUGE"}])

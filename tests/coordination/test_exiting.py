@@ -16,7 +16,6 @@ group cases run members against etcd.
 
 from __future__ import annotations
 
-import datetime
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -307,29 +306,10 @@ async def test_a_draining_consumer_announces_exiting_and_waits_for_its_shards_to
     """`Consumer.drain` (what SIGTERM runs) sets `exiting` on the member's
     own spec, keeps its limit, and returns once the other member holds every
     shard; a member with nobody to take its shards returns at once."""
-    from gazette_trio.broker.journal_spec import new_journal_spec
-    from gazette_trio.consumer.stores.memory import MemoryDatabase
-    from gazette_trio.testing.cluster import open_cluster
-    from tests.consumer.test_e2e import COUNTS, LINES, NDJSON, WordCount
+    from tests.consumer.test_e2e import count_shards, open_word_count
 
-    db = MemoryDatabase()
-    specs = [
-        pc.ShardSpec(
-            id=f"count-{i:03d}",
-            sources=[pc.ShardSpecSource(journal=LINES)],
-            max_txn_duration=datetime.timedelta(seconds=1),
-        )
-        for i in range(4)
-    ]
-    async with open_cluster(
-        lambda: WordCount(db),  # type: ignore[arg-type,return-value]
-        data_dir=tmp_path,
-        journals=[
-            new_journal_spec(LINES, content_type=NDJSON),
-            new_journal_spec(COUNTS, content_type=NDJSON),
-        ],
-        shards=specs,
-    ) as cluster:
+    specs = count_shards(4)
+    async with open_word_count(tmp_path, shards=specs) as (cluster, _):
         alpha = await cluster.add_member("alpha", shard_limit=8)
         for s in specs:
             await cluster.wait_for_primary(s.id)

@@ -11,7 +11,6 @@ when the binary has not been built (`.cache/gazette/bin/gazctl`).
 
 from __future__ import annotations
 
-import datetime
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,12 +20,9 @@ import trio
 import yaml
 
 from gazette_trio import aio
-from gazette_trio.broker.journal_spec import new_journal_spec
 from gazette_trio.broker.server import journal_service
-from gazette_trio.consumer.stores.memory import MemoryDatabase
-from gazette_trio.protocol import consumer as pc
-from gazette_trio.testing.cluster import Cluster, open_cluster
-from tests.consumer.test_e2e import COUNTS, LINES, NDJSON, WordCount
+from gazette_trio.testing.cluster import Cluster
+from tests.consumer.test_e2e import count_shards, open_word_count
 
 GAZCTL = Path(__file__).resolve().parents[2] / ".cache" / "gazette" / "bin" / "gazctl"
 
@@ -35,24 +31,7 @@ pytestmark = pytest.mark.skipif(not GAZCTL.exists(), reason=f"{GAZCTL} is not bu
 
 @pytest.fixture
 async def member(island: None, tmp_path: Path) -> AsyncIterator[tuple[Cluster, str]]:
-    db = MemoryDatabase()
-    specs = [
-        pc.ShardSpec(
-            id=f"count-{i:03d}",
-            sources=[pc.ShardSpecSource(journal=LINES)],
-            max_txn_duration=datetime.timedelta(seconds=1),
-        )
-        for i in range(2)
-    ]
-    async with open_cluster(
-        lambda: WordCount(db),  # type: ignore[arg-type,return-value]
-        data_dir=tmp_path,
-        journals=[
-            new_journal_spec(LINES, content_type=NDJSON),
-            new_journal_spec(COUNTS, content_type=NDJSON),
-        ],
-        shards=specs,
-    ) as cluster:
+    async with open_word_count(tmp_path, shards=count_shards(2)) as (cluster, _):
         handle = await cluster.add_member("alpha")
         await cluster.wait_for_primary("count-000")
         assert handle.consumer is not None
