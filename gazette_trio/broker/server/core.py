@@ -11,7 +11,10 @@ What it promises, as Gazette's brokers do:
   or none, guarded by `expect_mod_revision` (0: must not exist; -1: any).
   Each successful Apply takes the next revision of a counter kept in storage.
 - An Append lands atomically and contiguously at the write head, or not at
-  all. Register checks and updates are applied with it, atomically. The
+  all. Register checks and updates are applied with it, atomically. A large
+  append is streamed: what arrives past the first piece is written to
+  storage as it comes, with the journal's lock held, and becomes durable
+  and visible only when the stream commits. The
   response carries the commit fragment (begin, end and SHA-1 of exactly the
   appended bytes) and the registers after the append.
 - A Read streams, for each fragment it touches, a metadata response (status,
@@ -53,7 +56,7 @@ import os
 from bisect import bisect_right
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import trio
@@ -83,23 +86,75 @@ brokers send them."""
 
 _EMPTY_SHA1 = hashlib.sha1(b"").digest()
 
+STREAM_BATCH = 1 << 20
+"""A streamed append is written to storage in batches of about this many
+bytes: large enough to amortize a worker thread's hop, small enough that
+what one append holds in memory stays bounded."""
+
+MIN_APPEND_RATE = 1 << 16
+"""Bytes per second a streamed append's client must sustain while it holds
+its journal (Gazette's `MinAppendRate`): one that stalls is cut off, so that
+the appends queued behind it can proceed."""
+
+UNDERFLOW = "append stream: client stream didn't sustain the minimum append data rate"
+"""What a client cut off for stalling is told (Gazette's wording)."""
+
 SendRead = Callable[[pb.ReadResponse], Awaitable[None]]
 SendList = Callable[[pb.ListResponse], Awaitable[None]]
+
+
+class MoreContent(Protocol):
+    """The rest of an Append stream's content, read as it arrives."""
+
+    async def next_chunk(self) -> bytes | None:
+        """The next non-empty content chunk; None once the stream has sent
+        its commit chunk and ended. Raises (an `aio.RpcError`) if the stream
+        breaks, ends uncommitted or exceeds a limit: nothing is appended."""
+        ...
+
+
+class _MinimumRate:
+    """Polices a streamed append's client, as Gazette's append flow control
+    does: a credit of one second's worth of `rate` bytes drains at `rate`
+    while the server waits for the client, and each chunk refills it (up to
+    that second's worth). A client whose credit runs dry is cut off.
+
+    Only time spent waiting for the client counts: the server's own writes
+    to storage between chunks are not the client's fault.
+    """
+
+    def __init__(self, more: MoreContent, rate: int) -> None:
+        self._more = more
+        self._rate = rate
+        self._credit = float(rate)
+
+    async def next_chunk(self) -> bytes | None:
+        if not self._rate:
+            return await self._more.next_chunk()
+        started = trio.current_time()
+        with trio.move_on_after(self._credit / self._rate):
+            chunk = await self._more.next_chunk()
+            waited = trio.current_time() - started
+            if chunk is not None:
+                self._credit = min(
+                    float(self._rate), self._credit - waited * self._rate + len(chunk)
+                )
+            return chunk
+        raise aio.UnknownError(UNDERFLOW)
 
 
 def _copy_spec(spec: pb.JournalSpec) -> pb.JournalSpec:
     return pb.JournalSpec.parse(bytes(spec))
 
 
-async def _alongside(work: Callable[[], Awaitable[None]], compute: Callable[[], bytes]) -> bytes:
-    """Await `work` while `compute` runs in a worker thread; its result.
+async def _alongside(work: Callable[[], Awaitable[None]], compute: Callable[[], object]) -> None:
+    """Await `work` while `compute` runs in a worker thread.
 
     An error of either is raised as itself (after both have finished), not
     wrapped in a group: callers roll back on the storage's own error."""
-    result: list[bytes] = []
 
     async def run_compute() -> None:
-        result.append(await trio.to_thread.run_sync(compute))
+        await trio.to_thread.run_sync(compute)
 
     try:
         async with trio.open_nursery() as nursery:
@@ -107,7 +162,6 @@ async def _alongside(work: Callable[[], Awaitable[None]], compute: Callable[[], 
             await work()
     except BaseExceptionGroup as group:
         raise group.exceptions[0] from None
-    return result[0]
 
 
 AppendSuspend = pb.AppendRequestSuspend
@@ -220,12 +274,15 @@ class JournalServerCore:
         endpoint: str = "",
         read_chunk_size: int = READ_CHUNK_SIZE,
         file_root: str | None = None,
+        min_append_rate: int = MIN_APPEND_RATE,
     ) -> None:
         self.storage: Storage = storage if storage is not None else MemoryStorage()
         self.faults = faults
         self.process_id = process_id or pb.ProcessSpecId(zone="local", suffix="gazette-trio")
         self.endpoint = endpoint
         self.read_chunk_size = read_chunk_size
+        self.min_append_rate = min_append_rate
+        """Bytes per second a streamed append must sustain (0: no minimum)."""
         self.file_root = file_root
         """Where `file://` fragment store paths are rooted, or None: none is reachable."""
         recovered = self.storage.recover()
@@ -670,13 +727,18 @@ class JournalServerCore:
     # Append
 
     async def append(
-        self, request: pb.AppendRequest, content: Sequence[bytes]
+        self,
+        request: pb.AppendRequest,
+        content: Sequence[bytes],
+        more: MoreContent | None = None,
     ) -> pb.AppendResponse:
         """Append all of `content` to `request.journal` at its write head,
         with the request's register checks and updates, or nothing.
 
         `request` is the header of Gazette's Append stream (its `content` must
-        be empty); `content` is every chunk the client sent.
+        be empty); `content` is the chunks the client sent, all of them unless
+        `more` reads the rest. With `more`, `content` must not be empty, and
+        the append is streamed into storage while the journal's lock is held.
         """
         admitted = await self._admit(
             request.journal,
@@ -689,6 +751,8 @@ class JournalServerCore:
         name, _ = admitted
         chunks = [c for c in content if c]
         size = sum(len(c) for c in chunks)
+        if more is not None and not size:
+            raise ValueError("a streamed append begins with content")
         j = self._journal(name)
         async with j.lock:
             if self.faults is not None:
@@ -718,7 +782,7 @@ class JournalServerCore:
                 )
             if request.offset != 0 and request.offset != j.write_head:
                 return pb.AppendResponse(status=pb.Status.WRONG_APPEND_OFFSET, header=self.header())
-            if size and not may_write(spec.flags):
+            if size and not may_write(spec.flags):  # (`size` is 0 only for an empty append)
                 return pb.AppendResponse(status=pb.Status.NOT_ALLOWED, header=self.header())
             if size and mode != AppendSuspend.RESUME and mode != AppendSuspend.NO_RESUME:
                 # Suspension requests, and SUSPEND_KEEP's head resets, carry no content.
@@ -758,7 +822,13 @@ class JournalServerCore:
 
             begin = j.write_head
             digest = _EMPTY_SHA1
-            if size:
+            if more is not None:
+                digest, size = await self._commit_streamed(
+                    j, spec, chunks, more, registers if updates else None
+                )
+                self.stats.appends += 1
+                self.stats.append_bytes += size
+            elif size:
                 # From here the append either becomes durable and visible, or
                 # storage rolls it back; a cancelled client cannot leave it
                 # half-done.
@@ -790,6 +860,99 @@ class JournalServerCore:
         registers: pb.LabelSet | None,
     ) -> bytes:
         """Make `chunks` durable at the write head; returns their SHA-1."""
+        await self._prepare_spool(j, spec)
+        size = sum(len(c) for c in chunks)
+        # Both hashes of the content (the commit's, the spool's running one)
+        # are taken from the chunks in hand, on a copy of the spool's hasher
+        # that replaces it only once the append is durable. With file
+        # storage they run in a thread alongside the storage's write and
+        # fsync (hashlib releases the GIL): hashing was a third of the
+        # server's time per append, and the fsync leaves a core idle.
+        hasher = j.hasher.copy()
+        digest = hashlib.sha1()
+        append = functools.partial(
+            self.storage.append, j.name, j.spool_begin, j.write_head, chunks, registers
+        )
+        hash_content = functools.partial(self._hash_content, j, hasher, j.hashed_to, digest, chunks)
+        await self._alongside(append, hash_content)
+        self._advance(j, size, hasher, registers)
+        return digest.digest()
+
+    async def _commit_streamed(
+        self,
+        j: _Journal,
+        spec: pb.JournalSpec,
+        first: Sequence[bytes],
+        more: MoreContent,
+        registers: pb.LabelSet | None,
+    ) -> tuple[bytes, int]:
+        """Write `first` and then all of `more` at the write head, batch by
+        batch as it arrives, and make it durable; returns its SHA-1 and size.
+
+        Reading the client is not shielded: if the stream breaks, ends
+        uncommitted, stalls (`MIN_APPEND_RATE`) or is cancelled, what was
+        written is discarded and the write head stays. The commit itself is
+        shielded, as a whole append's.
+        """
+        with trio.CancelScope(shield=True):
+            await self._prepare_spool(j, spec)
+        pending = self.storage.begin_append(j.name, j.spool_begin, j.write_head)
+        more = _MinimumRate(more, self.min_append_rate)
+        hasher = j.hasher.copy()
+        hashed_to = j.hashed_to
+        digest = hashlib.sha1()
+        size = 0
+        try:
+            batch = list(first)
+            while batch:
+                write = functools.partial(pending.write, batch)
+                hash_batch = functools.partial(
+                    self._hash_content, j, hasher, hashed_to, digest, batch
+                )
+                await self._alongside(write, hash_batch)
+                hashed_to = j.write_head
+                size += sum(len(c) for c in batch)
+                batch = []
+                held = 0
+                while held < STREAM_BATCH:
+                    chunk = await more.next_chunk()
+                    if chunk is None:
+                        break
+                    batch.append(chunk)
+                    held += len(chunk)
+            with trio.CancelScope(shield=True):
+                await pending.commit(registers)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await pending.abort()
+            raise
+        self._advance(j, size, hasher, registers)
+        return digest.digest(), size
+
+    async def _alongside(
+        self, work: Callable[[], Awaitable[None]], compute: Callable[[], object]
+    ) -> None:
+        # With file storage the hashing runs in a thread alongside the
+        # storage's own; with memory storage everything stays on the Trio
+        # thread, so a simulation replays exactly.
+        if self.storage.uses_threads:
+            await _alongside(work, compute)
+        else:
+            compute()
+            await work()
+
+    def _advance(self, j: _Journal, size: int, hasher: Any, registers: pb.LabelSet | None) -> None:
+        """Move the write head over a durable append of `size` bytes."""
+        j.write_head += size
+        j.hasher = hasher
+        j.hashed_to = j.write_head
+        if registers is not None:
+            j.registers = registers
+        j.wake()
+
+    async def _prepare_spool(self, j: _Journal, spec: pb.JournalSpec) -> None:
+        """Roll a spool that reached the spec's fragment length, and open
+        one at the write head if none is."""
         length = spec.fragment.length if spec.fragment is not None else 0
         if j.spool_open and j.write_head > j.spool_begin and j.write_head - j.spool_begin >= length:
             rolled = await self.storage.roll(
@@ -806,31 +969,6 @@ class JournalServerCore:
             j.spool_open = True
             j.spool_begin = j.hashed_to = j.write_head
             j.hasher = hashlib.sha1()
-        size = sum(len(c) for c in chunks)
-        # Both hashes of the content (the commit's, the spool's running one)
-        # are taken from the chunks in hand, on a copy of the spool's hasher
-        # that replaces it only once the append is durable. With file
-        # storage they run in a thread alongside the storage's write and
-        # fsync (hashlib releases the GIL): hashing was a third of the
-        # server's time per append, and the fsync leaves a core idle.
-        hasher = j.hasher.copy()
-        hashed_to = j.hashed_to
-        append = functools.partial(
-            self.storage.append, j.name, j.spool_begin, j.write_head, chunks, registers
-        )
-        hash_content = functools.partial(self._hash_content, j, hasher, hashed_to, chunks)
-        if self.storage.uses_threads:
-            digest = await _alongside(append, hash_content)
-        else:
-            digest = hash_content()
-            await append()
-        j.write_head += size
-        j.hasher = hasher
-        j.hashed_to = j.write_head
-        if registers is not None:
-            j.registers = registers
-        j.wake()
-        return digest
 
     async def _skip_to(self, j: _Journal, offset: int) -> bool:
         """Move `j`'s write head forward to `offset` (a suspended journal's
@@ -859,19 +997,17 @@ class JournalServerCore:
         return True
 
     def _hash_content(
-        self, j: _Journal, hasher: Any, hashed_to: int, chunks: Sequence[bytes]
-    ) -> bytes:
-        """The SHA-1 of `chunks`; `hasher` (the spool's, at `hashed_to`) is
-        brought up to the write head and then through `chunks`."""
+        self, j: _Journal, hasher: Any, hashed_to: int, digest: Any, chunks: Sequence[bytes]
+    ) -> None:
+        """Hash `chunks` into `digest` (the append's) and `hasher` (the
+        spool's, at `hashed_to`, first brought up to the write head)."""
         while hashed_to < j.write_head:
             n = min(j.write_head - hashed_to, 1 << 20)
             hasher.update(self.storage.read(j.name, j.spool_begin, hashed_to, n))
             hashed_to += n
-        digest = hashlib.sha1()
         for chunk in chunks:
             digest.update(chunk)
             hasher.update(chunk)
-        return digest.digest()
 
     def journals(self) -> Iterable[str]:
         """Names of journals with a spec, sorted."""

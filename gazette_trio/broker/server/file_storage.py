@@ -55,7 +55,7 @@ import re
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -69,7 +69,14 @@ from ...runtime.datadir import DataDirLock, lock_data_dir
 from ..fragments import content_name
 from . import commit_log
 from .commit_log import Bad, Record, Torn, encode_record
-from .storage import FragmentFile, JournalDamage, Recovered, RecoveredJournal, SpecRecord
+from .storage import (
+    FragmentFile,
+    JournalDamage,
+    PendingAppend,
+    Recovered,
+    RecoveredJournal,
+    SpecRecord,
+)
 
 log = logging.getLogger(__name__)
 
@@ -805,6 +812,13 @@ class FileStorage:
             raise
         spool.commits_size += len(record)
 
+    def begin_append(self, journal: str, spool_begin: int, offset: int) -> PendingAppend:
+        self._refuse_if_damaged(journal)
+        spool = self._spools[journal]
+        if spool.begin != spool_begin:
+            raise RuntimeError(f"journal {journal!r}: no open spool at {spool_begin}")
+        return _FilePendingAppend(self, journal, spool, offset)
+
     def _write_and_commit(
         self,
         spool: _Spool,
@@ -921,3 +935,65 @@ class FileStorage:
         self._spools.clear()
         self._read_fds.clear()
         self._lock.release()
+
+
+class _FilePendingAppend:
+    """A streamed append: each piece is written into the spool past the
+    write head as it arrives (in a worker thread), its CRC-32 kept running;
+    `commit` syncs the spool and then writes the record that vouches for all
+    of it. Until then the bytes are a torn tail to recovery."""
+
+    def __init__(self, storage: FileStorage, journal: str, spool: _Spool, offset: int) -> None:
+        self._storage = storage
+        self._journal = journal
+        self._spool = spool
+        self._offset = offset
+        self._start = offset - spool.begin  # where the append begins in the spool file
+        self._position = self._start
+        self._crc = 0
+        self._finished = False
+
+    def _write(self, content: Sequence[bytes]) -> None:
+        position, crc = self._position, self._crc
+        for chunk in content:
+            _pwrite_all(self._spool.fd, chunk, position)
+            position += len(chunk)
+            crc = zlib.crc32(chunk, crc)
+        self._position, self._crc = position, crc
+
+    async def _in_thread(self, work: Callable[..., object], *args: object) -> None:
+        try:
+            await trio.to_thread.run_sync(work, *args)
+        except BaseException as exc:
+            self._discard()
+            full = _out_of_space(exc, f"journal {self._journal}: append of {self._offset} onwards")
+            if full is not None:
+                raise full from None
+            raise
+
+    async def write(self, content: Sequence[bytes]) -> None:
+        if self._finished:
+            raise RuntimeError(f"journal {self._journal!r}: write to a finished append")
+        self._storage._refuse_if_damaged(self._journal)
+        await self._in_thread(self._write, content)
+
+    async def commit(self, registers: pb.LabelSet | None) -> None:
+        if self._finished:
+            raise RuntimeError(f"journal {self._journal!r}: commit of a finished append")
+        end = self._offset + self._position - self._start
+        record = encode_record(self._offset, end, self._crc, registers)
+        await self._in_thread(self._storage._commit, self._spool, record)
+        self._spool.commits_size += len(record)
+        self._finished = True
+
+    async def abort(self) -> None:
+        self._discard()
+        await trio.lowlevel.checkpoint()
+
+    def _discard(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        # As a failed whole append: the spool and its log end where they did.
+        os.ftruncate(self._spool.fd, self._start)
+        os.ftruncate(self._spool.commits_fd, self._spool.commits_size)

@@ -199,4 +199,6 @@ def validate_fragment_store_health_request(request: pb.FragmentStoreHealthReques
             raise ValidationError(f"CheckDeletePrefix: must end in '/' ({prefix})")
         trimmed = prefix[:-1]
         if trimmed == ".." or trimmed.startswith("../") or "/../" in f"/{trimmed}/":
-            raise ValidationError(f"CheckDeletePrefix: cannot traverse outside the store ({prefix})")
+            raise ValidationError(
+                f"CheckDeletePrefix: cannot traverse outside the store ({prefix})"
+            )

@@ -5,10 +5,13 @@ Gazette client (gazctl, Go consumers, our `GrpcJournalClient`) can call it.
 This module owns the translation between RPC shapes and the core's methods,
 chiefly the Append stream: a header message, content chunks, an empty chunk
 that asks to commit, then the end of the stream. A stream that breaks, or
-ends without the commit chunk, appends nothing. Content is held until the
-commit chunk, so it is bounded (`gazette_trio.limits`): an append past
-`max_append_size` is refused with RESOURCE_EXHAUSTED, and one that would
-take all appends in progress past four times that with UNAVAILABLE.
+ends without the commit chunk, appends nothing. An append is held in memory
+until its commit chunk if it fits in one message (`max_grpc_recv_size`),
+which is almost always; a larger one is handed to the core with the rest of
+its stream, and written to storage as it arrives, under the journal's lock.
+Both are bounded (`gazette_trio.limits`): an append past `max_append_size`
+is refused with RESOURCE_EXHAUSTED, and one that would take the content all
+appends are holding past four times that with UNAVAILABLE.
 
 Replicate answers UNIMPLEMENTED: this server is a single node.
 
@@ -43,7 +46,11 @@ def journal_service(core: JournalServerCore, verifier: Verifier = OPEN) -> aio.S
     """The `protocol.Journal` service backed by `core`, its calls verified by
     `verifier` (by default, none are)."""
 
-    max_append_size = limits.current().max_append_size
+    bounds = limits.current()
+    max_append_size = bounds.max_append_size
+    # An append is held whole up to one message's size, and streamed into
+    # storage past that.
+    stream_after = bounds.max_grpc_recv_size
     # Content all appends in progress hold (one cell, shared by the handlers).
     max_held = 4 * max_append_size
     held_by_all = [0]
@@ -98,62 +105,43 @@ def journal_service(core: JournalServerCore, verifier: Verifier = OPEN) -> aio.S
 
     async def append(requests: AsyncIterator[pb.AppendRequest]) -> pb.AppendResponse:
         claims = verifier.verify(caps.APPEND)
-        header: pb.AppendRequest | None = None
+        stream = requests.__aiter__()
+        try:
+            header = await stream.__anext__()
+        except StopAsyncIteration:
+            raise aio.InvalidArgument("Append stream ended before its first request") from None
+        try:
+            # Checked before any content is taken in, not at the end.
+            validate_append_header(header)
+        except ValidationError as exc:
+            raise aio.InvalidArgument(str(exc)) from None
+        if hidden(header.journal, claims):
+            # Answered before any content is read: nothing is appended.
+            return pb.AppendResponse(status=pb.Status.JOURNAL_NOT_FOUND, header=core.header())
+        content = _AppendContent(stream, header.journal, max_append_size)
         chunks: list[bytes] = []
         held = 0
-        committed = False
         try:
-            async for request in requests:
-                if header is None:
-                    header = request
-                    try:
-                        # Checked before any content is taken in, not at the end.
-                        validate_append_header(header)
-                    except ValidationError as exc:
-                        raise aio.InvalidArgument(str(exc)) from None
-                    if hidden(header.journal, claims):
-                        # Answered before any content is read: nothing is appended.
-                        return pb.AppendResponse(
-                            status=pb.Status.JOURNAL_NOT_FOUND, header=core.header()
-                        )
-                    continue
-                if committed:
-                    raise aio.InvalidArgument("expected EOF after empty Content chunk")
-                try:
-                    validate_append_chunk(request)
-                except ValidationError as exc:
-                    raise aio.InvalidArgument(str(exc)) from None
-                if not request.content:
-                    committed = True
-                    continue
-                size = len(request.content)
-                if held + size > max_append_size:
-                    # The content is held until the commit chunk: past the
-                    # limit the append is refused whole, nothing written.
-                    raise aio.ResourceExhausted(
-                        f"journal {header.journal}: append exceeds the server's limit of "
-                        f"{max_append_size} bytes (max_append_size); nothing was appended"
-                    )
-                if held_by_all[0] + size > max_held:
-                    # Many appends at once, each within its limit, could still
-                    # hold any amount together: a busy server asks for a retry
+            while held < stream_after:
+                chunk = await content.next_chunk()
+                if chunk is None:
+                    # All of it in hand: the journal's lock is taken only for
+                    # the write, never while a client is still sending.
+                    return await core.append(header, chunks)
+                if held_by_all[0] + len(chunk) > max_held:
+                    # Many appends buffering at once could still hold any
+                    # amount together: a busy server asks for a retry
                     # instead (publishers retry UNAVAILABLE).
                     raise aio.Unavailable(
                         f"journal {header.journal}: the server holds {held_by_all[0]} bytes "
                         f"of uncommitted appends, near its limit of {max_held} "
                         "(4 x max_append_size); nothing was appended, retry later"
                     )
-                held += size
-                held_by_all[0] += size
-                chunks.append(request.content)
-            if header is None:
-                raise aio.InvalidArgument("Append stream ended before its first request")
-            if not committed:
-                raise aio.InvalidArgument(
-                    f"journal {header.journal}: Append stream ended without the final empty "
-                    "Content chunk that commits it; nothing was appended"
-                )
-            return await core.append(header, chunks)
+                held += len(chunk)
+                held_by_all[0] += len(chunk)
+                chunks.append(chunk)
+            # A large append: the rest is written to storage as it arrives.
+            return await core.append(header, chunks, more=content)
         finally:
             held_by_all[0] -= held
 
@@ -174,7 +162,9 @@ def journal_service(core: JournalServerCore, verifier: Verifier = OPEN) -> aio.S
 
     return aio.Service(
         [
-            method("List", Cardinality.UNARY_STREAM, pb.ListRequest, pb.ListResponse, list_journals),
+            method(
+                "List", Cardinality.UNARY_STREAM, pb.ListRequest, pb.ListResponse, list_journals
+            ),
             method("Apply", Cardinality.UNARY_UNARY, pb.ApplyRequest, pb.ApplyResponse, apply),
             method("Read", Cardinality.UNARY_STREAM, pb.ReadRequest, pb.ReadResponse, read),
             method("Append", Cardinality.STREAM_UNARY, pb.AppendRequest, pb.AppendResponse, append),
@@ -201,3 +191,46 @@ def journal_service(core: JournalServerCore, verifier: Verifier = OPEN) -> aio.S
             ),
         ]
     )
+
+
+class _AppendContent:
+    """The content of an Append stream after its header: each content
+    chunk, validated and counted against `max_append_size`, then None once
+    the empty chunk that commits it has arrived and the stream has ended."""
+
+    def __init__(
+        self, stream: AsyncIterator[pb.AppendRequest], journal: str, max_append_size: int
+    ) -> None:
+        self._stream = stream
+        self._journal = journal
+        self._max_append_size = max_append_size
+        self._size = 0
+        self._committed = False
+
+    async def next_chunk(self) -> bytes | None:
+        while True:
+            try:
+                request = await self._stream.__anext__()
+            except StopAsyncIteration:
+                if self._committed:
+                    return None
+                raise aio.InvalidArgument(
+                    f"journal {self._journal}: Append stream ended without the final empty "
+                    "Content chunk that commits it; nothing was appended"
+                ) from None
+            if self._committed:
+                raise aio.InvalidArgument("expected EOF after empty Content chunk")
+            try:
+                validate_append_chunk(request)
+            except ValidationError as exc:
+                raise aio.InvalidArgument(str(exc)) from None
+            if not request.content:
+                self._committed = True
+                continue
+            self._size += len(request.content)
+            if self._size > self._max_append_size:
+                raise aio.ResourceExhausted(
+                    f"journal {self._journal}: append exceeds the server's limit of "
+                    f"{self._max_append_size} bytes (max_append_size); nothing was appended"
+                )
+            return request.content

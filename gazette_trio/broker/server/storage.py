@@ -137,6 +137,12 @@ class Storage(Protocol):
         registers if `registers` is given; all of it, or (on error) none."""
         ...
 
+    def begin_append(self, journal: str, spool_begin: int, offset: int) -> PendingAppend:
+        """Start an append at `offset` whose content arrives in pieces (a
+        large Append stream, written as it is received rather than held).
+        Nothing of it is durable or visible until its `commit`."""
+        ...
+
     async def roll(self, journal: str, fragment: FragmentFile) -> FragmentFile:
         """Seal the spool covering `fragment` into an immutable fragment;
         returns it with its `mod_time`."""
@@ -153,6 +159,30 @@ class Storage(Protocol):
 
     def close(self) -> None:
         """Release open files. The storage is unusable afterwards."""
+        ...
+
+
+class PendingAppend(Protocol):
+    """An append in progress, written piece by piece past the write head.
+
+    Its bytes may already be in the spool, but no record vouches for them
+    until `commit`, so a crash before then leaves a torn tail that recovery
+    cuts: they were never acknowledged. The journal's lock is held by the
+    caller for the whole life of the object.
+    """
+
+    async def write(self, content: Sequence[bytes]) -> None:
+        """Write the next pieces of content after those written before."""
+        ...
+
+    async def commit(self, registers: pb.LabelSet | None) -> None:
+        """Make everything written durable (and `registers`, if given), all
+        of it or, on error, none of it (the append is then aborted)."""
+        ...
+
+    async def abort(self) -> None:
+        """Discard everything written; the spool ends where it did before.
+        Idempotent, and a no-op after a successful commit."""
         ...
 
 
@@ -229,6 +259,9 @@ class MemoryStorage:
         if registers is not None:
             j.registers = registers
 
+    def begin_append(self, journal: str, spool_begin: int, offset: int) -> PendingAppend:
+        return _MemoryPendingAppend(self, journal, spool_begin, offset)
+
     async def roll(self, journal: str, fragment: FragmentFile) -> FragmentFile:
         await trio.lowlevel.checkpoint()
         j = self._journals[journal]
@@ -253,3 +286,28 @@ class MemoryStorage:
 
     def close(self) -> None:
         return None
+
+
+class _MemoryPendingAppend:
+    """A streamed append to `MemoryStorage`: pieces are held aside and join
+    the spool only at commit, exactly as a whole append would."""
+
+    def __init__(self, storage: MemoryStorage, journal: str, spool_begin: int, offset: int):
+        self._storage = storage
+        self._journal = journal
+        self._spool_begin = spool_begin
+        self._offset = offset
+        self._pieces: list[bytes] = []
+
+    async def write(self, content: Sequence[bytes]) -> None:
+        await trio.lowlevel.checkpoint()
+        self._pieces.extend(content)
+
+    async def commit(self, registers: pb.LabelSet | None) -> None:
+        pieces, self._pieces = self._pieces, []
+        await self._storage.append(
+            self._journal, self._spool_begin, self._offset, pieces, registers
+        )
+
+    async def abort(self) -> None:
+        self._pieces = []
