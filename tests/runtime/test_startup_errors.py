@@ -38,6 +38,22 @@ def held_port() -> Iterator[int]:
 
 
 @pytest.fixture
+def closed() -> str:
+    """The endpoint of a port nobody listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def declare_a_journal(member: Path) -> None:
+    """A journal in the member's config, so that starting creates it."""
+    config = member / "config.toml"
+    config.write_text(
+        config.read_text() + '\n[journals]\nname = "x/"\nchildren = [{ name = "x/one" }]\n'
+    )
+
+
+@pytest.fixture
 def read_only_dir(tmp_path: Path) -> Iterator[Path]:
     """A directory on a read-only file system (root ignores permission bits,
     so a mode 0555 directory would not do)."""
@@ -70,10 +86,7 @@ def test_member_port_in_use_names_member_port(member: Path, held_port: int) -> N
 def test_http_port_in_use_names_http_port_before_joining_the_group(
     member: Path, held_port: int
 ) -> None:
-    config = member / "config.toml"
-    config.write_text(
-        config.read_text() + '\n[journals]\nname = "x/"\nchildren = [{ name = "x/one" }]\n'
-    )
+    declare_a_journal(member)
     # One line only: the member stopped before it created its journals (a
     # logged "creating journal") or joined the group.
     line = one_line_error(
@@ -123,10 +136,7 @@ def test_read_only_data_dir_names_data_dir(member: Path, read_only_dir: Path) ->
     assert f"data_dir = {below}: {below} is on a read-only file system" in line
 
 
-def test_etcd_refusing_connections_names_etcd_endpoints(member: Path) -> None:
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+def test_etcd_refusing_connections_names_etcd_endpoints(member: Path, closed: str) -> None:
     line = one_line_error(
         gazette_trio("serve", "config.toml", cwd=member, GAZETTE_TRIO_ETCD__ENDPOINTS=closed)
     )
@@ -134,14 +144,8 @@ def test_etcd_refusing_connections_names_etcd_endpoints(member: Path) -> None:
     assert "leave [etcd] out" in line
 
 
-def test_broker_refusing_connections_names_broker_endpoint(member: Path) -> None:
-    config = member / "config.toml"
-    config.write_text(
-        config.read_text() + '\n[journals]\nname = "x/"\nchildren = [{ name = "x/one" }]\n'
-    )
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+def test_broker_refusing_connections_names_broker_endpoint(member: Path, closed: str) -> None:
+    declare_a_journal(member)
     line = one_line_error(
         gazette_trio("serve", "config.toml", cwd=member, GAZETTE_TRIO_BROKER__ENDPOINT=closed)
     )
