@@ -15,6 +15,10 @@ Every figure and floor is the best of two runs (the machines are shared).
 - read: MB/s delivered to the caller as `Chunk`s, from offset 0 to the head.
   Floor: reading the same bytes back from a file in 128 KiB reads (the size
   of the server's content responses). Target >= 0.5x.
+- one large append (48 MiB in 1 MiB chunks, one RPC): MB/s, and how much
+  the server's RSS grew while it streamed, against the append's size (what
+  holding it whole until the commit would cost). Floor: `os.write` of the
+  same bytes with one fdatasync. Target: RSS growth <= 0.5x the append.
 - sequential append: one `append()` RPC at a time, each durable before the
   next starts. Floor: `os.write` + `fdatasync` per chunk. No target; it shows
   what a round trip costs.
@@ -49,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from benchmarks.harness import Report
@@ -62,6 +67,7 @@ from gazette_trio.broker import (
     open_reader,
     upsert,
 )
+from gazette_trio.protocol import protocol as pb
 
 GROUP = "journals"
 
@@ -318,6 +324,36 @@ async def _sequential_rate(
     return len(chunk) * count / (time.perf_counter() - start) / MB
 
 
+def _rss(pid: int) -> int:
+    """Resident set size of `pid`, in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+async def _large_append_rate(
+    client: GrpcJournalClient, journal: str, size: int, pid: int
+) -> tuple[float, int]:
+    """MB/s of one `size`-byte append sent in 1 MiB chunks, and the most the
+    server's RSS grew while it streamed."""
+    chunk = os.urandom(1 << 20)
+    peak = before = _rss(pid)
+
+    async def content() -> AsyncIterator[bytes]:
+        nonlocal peak
+        for i in range(size >> 20):
+            if i % 8 == 0:
+                peak = max(peak, _rss(pid))
+            yield chunk
+
+    start = time.perf_counter()
+    response = await client.append(pb.AppendRequest(journal=journal), content())
+    elapsed = time.perf_counter() - start
+    assert response.status == pb.Status.OK, response
+    return size / elapsed / MB, max(peak, _rss(pid)) - before
+
+
 async def run(report: Report) -> None:
     total = (8 << 20) if report.quick else (128 << 20)
     sequential = 100 if report.quick else 1000
@@ -424,6 +460,34 @@ async def run(report: Report) -> None:
                     note=f"{value * MB / size:,.0f} appends/s",
                 )
                 floor_file.unlink()
+
+            # One append far larger than a message: the server streams it
+            # to disk as it arrives instead of holding it until the commit.
+            large = (16 << 20) if report.quick else (48 << 20)
+            journal = "bench/large-append"
+            await apply_journals(client, [upsert(new_journal_spec(journal))])
+            value, grew = await _large_append_rate(client, journal, large, server.pid)
+            floor_file = work / "floor-large"
+            floor = _file_write_floor(floor_file, os.urandom(1 << 20), large >> 20, large)
+            floor_file.unlink()
+            report.add(
+                GROUP,
+                f"one {large >> 20} MiB append, streamed to disk",
+                value,
+                "MB/s",
+                floor=floor,
+                floor_name="os.write + one fdatasync",
+            )
+            report.add(
+                GROUP,
+                f"journal server RSS growth during one {large >> 20} MiB append",
+                grew / MB,
+                "MB",
+                floor=large / MB,
+                floor_name="the append's size (what holding it whole would cost)",
+                higher_is_better=False,
+                target_ratio=0.5,
+            )
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
