@@ -39,6 +39,14 @@ def start(
     return proc
 
 
+def start_member(directory: Path) -> subprocess.Popen[bytes]:
+    """`serve` of the member in `directory`, on a port of its own."""
+    port = free_port()
+    return start(
+        ["serve", "config.toml"], directory, port, {"GAZETTE_TRIO_MEMBER__PORT": str(port)}
+    )
+
+
 @pytest.fixture
 def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
@@ -57,10 +65,7 @@ def test_a_second_serve_on_one_data_directory_exits_2_naming_the_holder(
     tmp_path: Path, procs: list[subprocess.Popen[bytes]]
 ) -> None:
     write_idle_member(tmp_path, http="enabled = false")
-    port = free_port()
-    first = start(
-        ["serve", "config.toml"], tmp_path, port, {"GAZETTE_TRIO_MEMBER__PORT": str(port)}
-    )
+    first = start_member(tmp_path)
     procs.append(first)
 
     second = gazette_trio(
@@ -72,10 +77,7 @@ def test_a_second_serve_on_one_data_directory_exits_2_naming_the_holder(
     # The lock dies with its holder: no stale lock after a SIGKILL.
     first.kill()
     first.wait(10)
-    port = free_port()
-    procs.append(
-        start(["serve", "config.toml"], tmp_path, port, {"GAZETTE_TRIO_MEMBER__PORT": str(port)})
-    )
+    procs.append(start_member(tmp_path))
 
 
 def test_a_second_broker_serve_on_one_data_directory_exits_2_naming_the_holder(
@@ -96,10 +98,7 @@ def test_broker_serve_on_the_journals_of_a_running_serve_is_refused(
     tmp_path: Path, procs: list[subprocess.Popen[bytes]]
 ) -> None:
     write_idle_member(tmp_path, http="enabled = false")
-    port = free_port()
-    member = start(
-        ["serve", "config.toml"], tmp_path, port, {"GAZETTE_TRIO_MEMBER__PORT": str(port)}
-    )
+    member = start_member(tmp_path)
     procs.append(member)
     journals = tmp_path / "data" / "journals"
     broker = gazette_trio(
