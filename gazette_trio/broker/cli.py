@@ -101,6 +101,12 @@ def broker() -> None:
     help="Allow a non-loopback --host without auth keys and TLS.",
 )
 @click.option(
+    "--scrub-interval",
+    default="1h",
+    show_default=True,
+    help="How often stored fragments are re-verified against their SHA-1 (0s: never).",
+)
+@click.option(
     "--debug",
     is_flag=True,
     help="Show the traceback of a startup failure instead of its one-line message.",
@@ -116,6 +122,7 @@ def serve(
     server_key_file: Path | None,
     server_ca_file: Path | None,
     insecure: bool,
+    scrub_interval: str,
     debug: bool,
 ) -> None:
     """Serve journals from DATA-DIR until interrupted.
@@ -131,7 +138,13 @@ def serve(
       gazette-trio broker serve --memory --port 0
     """
     from ..auth.settings import SecurityError, is_loopback, load
+    from .durations import parse_duration
     from .server.serve import serve_journals
+
+    try:
+        scrub_seconds = parse_duration(scrub_interval.strip()).total_seconds()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--scrub-interval") from None
 
     try:
         security = load(
@@ -170,6 +183,7 @@ def serve(
                         port,
                         verifier=security.verifier,
                         tls=security.server_tls,
+                        scrub_interval=scrub_seconds,
                     )
                 )
             except Exception as exc:
@@ -653,9 +667,7 @@ def reset_head_command(endpoint: str, selector: str) -> None:
                     break
             if head < 0:
                 raise JournalError(name, pb.Status.OK, "no write head in the read response")
-            keep = pb.AppendRequest(
-                journal=name, offset=head, suspend=pb.AppendRequestSuspend.KEEP
-            )
+            keep = pb.AppendRequest(journal=name, offset=head, suspend=pb.AppendRequestSuspend.KEEP)
             try:
                 appended = await _append_retrying(client, keep)
             except aio.RpcError as exc:

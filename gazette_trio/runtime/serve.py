@@ -63,6 +63,7 @@ from ..broker.journal_spec import new_journal_spec
 from ..broker.list_apply import apply_journals, list_journals, upsert
 from ..broker.routed import open_routed_client
 from ..broker.server import FileStorage, JournalServerCore, journal_service
+from ..broker.server.serve import scrub_periodically
 from ..consumer import shard_spec
 from ..consumer.contracts import Application
 from ..consumer.driver import Progress
@@ -356,6 +357,8 @@ async def run_member(
         await nursery.start(
             functools.partial(aio.serve, grpc_services, sock=sock, tls=security.server_tls)
         )
+        if core is not None:
+            nursery.start_soon(scrub_periodically, core)
 
         http_port = None
         if cfg.http.enabled:

@@ -99,9 +99,11 @@ def start_broker(
     nofile: int | tuple[int, int] | None = None,
     limits: dict[str, str] | None = None,
     port: int | None = None,
+    args: Sequence[str] = (),
 ) -> Server:
-    """`gazette-trio broker serve --data-dir` with `GAZETTE_TRIO_LIMITS__*` set
-    from `limits` and, with `nofile`, `ulimit -n nofile` (soft and hard)."""
+    """`gazette-trio broker serve --data-dir ... *args` with
+    `GAZETTE_TRIO_LIMITS__*` set from `limits` and, with `nofile`, `ulimit -n
+    nofile` (soft and hard)."""
     port = port or free_port()
     tmp.mkdir(parents=True, exist_ok=True)
     data = tmp / "journals"
@@ -111,10 +113,10 @@ def start_broker(
         n += 1
         log = tmp / f"broker-{port}.{n}.log"
     env = clean_env(**{f"GAZETTE_TRIO_LIMITS__{k.upper()}": v for k, v in (limits or {}).items()})
-    args = [GAZETTE_TRIO, "broker", "serve", "--data-dir", str(data), "--port", str(port)]
+    command = [GAZETTE_TRIO, "broker", "serve", "--data-dir", str(data), "--port", str(port)]
     with open(log, "wb") as out:
         popen = subprocess.Popen(
-            args,
+            [*command, *args],
             cwd=REPO,
             env=env,
             stdout=out,

@@ -70,7 +70,14 @@ from ..fragments import sha1_sum
 from ..journal_spec import may_read, may_write
 from . import requests as R
 from .faults import Faults
-from .storage import FragmentFile, MemoryStorage, RecoveredJournal, SpecRecord, Storage
+from .storage import (
+    FragmentFile,
+    JournalDamage,
+    MemoryStorage,
+    RecoveredJournal,
+    SpecRecord,
+    Storage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -624,6 +631,32 @@ class JournalServerCore:
             header=self.header(routed=False),
             store_health_error=error,
         )
+
+    async def scrub(self, max_rate: int = 0) -> builtins.list[JournalDamage]:
+        """Verify every rolled fragment's stored bytes against its SHA-1
+        again, reading at most `max_rate` bytes a second (0: unbounded):
+        restart verifies them, and this finds what rotted since. A fragment
+        that fails makes its journal damaged from there on (reads at or past
+        it and appends answer DATA_LOSS), as restart would; returns what was
+        found. Reads and appends go on meanwhile."""
+        found: builtins.list[JournalDamage] = []
+        for name in sorted(self._journals):
+            j = self._journals[name]
+            for fragment in builtins.list(j.fragments):
+                verify = functools.partial(
+                    self.storage.verify, name, fragment, j.write_head, j.registers, max_rate
+                )
+                if self.storage.uses_threads:
+                    # Abandoned on cancellation: a slow pass never holds up
+                    # a shutdown, and its result no longer matters then.
+                    damage = await trio.to_thread.run_sync(verify, abandon_on_cancel=True)
+                else:
+                    await trio.lowlevel.checkpoint()
+                    damage = verify()
+                if damage is not None:
+                    found.append(damage)
+                    break
+        return found
 
     async def remove_fragments(self, journal: str, before: int) -> builtins.list[pb.Fragment]:
         """Delete rolled fragments of `journal` that end at or before offset

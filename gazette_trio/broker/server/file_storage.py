@@ -139,9 +139,12 @@ def _crc_of(fd: int, begin: int, end: int) -> int:
     return crc
 
 
-def _sha1_of(path: Path, length: int | None = None) -> bytes:
-    """SHA-1 of the file's first `length` bytes (all if None), streamed."""
+def _sha1_of(path: Path, length: int | None = None, *, max_rate: int = 0) -> bytes:
+    """SHA-1 of the file's first `length` bytes (all if None), streamed, at
+    no more than `max_rate` bytes a second (0: as fast as it reads)."""
     digest = hashlib.sha1()
+    started = time.monotonic()
+    done = 0
     with open(path, "rb", buffering=0) as f:
         remaining = length
         while remaining is None or remaining > 0:
@@ -149,8 +152,13 @@ def _sha1_of(path: Path, length: int | None = None) -> bytes:
             if not chunk:
                 break
             digest.update(chunk)
+            done += len(chunk)
             if remaining is not None:
                 remaining -= len(chunk)
+            if max_rate:
+                ahead = done / max_rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
     return digest.digest()
 
 
@@ -875,6 +883,46 @@ class FileStorage:
         path = self._paths.pop(key, None)
         if path is not None:
             await trio.to_thread.run_sync(path.unlink)
+
+    def verify(
+        self,
+        journal: str,
+        fragment: FragmentFile,
+        write_head: int,
+        registers: pb.LabelSet,
+        max_rate: int,
+    ) -> JournalDamage | None:
+        path = self._paths.get((journal, fragment.begin))
+        if path is None or not _RAW.match(path.name) or journal in self._damaged:
+            return None  # removed meanwhile, still the spool, or known damaged
+        try:
+            size = path.stat().st_size
+            if size != fragment.end - fragment.begin:
+                reason = f"it holds {size} bytes, its name says {fragment.end - fragment.begin}"
+            elif _sha1_of(path, max_rate=max_rate) != fragment.sum:
+                reason = "its content no longer matches the SHA-1 in its name"
+            else:
+                return None
+        except FileNotFoundError:
+            if (journal, fragment.begin) not in self._paths:
+                return None  # removed while it was being read
+            reason = "its file is gone"
+        damage = JournalDamage(journal, fragment.begin, self._relative(path), reason)
+        self._damaged[journal] = _Damaged(
+            damage, path.parent, fragment.begin, "fragment", path, write_head, registers, None
+        )
+        log.error(
+            "journal %s: acknowledged content is damaged at offset %d: %s: %s; refusing reads "
+            "at or past it and all appends. Stop the server and repair with `gazette-trio "
+            "broker repair --data-dir %s --journal %s` (docs/journals.md)",
+            journal,
+            fragment.begin,
+            path,
+            reason,
+            self.root,
+            journal,
+        )
+        return damage
 
     def _remember_fd(self, key: tuple[str, int], fd: int) -> None:
         self._read_fds[key] = fd

@@ -25,6 +25,32 @@ from .storage import MemoryStorage, Storage
 
 log = logging.getLogger(__name__)
 
+SCRUB_INTERVAL = 3600.0
+"""Seconds between passes of the scrub, which re-verifies rolled fragments
+against their SHA-1 sums (restart verifies them too)."""
+
+SCRUB_RATE = 32 << 20
+"""Bytes a second a scrub pass reads at most, so that it never competes
+with readers for the disk."""
+
+
+async def scrub_periodically(
+    core: JournalServerCore, interval: float = SCRUB_INTERVAL, max_rate: int = SCRUB_RATE
+) -> None:
+    """Scrub `core`'s fragments every `interval` seconds (0: never), until
+    cancelled. The first pass waits an interval: restart just verified all."""
+    if not interval:
+        return
+    while True:
+        await trio.sleep(interval)
+        started = trio.current_time()
+        damaged = await core.scrub(max_rate)
+        log.info(
+            "scrub: verified the stored fragments in %.1f s; %s",
+            trio.current_time() - started,
+            f"{len(damaged)} newly damaged (see above)" if damaged else "all intact",
+        )
+
 
 def open_storage(data_dir: str | os.PathLike[str] | None, *, sync: bool = True) -> Storage:
     """`FileStorage` in `data_dir`, or `MemoryStorage` if it is None.
@@ -45,6 +71,7 @@ async def serve_journals(
     sync: bool = True,
     verifier: Verifier = OPEN,
     tls: ssl.SSLContext | None = None,
+    scrub_interval: float = SCRUB_INTERVAL,
     task_status: trio.TaskStatus[tuple[JournalServerCore, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the Journal API from `data_dir` (None: in memory) until cancelled.
@@ -52,6 +79,7 @@ async def serve_journals(
     Reports `(core, bound_port)` through `task_status`. Needs the asyncio
     island (`gazette_trio.aio.asyncio_island`) to be open. Calls are verified
     by `verifier` and, with `tls`, served over TLS (docs/security.md).
+    Stored fragments are scrubbed every `scrub_interval` seconds (0: never).
     """
     storage = open_storage(data_dir, sync=sync)
     try:
@@ -64,6 +92,8 @@ async def serve_journals(
             log.info(
                 "journal server listening on %s (data: %s)", core.endpoint, data_dir or "memory"
             )
+            if data_dir is not None:
+                nursery.start_soon(scrub_periodically, core, scrub_interval)
             task_status.started((core, bound))
     finally:
         storage.close()

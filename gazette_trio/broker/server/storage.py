@@ -152,6 +152,22 @@ class Storage(Protocol):
         """Delete a rolled fragment."""
         ...
 
+    def verify(
+        self,
+        journal: str,
+        fragment: FragmentFile,
+        write_head: int,
+        registers: pb.LabelSet,
+        max_rate: int,
+    ) -> JournalDamage | None:
+        """Check a rolled fragment's stored bytes against its SHA-1 again,
+        reading at most `max_rate` bytes a second (0: no bound). If they no
+        longer match, the journal is damaged from that fragment on, as if
+        restart had found it (`write_head` and `registers` are the
+        journal's now, for a later repair), and the damage is returned.
+        Blocking: call it from a worker thread."""
+        ...
+
     def read(self, journal: str, fragment_begin: int, offset: int, length: int) -> bytes:
         """`length` committed bytes at `offset` of the fragment (or spool)
         beginning at `fragment_begin`."""
@@ -271,6 +287,16 @@ class MemoryStorage:
         j.spool_begin = None
         j.spool = bytearray()
         return fragment
+
+    def verify(
+        self,
+        journal: str,
+        fragment: FragmentFile,
+        write_head: int,
+        registers: pb.LabelSet,
+        max_rate: int,
+    ) -> JournalDamage | None:
+        return None  # memory does not rot
 
     async def remove(self, journal: str, fragment: FragmentFile) -> None:
         await trio.lowlevel.checkpoint()
