@@ -30,9 +30,10 @@ Servers and clients hold peers to the process's `gazette_trio.limits`: a
 message's length prefix is checked before any of it is read, and bytes that
 do not decode as the method's type answer INVALID_ARGUMENT; a server caps its
 connections (one past the cap is closed on accept; EMFILE on accept only
-pauses accepting), the calls per connection and the bytes a streaming call
-queues, closes idle connections, and releases what a closed connection's
-calls held. docs/limits.md has the figures.
+pauses accepting), the calls per connection, the request data a call may
+send that its handler has not read (its HTTP/2 window) and the bytes a
+streaming call queues, closes idle connections, and releases what a closed
+connection's calls held. docs/limits.md has the figures.
 
 Credentials are plumbing here and policy elsewhere: a `Channel` dials an
 `https://` endpoint with TLS and gives each call the metadata its
@@ -62,7 +63,7 @@ import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 from urllib.parse import urlsplit
 
 import grpclib.client
@@ -71,6 +72,8 @@ import grpclib.const
 import grpclib.exceptions
 import grpclib.protocol
 import grpclib.server
+import h2.connection
+import h2.exceptions
 import h2.settings
 import trio
 import trio_asyncio
@@ -368,6 +371,9 @@ class _Pipe(Generic[T]):
         # reading then pins a bounded amount, whatever the message count.
         self._max_bytes = max_bytes
         self._bytes = 0
+        # Each item's weight as it was put: a producer may know better than
+        # `_weight` (a request's size as received).
+        self._weights: deque[int] = deque()
         self._closed = False
         self._error: BaseException | None = None
         self._trio_lot = trio.lowlevel.ParkingLot()
@@ -386,17 +392,20 @@ class _Pipe(Generic[T]):
     def closed(self) -> bool:
         return self._closed
 
-    def put_nowait(self, item: T) -> bool:
-        """Append `item`; False if the pipe is full. Raises if closed."""
+    def put_nowait(self, item: T, weight: int | None = None) -> bool:
+        """Append `item`, weighing `weight` bytes (else `_weight(item)`);
+        False if the pipe is full. Raises if closed."""
         if self._closed:
             raise _Closed("pipe is closed")
         if len(self._items) >= self._capacity:
             return False
         if self._max_bytes:
-            weight = _weight(item)
+            if weight is None:
+                weight = _weight(item)
             if self._items and self._bytes + weight > self._max_bytes:
                 return False
             self._bytes += weight
+            self._weights.append(weight)
         self._items.append(item)
         if len(self._items) == 1:
             self._wake()
@@ -408,7 +417,7 @@ class _Pipe(Generic[T]):
         if self._items:
             item = self._items.popleft()
             if self._max_bytes:
-                self._bytes -= _weight(item)
+                self._bytes -= self._weights.popleft()
                 self._wake()
             elif len(self._items) == self._capacity - 1:
                 self._wake()
@@ -430,6 +439,7 @@ class _Pipe(Generic[T]):
     def abort(self, error: BaseException) -> None:
         """End the pipe now, dropping what is buffered."""
         self._items.clear()
+        self._weights.clear()
         self._bytes = 0
         self._closed = False
         self.close(error)
@@ -457,8 +467,8 @@ class _Pipe(Generic[T]):
 
     # asyncio side
 
-    async def aio_put(self, item: T) -> None:
-        while not self.put_nowait(item):
+    async def aio_put(self, item: T, weight: int | None = None) -> None:
+        while not self.put_nowait(item, weight):
             await self.aio_wait()
 
     async def aio_get(self) -> T:
@@ -512,11 +522,23 @@ def parse_endpoint(endpoint: str) -> tuple[str | None, int | None, str | None]:
 # and by default a connection's window equals one stream's (4 MiB): one
 # stream left unread (a journal read waiting on a busy consumer) would stall
 # every other call on the connection, such as the recovery-log append a
-# commit waits for. Streams keep their own windows; the connection's is
-# made as large as HTTP/2 allows, as gRPC-Go effectively does.
-_CONNECTION_WINDOW = 2**31 - 1
+# commit waits for. A client's streams keep their own windows (4 MiB); its
+# connection's is made as large as HTTP/2 allows, as gRPC-Go effectively
+# does: what it buffers is what it asked its servers for. A server's windows
+# bound what its clients can make it hold, so they come from the process's
+# limits (`_server_config`).
+_CONNECTION_WINDOW = limits.MAX_WINDOW
 _CLIENT_CONFIG = grpclib.config.Configuration(http2_connection_window_size=_CONNECTION_WINDOW)
-_SERVER_CONFIG = grpclib.config.Configuration(http2_connection_window_size=_CONNECTION_WINDOW)
+
+
+def _server_config(bounds: limits.Limits) -> grpclib.config.Configuration:
+    """A server's HTTP/2 windows: `stream_window` per call, and a connection
+    window that never binds before its calls' windows do
+    (`Limits.connection_window` says why)."""
+    return grpclib.config.Configuration(
+        http2_connection_window_size=bounds.connection_window(),
+        http2_stream_window_size=bounds.stream_window,
+    )
 
 
 MetadataHook = Callable[[str, Any], Mapping[str, str] | None]
@@ -957,9 +979,10 @@ class Method:
 
 async def _read_message(
     h2_stream: Any, codec: Any, message_type: type, limit: int, what: str
-) -> Any | None:
-    """The next length-prefixed message of an HTTP/2 stream, decoded, or None
-    at its end; grpclib's own reading with two guards.
+) -> tuple[Any, int] | None:
+    """The next length-prefixed message of an HTTP/2 stream, decoded, with
+    its size as received (prefix included), or None at its end; grpclib's
+    own reading with two guards.
 
     The length prefix is checked against `limit` before any of the message
     is read, so a peer claiming 4 GiB costs nothing (RESOURCE_EXHAUSTED, as
@@ -994,7 +1017,7 @@ async def _read_message(
             grpclib.const.Status.INVALID_ARGUMENT, f"{what} stream ended inside a message"
         ) from None
     try:
-        return codec.decode(data, message_type)
+        return codec.decode(data, message_type), 5 + length
     except Exception as exc:
         reason = _short(f"{type(exc).__name__}: {exc}")
         log.info("undecodable %s %s: %s", what, message_type.__name__, reason)
@@ -1004,14 +1027,14 @@ async def _read_message(
         ) from None
 
 
-async def _recv_request(stream: Any, limit: int) -> Any | None:
-    """The next request of a server-side grpclib stream (`_read_message`)."""
-    message = await _read_message(
-        stream._stream, stream._codec, stream._recv_type, limit, "request"
-    )
-    if message is not None:
-        (message,) = await stream._dispatch.recv_message(message)
-    return message
+async def _recv_request(stream: Any, limit: int) -> tuple[Any, int] | None:
+    """The next request of a server-side grpclib stream and its size as
+    received (`_read_message`)."""
+    read = await _read_message(stream._stream, stream._codec, stream._recv_type, limit, "request")
+    if read is None:
+        return None
+    (message,) = await stream._dispatch.recv_message(read[0])
+    return message, read[1]
 
 
 async def _recv_reply(stream: Any) -> Any | None:
@@ -1020,15 +1043,16 @@ async def _recv_reply(stream: Any) -> Any | None:
     if not stream._recv_initial_metadata_done:
         await stream.recv_initial_metadata()
     with stream._wrapper:
-        message = await _read_message(
+        read = await _read_message(
             stream._stream,
             stream._codec,
             stream._recv_type,
             limits.current().max_grpc_client_recv_size,
             "reply",
         )
-        if message is not None:
-            (message,) = await stream._dispatch.recv_message(message)
+        if read is None:
+            return None
+        (message,) = await stream._dispatch.recv_message(read[0])
         return message
 
 
@@ -1152,12 +1176,12 @@ def _handler(method: Method, buffer: int) -> Callable[[Any], Awaitable[None]]:
     max_buffered = bounds.stream_buffer_bytes
 
     async def recv_one(stream: grpclib.server.Stream) -> Any:  # type: ignore[type-arg]
-        request = await _recv_request(stream, max_message)
-        if request is None:
+        received = await _recv_request(stream, max_message)
+        if received is None:
             raise grpclib.exceptions.GRPCError(
                 grpclib.const.Status.INVALID_ARGUMENT, "the call carried no request message"
             )
-        return request
+        return received[0]
 
     if method.cardinality is card.UNARY_UNARY:
 
@@ -1191,11 +1215,14 @@ def _handler(method: Method, buffer: int) -> Callable[[Any], Awaitable[None]]:
         async def feed_requests() -> None:
             try:
                 while True:
-                    message = await _recv_request(stream, max_message)
-                    if message is None:
+                    received = await _recv_request(stream, max_message)
+                    if received is None:
                         requests.close()
                         return
-                    await requests.aio_put(message)
+                    # Weighed as received: a request of many small fields
+                    # (an application's) pins its full size, not the
+                    # fixed cost `_weight` gives a message without content.
+                    await requests.aio_put(*received)
             except asyncio.CancelledError:
                 requests.abort(CancelledError("request stream was cancelled"))
                 raise
@@ -1306,7 +1333,7 @@ class _Server(grpclib.server.Server):  # type: ignore[misc]
     `idle_timeout`."""
 
     def __init__(self, *args: Any, bounds: limits.Limits, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, config=_server_config(bounds), **kwargs)
         self._protocols: weakref.WeakSet[Any] = weakref.WeakSet()
         self._bounds = bounds
         self._cap = bounds.connection_cap()
@@ -1406,8 +1433,9 @@ def _trim_heap() -> None:
 
 
 class _BoundedProtocol(grpclib.protocol.H2Protocol):  # type: ignore[misc]
-    """One server connection, counted against its server's cap and closed
-    once it has carried no call for the idle timeout."""
+    """One server connection, counted against its server's cap, holding its
+    client to the limits' HTTP/2 settings, and closed once it has carried no
+    call for the idle timeout."""
 
     def __init__(self, server: _Server, *args: Any) -> None:
         super().__init__(*args)
@@ -1417,13 +1445,40 @@ class _BoundedProtocol(grpclib.protocol.H2Protocol):  # type: ignore[misc]
         self._idle_check: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
+        # grpclib's own set-up, but with the limits in the connection's first
+        # SETTINGS frame. Settings sent later are in force only once the
+        # client acknowledges them, and a client that never does would keep
+        # h2's defaults (100 streams) whatever the limits say. Settings sent
+        # first are in force at once: a client cannot have used more than
+        # HTTP/2's initial 65,535-byte window before reading them, and the
+        # stream limit is one h2 applies from the start anyway.
         bounds = self._server._bounds
-        h2_connection = self.connection._connection
-        h2_connection.update_settings(
-            {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: bounds.max_concurrent_streams}
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            grpclib.protocol._set_nodelay(sock)
+        h2_connection = h2.connection.H2Connection(config=self.h2_config)
+        h2_connection.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: bounds.max_concurrent_streams,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: self.config.http2_stream_window_size,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: (
+                    h2_connection.DEFAULT_MAX_HEADER_LIST_SIZE
+                ),
+            },
+        )
+        h2_connection.initiate_connection()
+        # The connection's window is not a setting: it opens from 65,535
+        # with a WINDOW_UPDATE.
+        opened = self.config.http2_connection_window_size - limits.MIN_WINDOW
+        if opened > 0:
+            h2_connection.increment_flow_control_window(opened)
+        self.connection = grpclib.protocol.Connection(
+            h2_connection, cast(asyncio.Transport, transport), config=self.config
         )
         self.connection.flush()
+        self.connection.initialize()
+        self.processor = grpclib.protocol.EventsProcessor(self.handler, self.connection)
         if bounds.idle_timeout:
             self._idle_since = time.monotonic()
             self._schedule_idle_check(bounds.idle_timeout)
@@ -1453,6 +1508,24 @@ class _BoundedProtocol(grpclib.protocol.H2Protocol):  # type: ignore[misc]
             return
         waited = 0.0 if self._idle_since is None else now - self._idle_since
         self._schedule_idle_check(timeout - waited if waited < timeout else timeout)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.connection.feed(data)
+        except h2.exceptions.ProtocolError as exc:
+            # A client past a window it was granted (FLOW_CONTROL_ERROR),
+            # past the stream limit, or otherwise breaking HTTP/2: h2 has
+            # queued the GOAWAY naming the error; grpclib would close the
+            # socket without sending it.
+            log.debug("closing a gRPC connection for a protocol error: %s", exc)
+            with contextlib.suppress(Exception):
+                self.connection.flush()
+            self.processor.close(f"protocol error: {exc}")
+            return
+        self.connection.flush()
+        for event in events:
+            self.processor.process(event)
+        self.connection.flush()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._idle_check is not None:
@@ -1492,7 +1565,7 @@ async def serve(
     # A serving process spends a descriptor per connection: take what the
     # operator's hard limit allows before the connection cap is derived.
     limits.raise_open_files_limit()
-    server = _Server(list(services), codec=CODEC, config=_SERVER_CONFIG, bounds=limits.current())
+    server = _Server(list(services), codec=CODEC, bounds=limits.current())
     bound: list[int] = []
     started = trio.Event()
 

@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 
 MiB = 1 << 20
 
+# HTTP/2's bounds on a flow-control window (RFC 9113 section 6.9): the
+# initial 65,535 below which a peer may already have sent, and 2^31 - 1.
+MIN_WINDOW = 65_535
+MAX_WINDOW = 2**31 - 1
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -73,7 +78,14 @@ class Limits:
 
     stream_buffer_bytes: int = 256 * 1024
     """Bytes of replies a server-streaming call may queue for a slow reader
-    beyond what HTTP/2 flow control lets through (at least one message)."""
+    beyond what HTTP/2 flow control lets through (at least one message), and
+    of requests (as received, encoded) queued for a handler."""
+
+    stream_window: int = 1 * MiB
+    """HTTP/2 flow-control window a server grants each call's request data
+    (SETTINGS_INITIAL_WINDOW_SIZE): what a client can make it hold for one
+    call that its handler has not read. The connection's window is derived
+    (`connection_window`) so that it never binds before the streams' do."""
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -86,6 +98,32 @@ class Limits:
             )
         if self.max_concurrent_streams < 1:
             raise ValueError("limit max_concurrent_streams must be at least 1")
+        if not MIN_WINDOW <= self.stream_window <= MAX_WINDOW:
+            raise ValueError(
+                f"limit stream_window must be from {MIN_WINDOW} to {MAX_WINDOW} bytes "
+                f"(HTTP/2's bounds), got {self.stream_window}"
+            )
+        if self.connection_window() > MAX_WINDOW:
+            raise ValueError(
+                f"limits stream_window x (max_concurrent_streams + 1) must be at most "
+                f"{MAX_WINDOW} bytes, HTTP/2's largest connection window, got "
+                f"{self.stream_window} x {self.max_concurrent_streams + 1}; lower one of them"
+            )
+
+    def connection_window(self) -> int:
+        """The HTTP/2 window a server grants one connection: room for every
+        call it may carry to fill its own window, and one more.
+
+        grpclib returns connection window only as handlers read, like stream
+        window. Were the connection's smaller than the sum of its streams',
+        a few calls whose handlers wait (appends queued behind a journal's
+        lock) could use it all and stall the call whose progress would free
+        them. As large as the streams' sum, it never binds first, so the
+        stream windows alone bound what a connection holds unread; the extra
+        stream covers a finished call whose unread data is released a moment
+        after HTTP/2 lets the client open its successor.
+        """
+        return self.stream_window * (self.max_concurrent_streams + 1)
 
     def connection_cap(self) -> int:
         """The gRPC connection cap in force: `max_connections`, or what the
@@ -108,6 +146,7 @@ SETTINGS: dict[str, str] = {
     "idle_timeout": "idle_timeout",
     "max_http_connections": "max_http_connections",
     "stream_buffer": "stream_buffer_bytes",
+    "stream_window": "stream_window",
 }
 ENV_PREFIX = "GAZETTE_TRIO_LIMITS__"
 

@@ -525,6 +525,19 @@ class LimitsSettings(_Section):
         ge=1024,
         description="bytes of replies queued per streaming call for a slow reader",
     )
+    stream_window: int = Field(
+        _DEFAULT_LIMITS.stream_window,
+        ge=limits_module.MIN_WINDOW,
+        le=limits_module.MAX_WINDOW,
+        description="HTTP/2 window of request data granted per gRPC call, in bytes",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LimitsSettings:
+        # Limits checks what spans keys (the connection window that
+        # max_concurrent_streams and stream_window make together).
+        self.to_limits()
+        return self
 
     def to_limits(self) -> limits_module.Limits:
         return limits_module.Limits(
@@ -535,6 +548,7 @@ class LimitsSettings(_Section):
             idle_timeout=self.idle_timeout.total_seconds(),
             max_http_connections=self.max_http_connections,
             stream_buffer_bytes=self.stream_buffer,
+            stream_window=self.stream_window,
         )
 
 
