@@ -41,6 +41,21 @@ def spool_bytes(server: Server, journal: str) -> int:
     return sum(p.stat().st_size for p in directory.glob("*.spool"))
 
 
+def start_streaming(server: Server, journal: str) -> RawGrpc:
+    """A connection carrying a large append to `journal`, left uncommitted
+    once the server has written 8 MiB of it to the spool."""
+    raw = RawGrpc(server.port)
+    sid = raw.open(APPEND)
+    raw.send(sid, append_header(journal))
+    for _ in range(24):
+        raw.send(sid, content_chunk(b"u" * MiB))
+    deadline = time.monotonic() + 30
+    while spool_bytes(server, journal) < 8 * MiB and time.monotonic() < deadline:
+        raw.pump(timeout=0.1)
+    assert spool_bytes(server, journal) >= 8 * MiB  # it is streaming
+    return raw
+
+
 def test_a_large_append_goes_to_disk_as_it_arrives_and_memory_stays_flat(tmp_path: Path) -> None:
     server = start_broker(tmp_path, limits={"max_append_size": str(1024 * MiB)})
     try:
@@ -90,18 +105,7 @@ def test_a_streamed_append_that_breaks_leaves_nothing_and_its_offset_is_reused(
     try:
         create_journals(server)
         append(server, "hostile/b", b"acked\n")
-        raw = RawGrpc(server.port)
-        try:
-            sid = raw.open(APPEND)
-            raw.send(sid, append_header("hostile/b"))
-            for _ in range(24):
-                raw.send(sid, content_chunk(b"u" * MiB))
-            deadline = time.monotonic() + 30
-            while spool_bytes(server, "hostile/b") < 8 * MiB and time.monotonic() < deadline:
-                raw.pump(timeout=0.1)
-            assert spool_bytes(server, "hostile/b") >= 8 * MiB  # it was streaming
-        finally:
-            raw.close()  # the client vanishes mid-append
+        start_streaming(server, "hostile/b").close()  # the client vanishes mid-append
         reply = append(server, "hostile/b", b"after\n")
         assert reply.commit is not None
         assert (reply.commit.begin, reply.commit.end) == (6, 12)
@@ -120,16 +124,8 @@ def test_a_server_killed_mid_stream_restarts_with_every_acknowledged_byte(
     try:
         create_journals(server)
         append(server, "hostile/c", b"acked\n")
-        raw = RawGrpc(server.port)
+        raw = start_streaming(server, "hostile/c")
         try:
-            sid = raw.open(APPEND)
-            raw.send(sid, append_header("hostile/c"))
-            for _ in range(24):
-                raw.send(sid, content_chunk(b"u" * MiB))
-            deadline = time.monotonic() + 30
-            while spool_bytes(server, "hostile/c") < 8 * MiB and time.monotonic() < deadline:
-                raw.pump(timeout=0.1)
-            assert spool_bytes(server, "hostile/c") >= 8 * MiB
             server.popen.send_signal(signal.SIGKILL)
             server.popen.wait(10)
         finally:

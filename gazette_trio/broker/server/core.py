@@ -988,13 +988,7 @@ class JournalServerCore:
         one at the write head if none is."""
         length = spec.fragment.length if spec.fragment is not None else 0
         if j.spool_open and j.write_head > j.spool_begin and j.write_head - j.spool_begin >= length:
-            rolled = await self.storage.roll(
-                j.name, FragmentFile(j.spool_begin, j.write_head, self._spool_sum(j))
-            )
-            j.fragments.append(rolled)
-            j.begins.append(rolled.begin)
-            self.stats.fragments += 1
-            j.spool_open = False
+            await self._roll(j)
             j.spool_begin = j.hashed_to = j.write_head
             j.hasher = hashlib.sha1()
         if not j.spool_open:
@@ -1002,6 +996,16 @@ class JournalServerCore:
             j.spool_open = True
             j.spool_begin = j.hashed_to = j.write_head
             j.hasher = hashlib.sha1()
+
+    async def _roll(self, j: _Journal) -> None:
+        """Seal `j`'s spool, which ends at the write head, into a fragment."""
+        rolled = await self.storage.roll(
+            j.name, FragmentFile(j.spool_begin, j.write_head, self._spool_sum(j))
+        )
+        j.fragments.append(rolled)
+        j.begins.append(rolled.begin)
+        self.stats.fragments += 1
+        j.spool_open = False
 
     async def _skip_to(self, j: _Journal, offset: int) -> bool:
         """Move `j`'s write head forward to `offset` (a suspended journal's
@@ -1017,13 +1021,7 @@ class JournalServerCore:
             return False
         if j.spool_open:
             with trio.CancelScope(shield=True):
-                rolled = await self.storage.roll(
-                    j.name, FragmentFile(j.spool_begin, j.write_head, self._spool_sum(j))
-                )
-            j.fragments.append(rolled)
-            j.begins.append(rolled.begin)
-            self.stats.fragments += 1
-            j.spool_open = False
+                await self._roll(j)
         j.write_head = j.spool_begin = j.hashed_to = offset
         j.hasher = hashlib.sha1()
         j.wake()
