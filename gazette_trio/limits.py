@@ -52,9 +52,11 @@ class Limits:
     RESOURCE_EXHAUSTED before any of it is buffered."""
 
     max_append_size: int = 64 * MiB
-    """Most content one Append stream may carry before its commit. Content is
-    held until the commit chunk arrives; past this the append is refused with
-    RESOURCE_EXHAUSTED and nothing is appended."""
+    """Most content one Append stream may carry before its commit; past this
+    the append is refused with RESOURCE_EXHAUSTED and nothing is appended.
+    Content past one message (`max_grpc_recv_size`) is streamed to disk as it
+    arrives, so this bounds disk and how long a journal stays locked, not
+    memory."""
 
     max_connections: int = 0
     """gRPC connections served at once per port; 0 derives it from the
