@@ -111,6 +111,24 @@ def sign_with(key: bytes, claims: Claims, algorithm: str = "HS256") -> str:
 
 def verify_with(keys: Sequence[bytes], token: str, *, now: float | None = None) -> Claims:
     """Verify `token` against any of `keys`, then its times."""
+    signed = verify_signature(keys, token)
+    check_times(signed, time.time() if now is None else now)
+    return signed.claims
+
+
+@dataclass(frozen=True)
+class Signed:
+    """A token whose signature one of our keys made: its claims, and its
+    `nbf` (not before), which `Claims` does not carry. Its times are not
+    checked yet (`check_times`)."""
+
+    claims: Claims
+    not_before: float | None = None
+
+
+def verify_signature(keys: Sequence[bytes], token: str) -> Signed:
+    """The claims of `token` if a key of ours signed it; otherwise
+    `TokenError` with Gazette's message. Its times are `check_times`'."""
     parts = token.split(".")
     if len(parts) != 3:
         raise TokenError(
@@ -147,7 +165,17 @@ def verify_with(keys: Sequence[bytes], token: str, *, now: float | None = None) 
         raise TokenError(
             "verifying Authorization: token signature is invalid: signature is invalid"
         )
-    at = time.time() if now is None else now
+    nbf = json.loads(payload).get("nbf")
+    if isinstance(nbf, bool) or not isinstance(nbf, (int, float)):
+        nbf = None
+    return Signed(claims, nbf)
+
+
+def check_times(signed: Signed, at: float) -> None:
+    """Refuse `signed` at time `at` unless it has an `exp` and is between its
+    `iat`/`nbf` and its `exp`, give or take `LEEWAY` (golang-jwt's checks and
+    wording)."""
+    claims = signed.claims
     if claims.expires_at is None:
         raise TokenError(
             "verifying Authorization: token has invalid claims: token is missing required claim: exp claim is required"
@@ -158,9 +186,7 @@ def verify_with(keys: Sequence[bytes], token: str, *, now: float | None = None) 
         raise TokenError(
             "verifying Authorization: token has invalid claims: token used before issued"
         )
-    nbf = json.loads(payload).get("nbf")
-    if isinstance(nbf, (int, float)) and not isinstance(nbf, bool) and at + LEEWAY < nbf:
+    if signed.not_before is not None and at + LEEWAY < signed.not_before:
         raise TokenError(
             "verifying Authorization: token has invalid claims: token is not valid yet"
         )
-    return claims

@@ -15,6 +15,14 @@ not reach is answered as if it did not exist.
 With the `AA==` key a call without a token passes, granted exactly what it
 requires over everything for an hour (Gazette's rollout mode).
 
+A client presents the same token for many calls (for half its life), so a
+verifier remembers the tokens whose signature it has checked, by their
+exact text, in a bounded table: a call with one of them skips the HMAC and
+the decoding, never the rest. Its times (`exp`, `iat`, `nbf`) and the
+capability it holds are checked on every call, and the selector scopes
+every request as before. An expired token's entry is dropped when it is
+next presented, and the oldest entries make room for new ones.
+
 `expiring` bounds a long call by its token: at expiry the call ends with
 DEADLINE_EXCEEDED, and a client resumes with a fresh token. `guard` puts an
 application's own gRPC service behind the same checks.
@@ -28,9 +36,10 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -38,18 +47,56 @@ import trio
 from .. import aio
 from . import capabilities as caps
 from .claims import Claims
-from .tokens import Keys, TokenError
+from .tokens import Keys, Signed, TokenError, check_times, verify_signature
 
 MISSING = "missing or empty Authorization token"
 NOT_BEARER = "invalid or unsupported Authorization header (expected 'Bearer')"
 ALLOW_MISSING_TTL = 3600
 
 
+VERIFIED_TOKENS = 1024
+"""How many signature-checked tokens a verifier remembers: a member's
+clients hold a few tokens each (one per method and journal or shard), so
+this covers many clients; past it the oldest entry goes first."""
+
+
+class _VerifiedTokens:
+    """Tokens whose signature checked out, by their exact text, at most
+    `capacity` of them. Only a token that passed every check when it came
+    is kept, so nothing a client without a key sends takes an entry."""
+
+    def __init__(self, capacity: int | None = None) -> None:
+        self._capacity = VERIFIED_TOKENS if capacity is None else capacity
+        self._signed: dict[str, Signed] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._signed)
+
+    def get(self, token: str) -> Signed | None:
+        return self._signed.get(token)
+
+    def add(self, token: str, signed: Signed) -> None:
+        with self._lock:
+            if token not in self._signed and len(self._signed) >= self._capacity:
+                del self._signed[next(iter(self._signed))]
+            self._signed[token] = signed
+
+    def discard(self, token: str) -> None:
+        with self._lock:
+            self._signed.pop(token, None)
+
+
 @dataclass(frozen=True)
 class Verifier:
-    """Verifies calls against `keys`; with no keys, every call is allowed."""
+    """Verifies calls against `keys`; with no keys, every call is allowed.
+    Build one per process and share it: its table of checked tokens is its
+    own (module docstring)."""
 
     keys: Keys | None = None
+    _tokens: _VerifiedTokens = field(
+        default_factory=_VerifiedTokens, init=False, repr=False, compare=False
+    )
 
     @property
     def enabled(self) -> bool:
@@ -70,12 +117,23 @@ class Verifier:
             raise aio.Unauthenticated(MISSING)
         if not header.startswith("Bearer "):
             raise aio.Unauthenticated(NOT_BEARER)
+        token = header[len("Bearer ") :]
         try:
-            claims = self.keys.verify(header[len("Bearer ") :], now=at)
-            caps.check(claims.capability, require)
+            signed = self._tokens.get(token)
+            if signed is None:
+                signed = verify_signature(self.keys.keys, token)
+                check_times(signed, at)
+                self._tokens.add(token, signed)
+            else:
+                try:
+                    check_times(signed, at)
+                except TokenError:
+                    self._tokens.discard(token)
+                    raise
+            caps.check(signed.claims.capability, require)
         except (TokenError, caps.MissingCapability) as exc:
             raise aio.Unauthenticated(str(exc)) from None
-        return claims
+        return signed.claims
 
     def verify(self, require: int) -> Claims:
         """The claims of the call this handler is serving (`aio.incoming_call`)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Mapping
 
 import pytest
 
@@ -13,6 +14,7 @@ from gazette_trio import aio
 from gazette_trio.auth import capabilities as caps
 from gazette_trio.auth import claims as claims_mod
 from gazette_trio.auth import tokens
+from gazette_trio.auth import verifier as verifier_mod
 from gazette_trio.auth.authorizer import HOUR, MINUTE, KeyedAuthorizer, rpc_claims
 from gazette_trio.auth.claims import Claims
 from gazette_trio.auth.tokens import Keys, KeysError, TokenError
@@ -62,7 +64,7 @@ def test_the_zero_key_allows_calls_without_a_token_and_nothing_else() -> None:
         Verifier(Keys.parse("c2VjcmV0")).verify_metadata({}, caps.READ)
 
 
-def _forge(header: dict[str, object], payload: dict[str, object], key: bytes) -> str:
+def _forge(header: Mapping[str, object], payload: Mapping[str, object], key: bytes) -> str:
     import hashlib
     import hmac
 
@@ -174,3 +176,108 @@ def test_capability_names_parse(text: str, mask: int) -> None:
 def test_missing_application_bits_show_both_masks() -> None:
     with pytest.raises(caps.MissingCapability, match=r"have 1000, but require 10000000000001000"):
         caps.check(caps.READ, caps.READ | (1 << 16))
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+def test_a_verified_token_is_remembered_and_its_signature_not_checked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keys = Keys.parse("c2VjcmV0")
+    verifier = Verifier(keys)
+    checked: list[str] = []
+    real = tokens.verify_signature
+
+    def counting(keys_: object, token: str) -> tokens.Signed:
+        checked.append(token)
+        return real(keys_, token)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(verifier_mod, "verify_signature", counting)
+    token = keys.sign(Claims(caps.READ, lbl.parse_selector("name=a/b")), 60, now=1000)
+    for at in (1000, 1010, 1030):
+        claims = verifier.verify_metadata(_bearer(token), caps.READ, now=at)
+        assert claims.matches_name("a/b") and not claims.matches_name("a/c")
+    assert checked == [token]
+    # A token that differs in one character is another token, checked afresh.
+    forged = token[:-1] + ("A" if token[-1] != "A" else "B")
+    with pytest.raises(aio.Unauthenticated, match="signature is invalid"):
+        verifier.verify_metadata(_bearer(forged), caps.READ, now=1030)
+    assert checked == [token, forged]
+
+
+def test_a_remembered_token_still_expires() -> None:
+    keys = Keys.parse("c2VjcmV0")
+    verifier = Verifier(keys)
+    token = keys.sign(Claims(caps.READ), 10, now=1000)
+    verifier.verify_metadata(_bearer(token), caps.READ, now=1000)
+    assert len(verifier._tokens) == 1
+    verifier.verify_metadata(_bearer(token), caps.READ, now=1014)
+    with pytest.raises(aio.Unauthenticated, match="token is expired"):
+        verifier.verify_metadata(_bearer(token), caps.READ, now=1016)
+    assert len(verifier._tokens) == 0
+    with pytest.raises(aio.Unauthenticated, match="token is expired"):
+        verifier.verify_metadata(_bearer(token), caps.READ, now=1016)
+
+
+def test_a_remembered_token_grants_only_its_capability() -> None:
+    keys = Keys.parse("c2VjcmV0")
+    verifier = Verifier(keys)
+    token = keys.sign(Claims(caps.READ), 60, now=1000)
+    verifier.verify_metadata(_bearer(token), caps.READ, now=1000)
+    with pytest.raises(aio.Unauthenticated, match="missing required APPEND capability"):
+        verifier.verify_metadata(_bearer(token), caps.APPEND, now=1001)
+    with pytest.raises(aio.Unauthenticated, match="missing required LIST capability"):
+        verifier.verify_metadata(_bearer(token), caps.READ | caps.LIST, now=1001)
+    assert verifier.verify_metadata(_bearer(token), caps.READ, now=1002).capability == caps.READ
+
+
+def test_only_tokens_that_pass_are_remembered() -> None:
+    keys = Keys.parse("c2VjcmV0")
+    verifier = Verifier(keys)
+    with pytest.raises(aio.Unauthenticated, match="signature is invalid"):
+        verifier.verify_metadata(
+            _bearer(Keys.parse("b3RoZXI=").sign(Claims(caps.READ), 60)), caps.READ
+        )
+    early = keys.sign(Claims(caps.READ), 60, now=1000)
+    with pytest.raises(aio.Unauthenticated, match="token used before issued"):
+        verifier.verify_metadata(_bearer(early), caps.READ, now=990)
+    no_exp = tokens.sign_with(b"secret", Claims(caps.READ, issued_at=1000))
+    with pytest.raises(aio.Unauthenticated, match="exp claim is required"):
+        verifier.verify_metadata(_bearer(no_exp), caps.READ, now=1000)
+    assert len(verifier._tokens) == 0
+    # A token refused as early is accepted once its time has come.
+    assert verifier.verify_metadata(_bearer(early), caps.READ, now=1000).capability == caps.READ
+
+
+def test_a_token_not_valid_before_a_time_is_refused_until_then_even_if_remembered() -> None:
+    keys = Keys.parse("c2VjcmV0")
+    verifier = Verifier(keys)
+    token = _forge(
+        {"alg": "HS384", "typ": "JWT"}, {"cap": caps.READ, "exp": 2000, "nbf": 1500}, b"secret"
+    )
+    with pytest.raises(aio.Unauthenticated, match="token is not valid yet"):
+        verifier.verify_metadata(_bearer(token), caps.READ, now=1000)
+    verifier.verify_metadata(_bearer(token), caps.READ, now=1500)
+    assert verifier._tokens.get(token) is not None
+    with pytest.raises(aio.Unauthenticated, match="token is not valid yet"):
+        verifier.verify_metadata(_bearer(token), caps.READ, now=1400)
+
+
+def test_the_table_of_remembered_tokens_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(verifier_mod, "VERIFIED_TOKENS", 3)
+    keys = Keys.parse("c2VjcmV0")
+    verifier = Verifier(keys)
+    made = [
+        keys.sign(Claims(caps.READ, lbl.parse_selector(f"name=a/{i}")), 60, now=1000)
+        for i in range(5)
+    ]
+    for token in made:
+        verifier.verify_metadata(_bearer(token), caps.READ, now=1000)
+    assert len(verifier._tokens) == 3
+    # The oldest went first; every token still verifies.
+    assert [verifier._tokens.get(t) is not None for t in made] == [False, False, True, True, True]
+    for token in made:
+        assert verifier.verify_metadata(_bearer(token), caps.READ, now=1001).capability == caps.READ
+    assert len(verifier._tokens) == 3
