@@ -579,6 +579,48 @@ def _default_tls() -> ssl.SSLContext:
     return context
 
 
+_TLS_READ_BUFFER = 256 * 1024
+"""Bytes a TLS client connection decrypts into at once (asyncio's own read size)."""
+
+
+class _TLSClientProtocol(grpclib.protocol.H2Protocol, asyncio.BufferedProtocol):  # type: ignore[misc]
+    """A client connection over TLS that is handed its decrypted bytes in
+    one buffer of its own, reused for every read.
+
+    To a plain `Protocol`, asyncio's TLS transport gives each read as new
+    bytes: a 256 KiB object allocated per TLS record, shrunk to the record,
+    then the records joined. Reading a 75 MB journal, that churn cost 25,000
+    to 40,000 page faults (allocations that large are mapped and unmapped
+    each time) and about 0.1 s of CPU, twice the decryption's. A
+    `BufferedProtocol` has the records decrypted straight into its buffer;
+    h2 copies what it keeps before `data_received` returns, so nothing
+    holds on to the buffer between reads.
+    """
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._read_buffer = memoryview(bytearray(_TLS_READ_BUFFER))
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        # Released on return: a reference kept by mistake would fail loudly
+        # instead of seeing the next read's bytes. (grpclib annotates bytes;
+        # it hands them to h2's `receive_data`, which takes any buffer.)
+        with self._read_buffer[:nbytes] as data:
+            self.data_received(data)  # type: ignore[arg-type]
+
+
+class _GrpclibChannel(grpclib.client.Channel):  # type: ignore[misc]
+    """grpclib's channel, with `_TLSClientProtocol` for TLS connections."""
+
+    def _protocol_factory(self) -> grpclib.protocol.H2Protocol:
+        if self._ssl is None:
+            return super()._protocol_factory()
+        return _TLSClientProtocol(grpclib.client.Handler(), self._config, self._h2_config)
+
+
 class Channel:
     """A gRPC channel to one endpoint, living on the asyncio island.
 
@@ -596,7 +638,7 @@ class Channel:
         tls: ssl.SSLContext | None = None
         if path is None and endpoint.startswith("https://"):
             tls = self.credentials.ssl or _default_tls()
-        self._grpc = grpclib.client.Channel(
+        self._grpc = _GrpclibChannel(
             host=host, port=port, path=path, codec=CODEC, config=_CLIENT_CONFIG, ssl=tls
         )
 

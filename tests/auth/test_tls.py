@@ -102,3 +102,21 @@ def test_unusable_tls_files_are_named(pki: Pki, tmp_path: object) -> None:
         tls.client_context(pki.key)
     with pytest.raises(tls.TLSConfigError, match="cannot be loaded"):
         tls.server_context(pki.cert, pki.other_key)
+
+
+async def test_a_read_of_many_tls_records_arrives_whole_and_in_order(
+    endpoint: str, keys: Keys, pki: Pki
+) -> None:
+    # Every line differs, so bytes reordered, dropped or overwritten between
+    # reads (the client decrypts each read into one buffer it reuses) show.
+    content = b"".join(b"%08d\n" % i for i in range(240_000))
+    async with client_of(endpoint, credentials(keys, tls.client_context(pki.ca))) as client:
+        for start in range(0, len(content), 500_000):
+            response = await client.append(
+                pb.AppendRequest(journal="tls/one"), [content[start : start + 500_000]]
+            )
+            assert response.status == pb.Status.OK
+        # The connection the appends used is the in-place reading one.
+        protocol = client.channel.grpclib_channel._protocol
+        assert isinstance(protocol, aio._TLSClientProtocol)
+    assert await written(endpoint, keys, pki, "tls/one") == content
