@@ -4,9 +4,12 @@ that never commit.
 Against a `gazette-trio broker serve` process, with the raw HTTP/2 client of
 the hostile tests (`tests/hostile/hostile_support.py`): RSS (from /proc) per
 reader that asks for 8 MiB and never reads, what is left once they are gone,
-and what an uncommitted 500 MiB append (refused at the append limit) and a
-4 GiB length prefix cost. The tests assert only generous bounds; the
-figures are here.
+what an uncommitted 500 MiB append (refused at the append limit) and a
+4 GiB length prefix cost, and what connections cost whose every call is
+sent request data up to its HTTP/2 window and never read (the default
+`stream_window` and `max_concurrent_streams`), against the window the
+server granted them. The tests assert only generous bounds; the figures
+are here.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from tests.hostile.hostile_support import (
     rss,
     start_broker,
 )
+from tests.hostile.test_unread_streams import CountingGrpc, open_blocking_read
 
 from .harness import Report
 
@@ -105,3 +109,50 @@ def run(report: Report) -> None:
             )
         finally:
             server.stop()
+        _window_flood(report, Path(tmp) / "flood")
+
+
+def _window_flood(report: Report, tmp: Path) -> None:
+    count = 2 if report.quick else 4
+    server = start_broker(tmp)
+    try:
+        create_journals(server)
+        baseline = rss(server.pid)
+        connections = [CountingGrpc(server.port) for _ in range(count)]
+        granted = 0
+        for raw in connections:
+            streams = raw.conn.remote_settings.max_concurrent_streams
+            for sid in [open_blocking_read(raw, "hostile/c") for _ in range(streams)]:
+                raw.fill(sid)
+            granted += raw.granted[0]
+        for _ in range(8):
+            for raw in connections:
+                raw.pump(timeout=0.25)
+        held = sum(raw.sent[0] for raw in connections)
+        during = rss(server.pid)
+        for raw in connections:
+            raw.close()
+        time.sleep(12)  # closures noticed, collected and trimmed
+        after = rss(server.pid)
+        report.add(
+            GROUP,
+            f"server RSS per connection whose 100 calls are sent a full window, unread ({count})",
+            (during - baseline) / count / MiB,
+            "MiB",
+            floor=granted / count / MiB,
+            floor_name="connection window granted (stream_window x 101)",
+            higher_is_better=False,
+            target_ratio=1.25,
+            note=f"{held / MiB:.0f} MiB sent in all; was 400 MiB of window per connection "
+            "(4 MiB per call) before stream_window",
+        )
+        report.add(
+            GROUP,
+            "server RSS above its baseline once those connections are gone",
+            (after - baseline) / MiB,
+            "MiB",
+            higher_is_better=False,
+            target_value=48,
+        )
+    finally:
+        server.stop()
