@@ -136,6 +136,15 @@ async def test_acknowledged_content_that_does_not_match_its_record_is_refused_no
         await read_journal(client, "a/journal")
     with pytest.raises(aio.DataLoss, match=expected):
         await append(client, "a/journal", b"third;")
+    # What lies before the damage, in the same spool, is served right up to it.
+    served: list[bytes] = []
+
+    async def collect(response: pb.ReadResponse) -> None:
+        served.append(response.content)
+
+    with pytest.raises(aio.DataLoss, match=expected):
+        await core.read(pb.ReadRequest(journal="a/journal", block=False), collect)
+    assert b"".join(served) == b"first;"
     core.storage.close()
 
 

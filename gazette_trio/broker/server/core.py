@@ -539,21 +539,40 @@ class JournalServerCore:
             return bytes(20)
         while j.hashed_to < j.write_head:
             n = min(j.write_head - j.hashed_to, 1 << 20)
-            j.hasher.update(self.storage.read(j.name, j.spool_begin, j.hashed_to, n))
+            j.hasher.update(self._read_spool(j, j.hashed_to, n))
             j.hashed_to += n
         return bytes(j.hasher.digest())
+
+    def _read_spool(self, j: _Journal, offset: int, n: int) -> bytes:
+        """Exactly `n` bytes of `j`'s spool at `offset`, for its SHA-1."""
+        data = self.storage.read(j.name, j.spool_begin, offset, n)
+        if len(data) < n:
+            # Damaged content follows: reading it raises DATA_LOSS with the
+            # storage's own account of the damage.
+            self.storage.read(j.name, j.spool_begin, offset + len(data), n - len(data))
+            raise aio.DataLoss(f"journal {j.name}: content at {offset + len(data)} is damaged")
+        return data
 
     def _spans(self, j: _Journal) -> builtins.list[_Span]:
         spans = [_Span(f.begin, f.end, f.sum, f.mod_time) for f in j.fragments]
         if j.write_head > j.spool_begin:
-            spans.append(_Span(j.spool_begin, j.write_head, self._spool_sum(j), 0))
+            spans.append(self._spool_span(j))
         return spans
+
+    def _spool_span(self, j: _Journal) -> _Span:
+        try:
+            digest = self._spool_sum(j)
+        except aio.DataLoss:
+            # A damaged spool has no true sum to give (zero: unknown, as an
+            # empty one's), but its content is served up to the damage.
+            digest = bytes(20)
+        return _Span(j.spool_begin, j.write_head, digest, 0)
 
     def _locate(self, j: _Journal, offset: int) -> tuple[_Span, int] | None:
         """The span covering `offset`, or the next one after it (an offset
         jump over removed content), with the offset to read from."""
         if j.spool_begin <= offset < j.write_head:
-            return _Span(j.spool_begin, j.write_head, self._spool_sum(j), 0), offset
+            return self._spool_span(j), offset
         i = bisect_right(j.begins, offset) - 1
         if i >= 0 and j.fragments[i].end > offset:
             f = j.fragments[i]
@@ -751,8 +770,10 @@ class JournalServerCore:
                     await self.faults.before_read(name, offset, n)
                 data = self.storage.read(name, span.begin, offset, n)
                 await send(pb.ReadResponse(offset=offset, content=data))
-                self.stats.read_bytes += n
-                offset += n
+                # (Short only just before damaged content, which the next
+                # read reaches and answers with DATA_LOSS.)
+                self.stats.read_bytes += len(data)
+                offset += len(data)
             if end_offset and offset >= end_offset:
                 return
 
@@ -1034,7 +1055,7 @@ class JournalServerCore:
         spool's, at `hashed_to`, first brought up to the write head)."""
         while hashed_to < j.write_head:
             n = min(j.write_head - hashed_to, 1 << 20)
-            hasher.update(self.storage.read(j.name, j.spool_begin, hashed_to, n))
+            hasher.update(self._read_spool(j, hashed_to, n))
             hashed_to += n
         for chunk in chunks:
             digest.update(chunk)

@@ -936,7 +936,10 @@ class FileStorage:
         # than the read.
         damaged = self._damaged.get(journal)
         if damaged is not None and offset + length > damaged.damage.offset:
-            raise aio.DataLoss(damaged.damage.message)
+            if offset >= damaged.damage.offset:
+                raise aio.DataLoss(damaged.damage.message)
+            # Served right up to the damage; the next read reaches it.
+            length = damaged.damage.offset - offset
         spool = self._spools.get(journal)
         key = (journal, fragment_begin)
         if spool is not None and spool.begin == fragment_begin:

@@ -170,7 +170,8 @@ class Storage(Protocol):
 
     def read(self, journal: str, fragment_begin: int, offset: int, length: int) -> bytes:
         """`length` committed bytes at `offset` of the fragment (or spool)
-        beginning at `fragment_begin`."""
+        beginning at `fragment_begin`; fewer only if damaged content
+        follows them (reading at the damage raises `aio.DataLoss`)."""
         ...
 
     def close(self) -> None:
