@@ -54,21 +54,17 @@ class CountingGrpc(RawGrpc):
         self.granted: dict[int, int] = defaultdict(int)  # by stream; 0 is the connection
         self.sent: dict[int, int] = defaultdict(int)
         self.goaway: int | None = None
+        self.settings_seen = False
         super().__init__(port)
         self.granted[0] = 65_535  # HTTP/2's initial connection window
         deadline = time.monotonic() + 10
-        while not self.settings_received():
+        while not self.settings_seen:
             assert time.monotonic() < deadline, "no SETTINGS from the server"
             self.pump(timeout=0.5)
 
-    def settings_received(self) -> bool:
-        return self._settings_seen
-
-    _settings_seen = False
-
     def _event(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.RemoteSettingsChanged):
-            self._settings_seen = True
+            self.settings_seen = True
         elif isinstance(event, h2.events.WindowUpdated):
             self.granted[event.stream_id] += event.delta
         elif isinstance(event, h2.events.ConnectionTerminated):
