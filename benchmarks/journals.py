@@ -29,7 +29,7 @@ in the same run:
 
 - the *transport ceiling*: bare grpclib between two processes, pure asyncio,
   raw bytes without protobuf, with the same h2 settings as
-  `gazette_trio.aio` (cheap DATA-frame repr, 2**31-1 connection window),
+  `gazette_trio.aio` (cheap DATA-frame repr, the default limits' windows),
   streaming the same number of bytes (128 KiB messages for reads, 64 KiB
   for appends). Figure / ceiling says what gazette-trio adds on top of the
   transport it is built on; ceiling / append floor is how far moving the
@@ -82,11 +82,16 @@ from grpclib.encoding.base import CodecBase
 from grpclib.server import Server
 
 # The same h2 settings as gazette_trio.aio: a cheap DATA-frame repr (h2
-# formats one per received frame) and a connection window of 2**31-1.
+# formats one per received frame); clients with a connection window of
+# 2**31-1, servers with the default limits' windows (1 MiB per call, the
+# connection's 101 calls' worth).
 import grpclib.config, hyperframe.frame as hf
 _repr = hf._raw_data_repr
 hf._raw_data_repr = lambda data: _repr(data[:11] if data else data)
 CONFIG = grpclib.config.Configuration(http2_connection_window_size=2**31 - 1)
+SERVER_CONFIG = grpclib.config.Configuration(
+    http2_connection_window_size=101 << 20, http2_stream_window_size=1 << 20
+)
 
 class Raw(CodecBase):
     __content_subtype__ = "proto"
@@ -113,7 +118,7 @@ class Service:
         await stream.send_message(str(n).encode())
 
 async def serve():
-    server = Server([Service()], codec=Raw(), config=CONFIG)
+    server = Server([Service()], codec=Raw(), config=SERVER_CONFIG)
     await server.start("127.0.0.1", port)
     await server.wait_closed()
 
