@@ -579,11 +579,40 @@ def _default_tls() -> ssl.SSLContext:
     return context
 
 
+_CLIENT_MAX_FRAME = 256 * 1024
+"""The largest HTTP/2 frame a client lets its servers send
+(SETTINGS_MAX_FRAME_SIZE; HTTP/2's default is 16 KiB)."""
+
+
+class _ClientProtocol(grpclib.protocol.H2Protocol):  # type: ignore[misc]
+    """A client connection that accepts DATA frames of up to
+    `_CLIENT_MAX_FRAME`.
+
+    A server writes each frame as it makes it, and at HTTP/2's default size
+    a journal read's 128 KiB response is 8 frames of 16 KiB and a small
+    one, each written on its own. Over TLS each of those writes is its own
+    encryption call and send, and each 16 KiB frame plus its 9-byte header
+    becomes a 16 KiB record and a 9-byte record. With frames as large as a
+    response, a response is one write: full records, one send. (Reading 75
+    MB over TLS, the reader's CPU went from about 0.25 s to 0.15 s, and the
+    server's fell too; in plaintext, fewer frames cost a little less.) The
+    frame is buffered whole before it is parsed, so this also bounds what a
+    connection holds for a frame in progress.
+    """
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.connection._connection.update_settings(
+            {h2.settings.SettingCodes.MAX_FRAME_SIZE: _CLIENT_MAX_FRAME}
+        )
+        self.connection.flush()
+
+
 _TLS_READ_BUFFER = 256 * 1024
 """Bytes a TLS client connection decrypts into at once (asyncio's own read size)."""
 
 
-class _TLSClientProtocol(grpclib.protocol.H2Protocol, asyncio.BufferedProtocol):  # type: ignore[misc]
+class _TLSClientProtocol(_ClientProtocol, asyncio.BufferedProtocol):  # type: ignore[misc]
     """A client connection over TLS that is handed its decrypted bytes in
     one buffer of its own, reused for every read.
 
@@ -613,12 +642,12 @@ class _TLSClientProtocol(grpclib.protocol.H2Protocol, asyncio.BufferedProtocol):
 
 
 class _GrpclibChannel(grpclib.client.Channel):  # type: ignore[misc]
-    """grpclib's channel, with `_TLSClientProtocol` for TLS connections."""
+    """grpclib's channel, with our client connections (`_ClientProtocol`,
+    `_TLSClientProtocol` over TLS)."""
 
     def _protocol_factory(self) -> grpclib.protocol.H2Protocol:
-        if self._ssl is None:
-            return super()._protocol_factory()
-        return _TLSClientProtocol(grpclib.client.Handler(), self._config, self._h2_config)
+        kind = _ClientProtocol if self._ssl is None else _TLSClientProtocol
+        return kind(grpclib.client.Handler(), self._config, self._h2_config)
 
 
 class Channel:

@@ -116,7 +116,10 @@ async def test_a_read_of_many_tls_records_arrives_whole_and_in_order(
                 pb.AppendRequest(journal="tls/one"), [content[start : start + 500_000]]
             )
             assert response.status == pb.Status.OK
-        # The connection the appends used is the in-place reading one.
+        # The connection the appends used is the in-place reading one, and
+        # its server agreed to send frames as large as a read's response.
         protocol = client.channel.grpclib_channel._protocol
         assert isinstance(protocol, aio._TLSClientProtocol)
+        h2_connection = protocol.connection._connection
+        assert h2_connection.max_inbound_frame_size == aio._CLIENT_MAX_FRAME
     assert await written(endpoint, keys, pki, "tls/one") == content
