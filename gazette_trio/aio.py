@@ -649,6 +649,16 @@ class _GrpclibChannel(grpclib.client.Channel):  # type: ignore[misc]
         kind = _ClientProtocol if self._ssl is None else _TLSClientProtocol
         return kind(grpclib.client.Handler(), self._config, self._h2_config)
 
+    async def __connect__(self) -> grpclib.protocol.H2Protocol:
+        protocol = await super().__connect__()
+        if protocol.handler.connection_lost:
+            # It closed as it opened (a server going away sends GOAWAY at
+            # once, or the socket dies): grpclib would open a stream on it
+            # anyway and fail with an AttributeError, which is no server's
+            # verdict. As a lost connection, the call is retried.
+            raise ConnectionResetError("the connection closed as soon as it opened")
+        return protocol
+
 
 class Channel:
     """A gRPC channel to one endpoint, living on the asyncio island.

@@ -337,3 +337,27 @@ async def test_a_stream_left_unread_does_not_stall_other_calls(
         with trio.fail_after(5):
             reply = await aio.unary(channel, UNARY, Label(name="a", value="b"), Label)
         assert reply.value == "B"
+
+
+async def test_a_connection_that_closes_as_it_opens_is_unavailable_not_a_crash(
+    echo: tuple[aio.Channel, EchoState], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A server going away (a killed etcd, say) can close a connection in
+    # the moment between its opening and the call's first stream on it.
+    # grpclib then fails with an AttributeError; it must be a lost
+    # connection, which callers retry, not INTERNAL, which they don't.
+    channel, _ = echo
+    grpc = channel.grpclib_channel
+    create = grpc._create_connection
+
+    async def closed_on_opening() -> object:
+        protocol = await create()
+        protocol.processor.close("closed by the test")
+        return protocol
+
+    monkeypatch.setattr(grpc, "_create_connection", closed_on_opening)
+    with pytest.raises(aio.Unavailable, match="closed as soon as it opened"):
+        await aio.unary(channel, UNARY, Label(name="a", value="b"), Label, timeout=5)
+    monkeypatch.undo()
+    reply = await aio.unary(channel, UNARY, Label(name="a", value="b"), Label, timeout=5)
+    assert reply.name == "a"
