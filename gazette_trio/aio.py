@@ -651,7 +651,8 @@ class _GrpclibChannel(grpclib.client.Channel):  # type: ignore[misc]
 
     async def __connect__(self) -> grpclib.protocol.H2Protocol:
         protocol = await super().__connect__()
-        if protocol.handler.connection_lost:
+        handler = cast(grpclib.client.Handler, protocol.handler)
+        if handler.connection_lost:
             # It closed as it opened (a server going away sends GOAWAY at
             # once, or the socket dies): grpclib would open a stream on it
             # anyway and fail with an AttributeError, which is no server's
