@@ -8,7 +8,8 @@ Gazette's own replicated brokers; clients cannot tell the difference.
 - `commit_log`: the record format of a spool's commit log, and its scan;
 - `repair`: the `gazette-trio broker repair` command for damaged journals;
 - `journal_service` (`service`): the core as a grpclib service via `gazette_trio.aio`;
-- `serve_journals` (`serve`): all of the above, standalone;
+- `serve_journals` (`serve`): all of the above, standalone, with the periodic
+  scrub (`scrub_periodically`) that re-verifies stored fragments;
 - `Faults` (`faults`): hooks through which a simulator injects errors and delays.
 
 `python -m gazette_trio.broker.server --data-dir DIR --port P` runs it.
