@@ -3,7 +3,9 @@
 `serve_journals` is what `gazette-trio broker serve` and
 `python -m gazette_trio.broker.server` run; tests and the single-process
 consumer runtime can start it in a nursery too. It owns the lifetime of the
-storage (closed when the server stops) and nothing else.
+storage (closed when the server stops) and the periodic scrub of stored
+fragments (`scrub_periodically`, which a member's embedded server runs too),
+and nothing else.
 """
 
 from __future__ import annotations
