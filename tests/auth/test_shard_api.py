@@ -18,13 +18,11 @@ from gazette_trio.auth import capabilities as caps
 from gazette_trio.auth.claims import Claims
 from gazette_trio.auth.tokens import Keys
 from gazette_trio.auth.verifier import Verifier
-from gazette_trio.broker.journal_spec import new_journal_spec
-from gazette_trio.consumer.stores.memory import MemoryDatabase
 from gazette_trio.protocol import consumer as pc
 from gazette_trio.protocol import labels as lbl
 from gazette_trio.runtime.shard_client import ShardClient
-from gazette_trio.testing.cluster import Cluster, open_cluster
-from tests.consumer.test_e2e import COUNTS, LINES, NDJSON, WordCount
+from gazette_trio.testing.cluster import Cluster
+from tests.consumer.test_e2e import LINES, open_word_count
 
 from .conftest import bearer, signed
 
@@ -42,17 +40,11 @@ def spec(shard_id: str, journal: str, team: str) -> pc.ShardSpec:
 
 @pytest.fixture
 async def served(island: None, tmp_path: Path, keys: Keys) -> AsyncIterator[tuple[Cluster, str]]:
-    db = MemoryDatabase()
-    async with open_cluster(
-        lambda: WordCount(db),  # type: ignore[arg-type,return-value]
-        data_dir=tmp_path,
-        journals=[
-            new_journal_spec(LINES, content_type=NDJSON),
-            new_journal_spec(OTHER, content_type=NDJSON),
-            new_journal_spec(COUNTS, content_type=NDJSON),
-        ],
+    async with open_word_count(
+        tmp_path,
+        sources=(LINES, OTHER),
         shards=[spec("count-000", LINES, "a"), spec("count-001", OTHER, "b")],
-    ) as cluster:
+    ) as (cluster, _):
         member = await cluster.add_member("alpha")
         await cluster.wait_for_primary("count-000")
         await cluster.wait_for_primary("count-001")
