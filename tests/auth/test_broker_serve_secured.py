@@ -10,23 +10,11 @@ import sys
 import time
 from pathlib import Path
 
+from tests.serve_member import gazette_trio
 from tests.services import free_port
 
 from .conftest import KEY_TEXT
 from .pki import Pki
-
-
-def gazette_trio(
-    *args: str, env: dict[str, str], stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gazette_trio", *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_a_secured_journal_server(tmp_path: Path, pki: Pki) -> None:
@@ -57,15 +45,17 @@ def test_a_secured_journal_server(tmp_path: Path, pki: Pki) -> None:
         )
         endpoint = f"https://localhost:{port}"
         spec = "name: sealed/one\nreplication: 1\nfragment:\n  length: 1048576\n  compression_codec: NONE\n  refresh_interval: 1m\n"
-        applied = gazette_trio("journals", "-e", endpoint, "apply", env=operator, stdin=spec)
+        applied = gazette_trio(
+            "journals", "-e", endpoint, "apply", env=operator, stdin=spec.encode()
+        )
         assert applied.returncode == 0, applied.stderr
         appended = gazette_trio(
-            "journals", "-e", endpoint, "append", "sealed/one", env=operator, stdin="hello\n"
+            "journals", "-e", endpoint, "append", "sealed/one", env=operator, stdin=b"hello\n"
         )
         assert appended.returncode == 0, appended.stderr
         anonymous = dict(base, GAZETTE_TRIO_TRUSTED_CA_FILE=str(pki.ca))
         refused = gazette_trio(
-            "journals", "-e", endpoint, "append", "sealed/one", env=anonymous, stdin="no\n"
+            "journals", "-e", endpoint, "append", "sealed/one", env=anonymous, stdin=b"no\n"
         )
         assert refused.returncode != 0
         assert "missing or empty Authorization token" in refused.stderr

@@ -8,8 +8,6 @@ server process, never through the storage code under test.
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ from gazette_trio.broker.appender import append
 from gazette_trio.broker.grpc_client import GrpcJournalClient
 from gazette_trio.broker.reader import open_reader
 from tests.broker.conftest import ServerProcess
+from tests.serve_member import gazette_trio as gazette_trio_cli
 
 __all__ = [
     "Acked",
@@ -98,12 +97,3 @@ def flip(path: Path, position: int) -> None:
 def append_to(path: Path, data: bytes) -> None:
     with open(path, "ab") as f:
         f.write(data)
-
-
-def gazette_trio_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gazette_trio", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
