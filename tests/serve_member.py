@@ -242,6 +242,13 @@ class ServeMember:
             f"no {text} in {self.shard_status()!r} after {within} s:\n{self.logs()}"
         )
 
+    def wait_for_log(self, text: str, within: float = 30) -> None:
+        """Return once the member's log holds `text`; the member must not exit."""
+        deadline = time.monotonic() + within
+        while text not in self.logs():
+            assert self.running() and time.monotonic() < deadline, self.logs()
+            time.sleep(0.1)
+
     def signal(self, signum: int) -> None:
         assert self.proc is not None
         self.proc.send_signal(signum)

@@ -13,12 +13,8 @@ does not reach the shard it is 404, as `Stat` hides such a shard.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import ssl
-import subprocess
-import sys
 import textwrap
 import time
 import urllib.error
@@ -30,11 +26,11 @@ import pytest
 from gazette_trio.auth import Claims, Keys
 from gazette_trio.auth import capabilities as caps
 from gazette_trio.protocol import labels as lbl
-from tests.services import free_port
+from tests.serve_member import PAIR
 
 from .conftest import KEY_TEXT
 from .pki import Pki
-from .test_serve_secured import SECURITY
+from .test_serve_secured import SecuredMember, security
 
 APP = """
 from gazette_trio import Aggregation, JSONMessage, QueryParams, Shard, Store, query
@@ -116,74 +112,52 @@ def test_queries_need_a_token_off_loopback_are_scoped_by_it_and_forwarded_verifi
     host = outward_address()
     if host is None:
         pytest.skip("this machine has no address but loopback")
+    members = [
+        SecuredMember(tmp_path, pki, config=f"{suffix}.toml", log=f"{suffix}.log")
+        for suffix in PAIR
+    ]
     (tmp_path / "qcounter.py").write_text(textwrap.dedent(APP))
-    (tmp_path / "auth-keys").write_text(KEY_TEXT + "\n")
-    ports = [free_port(), free_port()]
-    https = [free_port(), free_port()]
-    security = SECURITY.format(cert=pki.cert, key=pki.key, ca=pki.ca)
-    procs = []
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GAZETTE_TRIO_")}
     try:
-        for i, suffix in enumerate(["member-one", "member-two"]):
-            broker = "" if i == 0 else f'[broker]\nendpoint = "https://localhost:{ports[0]}"\n'
-            config = tmp_path / f"{suffix}.toml"
-            config.write_text(
+        for i, (suffix, member) in enumerate(zip(PAIR, members, strict=True)):
+            broker = "" if i == 0 else f'[broker]\nendpoint = "{members[0].endpoint}"\n'
+            (tmp_path / member.config).write_text(
                 CONFIG.format(
                     suffix=suffix,
-                    port=ports[i],
-                    http=https[i],
+                    port=member.port,
+                    http=member.http,
                     host=host,
                     etcd=etcd_endpoint,
                     broker=broker,
                 )
-                + security
+                + security(pki)
             )
-            log = open(tmp_path / f"{suffix}.log", "wb")  # noqa: SIM115 (closed below)
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "gazette_trio", "serve", config.name],
-                cwd=tmp_path,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-            procs.append((proc, log))
-            deadline = time.monotonic() + 30
-            while "serving consumer group" not in (tmp_path / f"{suffix}.log").read_text():
-                assert proc.poll() is None and time.monotonic() < deadline, (
-                    tmp_path / f"{suffix}.log"
-                ).read_text()
-                time.sleep(0.1)
+            member.start(until=None)
+            member.wait_for_log("serving consumer group")
 
         keys = Keys.parse(KEY_TEXT)
         reader = keys.sign(Claims(caps.READ), 600)
         elsewhere = keys.sign(Claims(caps.READ, lbl.parse_selector("id=count-999")), 600)
-        urls = [f"https://{host}:{p}/query/count?word=x&shard=count-000" for p in https]
+        urls = [f"https://{host}:{m.http}/query/count?word=x&shard=count-000" for m in members]
 
         # The shard's primary, as whichever member answers says.
         deadline = time.monotonic() + 30
-        while (answer := ask(urls[1], pki.ca, reader))[0] != 200:
-            assert time.monotonic() < deadline, answer
+        while (first := ask(urls[1], pki.ca, reader))[0] != 200:
+            assert time.monotonic() < deadline, first
             time.sleep(0.3)
-        primary = 0 if answer[1]["member"] == "local/member-one" else 1
+        primary = 0 if first[1]["member"] == "local/member-one" else 1
         other = 1 - primary
 
         status, answer = ask(urls[other], pki.ca, reader)
         assert status == 200, answer
         assert answer == {
             "shard": "count-000",
-            "member": f"local/{['member-one', 'member-two'][primary]}",
+            "member": f"local/{PAIR[primary]}",
             "result": {"word": "x", "count": 0},
         }
         status, refused = ask(urls[other], pki.ca, None)
         assert status == 401, refused
-        assert "missing or empty Authorization token" in refused["text"]
+        assert "missing or empty Authorization token" in str(refused["text"])
         assert ask(urls[other], pki.ca, elsewhere) == (404, {"error": "no shard count-000"})
     finally:
-        for proc, log in reversed(procs):
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            log.close()
+        for member in reversed(members):
+            member.stop()
