@@ -242,13 +242,6 @@ class ServeMember:
             f"no {text} in {self.shard_status()!r} after {within} s:\n{self.logs()}"
         )
 
-    def wait_for_log(self, text: str, within: float = 30) -> None:
-        """Return once the member's log holds `text`; the member must not exit."""
-        deadline = time.monotonic() + within
-        while text not in self.logs():
-            assert self.running() and time.monotonic() < deadline, self.logs()
-            time.sleep(0.1)
-
     def signal(self, signum: int) -> None:
         assert self.proc is not None
         self.proc.send_signal(signum)
@@ -369,22 +362,39 @@ PAIR = ("member-one", "member-two")
 
 @contextmanager
 def serve_pair(
-    make: Callable[..., ServeMember], etcd: str, group: str, settings: str = ""
+    make: Callable[..., ServeMember],
+    etcd: str,
+    group: str,
+    settings: str = "",
+    *,
+    app: tuple[str, str] = ("counter.py", APP),
+    config: str = PAIR_CONFIG,
+    **fields: str,
 ) -> Iterator[tuple[list[ServeMember], int]]:
     """Two word-count members of `group` sharing `etcd`, made by
     `make(config=..., log=...)` in one directory: member-one embeds the
     journal server, member-two reads journals from it. Yields them and the
     index of count-000's primary; both are stopped (SIGTERM) at the end.
-    `settings` is appended to both configs."""
+    `settings` is appended to both configs.
+
+    Another application serves as a pair with `app`, its file's name and
+    source, and `config`, a template like `PAIR_CONFIG` given each member's
+    suffix, port, http port, etcd, group and broker, and `fields`."""
     members = [make(config=f"{suffix}.toml", log=f"{suffix}.log") for suffix in PAIR]
-    (members[0].directory / "counter.py").write_text(textwrap.dedent(APP))
+    (members[0].directory / app[0]).write_text(textwrap.dedent(app[1]))
     try:
         for i, (suffix, member) in enumerate(zip(PAIR, members, strict=True)):
             broker = "" if i == 0 else f'[broker]\nendpoint = "{members[0].endpoint}"\n'
-            config = PAIR_CONFIG.format(
-                suffix=suffix, port=member.port, etcd=etcd, group=group, broker=broker
+            text = config.format(
+                suffix=suffix,
+                port=member.port,
+                http=member.http,
+                etcd=etcd,
+                group=group,
+                broker=broker,
+                **fields,
             )
-            (member.directory / member.config).write_text(config + settings)
+            (member.directory / member.config).write_text(text + settings)
             member.start(until=None)
             # member-two's broker is member-one's embedded journal server.
             time.sleep(1.5 if i == 0 else 0)

@@ -12,10 +12,10 @@ does not reach the shard it is 404, as `Stat` hides such a shard.
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import ssl
-import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -26,7 +26,7 @@ import pytest
 from gazette_trio.auth import Claims, Keys
 from gazette_trio.auth import capabilities as caps
 from gazette_trio.protocol import labels as lbl
-from tests.serve_member import PAIR
+from tests.serve_member import PAIR, serve_pair
 
 from .conftest import KEY_TEXT
 from .pki import Pki
@@ -66,7 +66,7 @@ port = {http}
 
 [etcd]
 endpoints = ["{etcd}"]
-prefix = "/gazette/consumers/secured-queries"
+prefix = "/gazette/consumers/{group}"
 {broker}
 [journals]
 name = "ex/"
@@ -112,28 +112,15 @@ def test_queries_need_a_token_off_loopback_are_scoped_by_it_and_forwarded_verifi
     host = outward_address()
     if host is None:
         pytest.skip("this machine has no address but loopback")
-    members = [
-        SecuredMember(tmp_path, pki, config=f"{suffix}.toml", log=f"{suffix}.log")
-        for suffix in PAIR
-    ]
-    (tmp_path / "qcounter.py").write_text(textwrap.dedent(APP))
-    try:
-        for i, (suffix, member) in enumerate(zip(PAIR, members, strict=True)):
-            broker = "" if i == 0 else f'[broker]\nendpoint = "{members[0].endpoint}"\n'
-            (tmp_path / member.config).write_text(
-                CONFIG.format(
-                    suffix=suffix,
-                    port=member.port,
-                    http=member.http,
-                    host=host,
-                    etcd=etcd_endpoint,
-                    broker=broker,
-                )
-                + security(pki)
-            )
-            member.start(until=None)
-            member.wait_for_log("serving consumer group")
-
+    with serve_pair(
+        functools.partial(SecuredMember, tmp_path, pki),
+        etcd_endpoint,
+        "secured-queries",
+        security(pki),
+        app=("qcounter.py", APP),
+        config=CONFIG,
+        host=host,
+    ) as (members, _):
         keys = Keys.parse(KEY_TEXT)
         reader = keys.sign(Claims(caps.READ), 600)
         elsewhere = keys.sign(Claims(caps.READ, lbl.parse_selector("id=count-999")), 600)
@@ -158,6 +145,3 @@ def test_queries_need_a_token_off_loopback_are_scoped_by_it_and_forwarded_verifi
         assert status == 401, refused
         assert "missing or empty Authorization token" in str(refused["text"])
         assert ask(urls[other], pki.ca, elsewhere) == (404, {"error": "no shard count-000"})
-    finally:
-        for member in reversed(members):
-            member.stop()
