@@ -36,6 +36,21 @@ def open_core(path: Path) -> tuple[JournalServerCore, LocalJournalClient]:
     return core, LocalJournalClient(core)
 
 
+async def damage_second_append(path: Path) -> Path:
+    """Append `first;` and `second;` to a/journal, close, then flip a byte
+    of the second (acknowledged) append on disk; returns the spool file."""
+    core, client = open_core(path)
+    await apply_journals(client, [upsert(new_journal_spec("a/journal"))])
+    await append(client, "a/journal", b"first;")
+    await append(client, "a/journal", b"second;")
+    core.storage.close()
+    spool = path / "journals" / "a" / "journal" / "0000000000000000.spool"
+    data = bytearray(spool.read_bytes())
+    data[8] ^= 0xFF
+    spool.write_bytes(bytes(data))
+    return spool
+
+
 async def test_a_restart_recovers_specs_content_fragments_and_registers(tmp_path: Path) -> None:
     core, client = open_core(tmp_path)
     revision = await apply_journals(
@@ -109,16 +124,7 @@ async def test_a_torn_tail_is_discarded_on_restart(tmp_path: Path) -> None:
 async def test_acknowledged_content_that_does_not_match_its_record_is_refused_not_cut(
     tmp_path: Path,
 ) -> None:
-    core, client = open_core(tmp_path)
-    await apply_journals(client, [upsert(new_journal_spec("a/journal"))])
-    await append(client, "a/journal", b"first;")
-    await append(client, "a/journal", b"second;")
-    core.storage.close()
-    # Damage the second (acknowledged) append's bytes.
-    spool = tmp_path / "journals" / "a" / "journal" / "0000000000000000.spool"
-    data = bytearray(spool.read_bytes())
-    data[8] ^= 0xFF
-    spool.write_bytes(bytes(data))
+    spool = await damage_second_append(tmp_path)
 
     storage = FileStorage(tmp_path)
     damage = storage.recover().journals["a/journal"].damage
@@ -432,15 +438,7 @@ async def test_a_fragment_file_removed_behind_the_servers_back_is_data_loss_with
 async def test_a_repair_keeps_only_verified_content_and_says_what_it_may_keep(
     tmp_path: Path,
 ) -> None:
-    core, client = open_core(tmp_path)
-    await apply_journals(client, [upsert(new_journal_spec("a/journal"))])
-    await append(client, "a/journal", b"first;")
-    await append(client, "a/journal", b"second;")
-    core.storage.close()
-    spool = tmp_path / "journals" / "a" / "journal" / "0000000000000000.spool"
-    data = bytearray(spool.read_bytes())
-    data[8] ^= 0xFF
-    spool.write_bytes(bytes(data))
+    await damage_second_append(tmp_path)
 
     storage = FileStorage(tmp_path)
     storage.recover()
