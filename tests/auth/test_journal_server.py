@@ -175,11 +175,9 @@ async def test_the_allow_missing_key_lets_tokenless_calls_through(
                 await append(client, "open/one", b"y\n")
 
 
-async def test_a_read_outliving_its_token_resumes_with_a_fresh_one(
-    endpoint: str, keys: Keys
-) -> None:
-    # The first token is minted as if an hour ago, so it expires in 2 s;
-    # later ones are current.
+def first_token_expiring_in_2s(keys: Keys) -> tuple[aio.DialCredentials, list[float]]:
+    """Credentials whose first token is minted as if an hour ago, so it
+    expires in 2 s; later ones are current. The list records each minting."""
     minted: list[float] = []
 
     def clock() -> float:
@@ -187,9 +185,13 @@ async def test_a_read_outliving_its_token_resumes_with_a_fresh_one(
         minted.append(now)
         return now - 3598 if len(minted) == 1 else now
 
-    reader_credentials = aio.DialCredentials(
-        metadata=channel_hook(KeyedAuthorizer(keys, clock=clock))
-    )
+    return aio.DialCredentials(metadata=channel_hook(KeyedAuthorizer(keys, clock=clock))), minted
+
+
+async def test_a_read_outliving_its_token_resumes_with_a_fresh_one(
+    endpoint: str, keys: Keys
+) -> None:
+    reader_credentials, minted = first_token_expiring_in_2s(keys)
     async with (
         client_of(endpoint, signed(keys)) as writer,
         client_of(endpoint, reader_credentials) as reading,
@@ -210,14 +212,7 @@ async def test_a_watch_outliving_its_token_resumes_with_a_fresh_one(
 ) -> None:
     from gazette_trio.broker.watch import open_watched_list
 
-    minted: list[float] = []
-
-    def clock() -> float:
-        now = time.time()
-        minted.append(now)
-        return now - 3598 if len(minted) == 1 else now
-
-    watcher = aio.DialCredentials(metadata=channel_hook(KeyedAuthorizer(keys, clock=clock)))
+    watcher, minted = first_token_expiring_in_2s(keys)
     async with (
         client_of(endpoint, signed(keys)) as admin,
         client_of(endpoint, watcher) as watching,
