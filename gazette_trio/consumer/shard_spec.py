@@ -5,7 +5,8 @@ and its transaction timing. This module gathers for the consumer the rules
 Gazette applies to one (`validate`, the allocator's validator, with errors
 naming the field as Gazette does, e.g. `Sources[1].Journal: not a valid
 token (...)`), the names derived from it
-(the recovery-log journal and the hint keys in etcd), its selector
+(the recovery-log journal and the hint keys in etcd, and the specs of the
+recovery logs a set of shards needs), its selector
 meta-labels, its desired replication, and union/intersect/subtract of two
 specs, which shardspace files use to factor out common defaults.
 
@@ -22,10 +23,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+from collections.abc import Iterable
 from typing import Any
 
 from ..allocator.specs import desired_replication as _desired_replication
 from ..allocator.specs import validate_shard_id, validate_shard_spec
+from ..broker.journal_spec import new_journal_spec
 from ..protocol import consumer as pc
 from ..protocol import labels as lbl
 from ..protocol import protocol as pb
@@ -94,6 +97,20 @@ def failed_status(message: str) -> pc.ReplicaStatus:
 def recovery_log(spec: pc.ShardSpec) -> str:
     """The journal the shard's store records into, or "" if it has none."""
     return f"{spec.recovery_log_prefix}/{spec.id}" if spec.recovery_log_prefix else ""
+
+
+def recovery_log_specs(
+    journals: Iterable[pb.JournalSpec], shards: Iterable[pc.ShardSpec]
+) -> list[pb.JournalSpec]:
+    """Specs of the shards' recovery logs that `journals` does not declare."""
+    names = {j.name for j in journals}
+    out = []
+    for spec in shards:
+        log_name = recovery_log(spec)
+        if log_name and log_name not in names:
+            out.append(new_journal_spec(log_name, content_type=CONTENT_TYPE_RECOVERY_LOG))
+            names.add(log_name)
+    return out
 
 
 def hint_primary_key(spec: pc.ShardSpec) -> str:

@@ -59,7 +59,6 @@ from ..auth.verifier import guard
 from ..broker import LocalJournalClient
 from ..broker.client import JournalClient
 from ..broker.errors import JournalError
-from ..broker.journal_spec import new_journal_spec
 from ..broker.list_apply import apply_journals, list_journals, upsert
 from ..broker.routed import open_routed_client
 from ..broker.server import FileStorage, JournalServerCore, journal_service
@@ -490,14 +489,7 @@ async def create_declared(
     declared = cfg.declared_journals()
     shards = cfg.declared_shards()
     if embedded:
-        names = {j.name for j in declared}
-        for spec in shards:
-            log_name = shard_spec.recovery_log(spec)
-            if log_name and log_name not in names:
-                declared.append(
-                    new_journal_spec(log_name, content_type=shard_spec.CONTENT_TYPE_RECOVERY_LOG)
-                )
-                names.add(log_name)
+        declared += shard_spec.recovery_log_specs(declared, shards)
     for attempt in range(5):
         if not declared:
             break

@@ -34,7 +34,6 @@ from .. import aio
 from ..allocator import apply_shard_specs
 from ..broker import LocalJournalClient
 from ..broker.append_service import open_append_service
-from ..broker.journal_spec import new_journal_spec
 from ..broker.list_apply import apply_journals, upsert
 from ..broker.server import JournalServerCore, MemoryStorage
 from ..consumer import shard_spec
@@ -259,7 +258,7 @@ async def open_cluster(
     each shard whose log `journals` does not declare, as `serve` does with
     its embedded journal server."""
     core = JournalServerCore(MemoryStorage())
-    journals = [*journals, *recovery_log_specs(journals, shards)]
+    journals = [*journals, *shard_spec.recovery_log_specs(journals, shards)]
     async with MemoryEtcd.open() as etcd, trio.open_nursery() as nursery:
         cluster = Cluster(nursery, app_factory, core, etcd, data_dir, root)
         if journals:
@@ -270,22 +269,6 @@ async def open_cluster(
             yield cluster
         finally:
             nursery.cancel_scope.cancel()
-
-
-def recovery_log_specs(
-    journals: Iterable[pb.JournalSpec], shards: Iterable[pc.ShardSpec]
-) -> list[pb.JournalSpec]:
-    """Specs of the shards' recovery logs that `journals` does not declare."""
-    names = {j.name for j in journals}
-    out = []
-    for spec in shards:
-        log_name = shard_spec.recovery_log(spec)
-        if log_name and log_name not in names:
-            out.append(
-                new_journal_spec(log_name, content_type=shard_spec.CONTENT_TYPE_RECOVERY_LOG)
-            )
-            names.add(log_name)
-    return out
 
 
 def _configured_application(cfg: Config, path: str | Path | None) -> Callable[[], Application]:
