@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -133,6 +134,14 @@ def etcd_endpoint() -> Iterator[str]:
         yield endpoint
 
 
+def absent(message: str) -> NoReturn:
+    """A peer `.ci/run` installs is missing: under CI (env `CI` set) that
+    fails the test, so it cannot pass by skipping; elsewhere it skips."""
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def etcd_legacy_endpoint() -> Iterator[str]:
     """A fresh Debian 12 etcd 3.4, the oldest etcd gazette-trio supports.
@@ -140,10 +149,9 @@ def etcd_legacy_endpoint() -> Iterator[str]:
     CI installs it (`.ci/run`), so there its absence is a failure; elsewhere
     the tests needing it are skipped."""
     if not os.path.exists(LEGACY_ETCD):
-        message = f"{LEGACY_ETCD} (Debian's etcd-server 3.4) is not installed: apt-get install etcd-server"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        absent(
+            f"{LEGACY_ETCD} (Debian's etcd-server 3.4) is not installed: apt-get install etcd-server"
+        )
     with running_etcd(LEGACY_ETCD) as endpoint:
         yield endpoint
 

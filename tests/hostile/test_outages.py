@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from ..examples.processes import GAZETTE_TRIO, REPO, clean_env
-from ..services import free_port
+from ..services import absent, free_port
 from .hostile_support import Server, append, read_back, start_broker
 
 HERE = Path(__file__).resolve().parent
@@ -37,7 +37,7 @@ class PrivatePostgres:
     def __init__(self) -> None:
         bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
         if not bins:
-            pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+            absent("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
         self.bin = Path(bins[-1]).parent
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="gazette-trio-pg-"))
@@ -59,7 +59,15 @@ class PrivatePostgres:
     def start(self) -> None:
         options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._as_postgres(
-            "pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w", "start"
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.dir / "log"),
+            "-w",
+            "start",
         )
 
     def stop(self) -> None:
@@ -86,7 +94,7 @@ class PrivatePostgres:
 @pytest.fixture
 def postgres() -> Iterator[PrivatePostgres]:
     if os.geteuid() != 0 and not shutil.which("runuser"):
-        pytest.skip("needs to run PostgreSQL as its own user")
+        absent("needs to run PostgreSQL as its own user")
     pg = PrivatePostgres()
     try:
         pg.start()
