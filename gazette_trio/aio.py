@@ -1059,18 +1059,19 @@ class Method:
     fn: Callable[..., Awaitable[Any]]
 
 
-async def _read_message(
-    h2_stream: Any, codec: Any, message_type: type, limit: int, what: str
-) -> tuple[Any, int] | None:
-    """The next length-prefixed message of an HTTP/2 stream, decoded, with
-    its size as received (prefix included), or None at its end; grpclib's
-    own reading with two guards.
+async def _read_message(stream: Any, limit: int, what: str) -> tuple[Any, int] | None:
+    """The next message of a grpclib stream (a server's request or a
+    client's reply), decoded and dispatched as grpclib's `recv_message`
+    would, with its size as received (prefix included), or None at its end;
+    grpclib's own reading with two guards.
 
     The length prefix is checked against `limit` before any of the message
     is read, so a peer claiming 4 GiB costs nothing (RESOURCE_EXHAUSTED, as
     gRPC-Go answers). Bytes that are not a `message_type` raise
     INVALID_ARGUMENT with the decoder's reason.
     """
+    h2_stream = stream._stream
+    message_type = stream._recv_type
     try:
         prefix = await h2_stream.recv_data(5)
         if not prefix:
@@ -1099,7 +1100,7 @@ async def _read_message(
             grpclib.const.Status.INVALID_ARGUMENT, f"{what} stream ended inside a message"
         ) from None
     try:
-        return codec.decode(data, message_type), 5 + length
+        decoded = stream._codec.decode(data, message_type)
     except Exception as exc:
         reason = _short(f"{type(exc).__name__}: {exc}")
         log.info("undecodable %s %s: %s", what, message_type.__name__, reason)
@@ -1107,16 +1108,8 @@ async def _read_message(
             grpclib.const.Status.INVALID_ARGUMENT,
             f"{what} is not a valid {message_type.__name__} message ({reason})",
         ) from None
-
-
-async def _recv_request(stream: Any, limit: int) -> tuple[Any, int] | None:
-    """The next request of a server-side grpclib stream and its size as
-    received (`_read_message`)."""
-    read = await _read_message(stream._stream, stream._codec, stream._recv_type, limit, "request")
-    if read is None:
-        return None
-    (message,) = await stream._dispatch.recv_message(read[0])
-    return message, read[1]
+    (message,) = await stream._dispatch.recv_message(decoded)
+    return message, 5 + length
 
 
 async def _recv_reply(stream: Any) -> Any | None:
@@ -1125,17 +1118,8 @@ async def _recv_reply(stream: Any) -> Any | None:
     if not stream._recv_initial_metadata_done:
         await stream.recv_initial_metadata()
     with stream._wrapper:
-        read = await _read_message(
-            stream._stream,
-            stream._codec,
-            stream._recv_type,
-            limits.current().max_grpc_client_recv_size,
-            "reply",
-        )
-        if read is None:
-            return None
-        (message,) = await stream._dispatch.recv_message(read[0])
-        return message
+        read = await _read_message(stream, limits.current().max_grpc_client_recv_size, "reply")
+        return None if read is None else read[0]
 
 
 def _short(text: str, limit: int = 200) -> str:
@@ -1258,7 +1242,7 @@ def _handler(method: Method, buffer: int) -> Callable[[Any], Awaitable[None]]:
     max_buffered = bounds.stream_buffer_bytes
 
     async def recv_one(stream: grpclib.server.Stream) -> Any:  # type: ignore[type-arg]
-        received = await _recv_request(stream, max_message)
+        received = await _read_message(stream, max_message, "request")
         if received is None:
             raise grpclib.exceptions.GRPCError(
                 grpclib.const.Status.INVALID_ARGUMENT, "the call carried no request message"
@@ -1297,7 +1281,7 @@ def _handler(method: Method, buffer: int) -> Callable[[Any], Awaitable[None]]:
         async def feed_requests() -> None:
             try:
                 while True:
-                    received = await _recv_request(stream, max_message)
+                    received = await _read_message(stream, max_message, "request")
                     if received is None:
                         requests.close()
                         return
