@@ -30,7 +30,7 @@ import h2.settings
 
 from gazette_trio.protocol import protocol as pb
 
-from ..examples.processes import GAZETTE_TRIO, REPO, clean_env
+from ..examples.processes import GAZETTE_TRIO, REPO, SERVING, clean_env
 from ..services import free_port
 
 GAZCTL = REPO / ".cache" / "gazette" / "bin" / "gazctl"
@@ -70,6 +70,14 @@ class Server:
     def assert_alive(self) -> None:
         assert self.alive(), f"exited with {self.popen.returncode}:\n{self.text()[-4000:]}"
 
+    def wait_for_log(self, text: str, within: float = 60) -> None:
+        """Wait until `text` is in the log, failing if the process exits."""
+        deadline = time.monotonic() + within
+        while text not in self.text():
+            self.assert_alive()
+            assert time.monotonic() < deadline, self.text()
+            time.sleep(0.1)
+
     def stop(self) -> int:
         if self.popen.poll() is None:
             self.popen.terminate()
@@ -93,6 +101,28 @@ def _wait_listening(server: Server, timeout: float = 30.0) -> None:
             time.sleep(0.05)
 
 
+def spawn(
+    command: Sequence[str],
+    env: dict[str, str],
+    port: int,
+    log: Path,
+    data: Path,
+    nofile: int | tuple[int, int] | None = None,
+) -> Server:
+    """Start `command` from the repository, its output in `log`, with `ulimit
+    -n nofile` when given."""
+    with open(log, "wb") as out:
+        popen = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=lambda: _limit_descriptors(nofile),
+        )
+    return Server(popen, port, log, data)
+
+
 def start_broker(
     tmp: Path,
     *,
@@ -114,16 +144,7 @@ def start_broker(
         log = tmp / f"broker-{port}.{n}.log"
     env = clean_env(**{f"GAZETTE_TRIO_LIMITS__{k.upper()}": v for k, v in (limits or {}).items()})
     command = [GAZETTE_TRIO, "broker", "serve", "--data-dir", str(data), "--port", str(port)]
-    with open(log, "wb") as out:
-        popen = subprocess.Popen(
-            [*command, *args],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            preexec_fn=lambda: _limit_descriptors(nofile),
-        )
-    server = Server(popen, port, log, data)
+    server = spawn([*command, *args], env, port, log, data, nofile)
     _wait_listening(server)
     return server
 
@@ -154,22 +175,9 @@ def start_member(
         **{f"GAZETTE_TRIO_LIMITS__{k.upper()}": v for k, v in (limits or {}).items()},
     )
     log = tmp / f"member-{port}.log"
-    with open(log, "wb") as out:
-        popen = subprocess.Popen(
-            [GAZETTE_TRIO, "serve", str(config)],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            preexec_fn=lambda: _limit_descriptors(nofile),
-        )
-    server = Server(popen, port, log, data)
+    server = spawn([GAZETTE_TRIO, "serve", str(config)], env, port, log, data, nofile)
     _wait_listening(server, timeout=60)
-    deadline = time.monotonic() + 60
-    while "serving consumer group" not in server.text():
-        server.assert_alive()
-        assert time.monotonic() < deadline, server.text()
-        time.sleep(0.1)
+    server.wait_for_log(SERVING)
     return server, http_port
 
 

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from ..examples.processes import GAZETTE_TRIO, REPO, clean_env
+from ..examples.processes import GAZETTE_TRIO, SERVING, clean_env
 from ..services import absent, free_port
-from .hostile_support import Server, append, read_back, start_broker
+from .hostile_support import Server, append, read_back, spawn, start_broker
 
 HERE = Path(__file__).resolve().parent
 
@@ -159,20 +159,14 @@ def _start(tmp: Path, dsn: str, broker: str | None = None) -> tuple[Server, int]
         text = text.replace("[member]", ON_A_BROKER.format(broker=broker) + "[member]")
     config.write_text(text)
     log = tmp / "member.log"
-    with open(log, "wb") as out:
-        popen = subprocess.Popen(
-            [GAZETTE_TRIO, "serve", str(config)],
-            cwd=REPO,
-            env=clean_env(PYTHONPATH=str(HERE)),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = Server(popen, port, log, tmp / "data")
-    deadline = time.monotonic() + 60
-    while "serving consumer group" not in server.text():
-        server.assert_alive()
-        assert time.monotonic() < deadline, server.text()
-        time.sleep(0.1)
+    server = spawn(
+        [GAZETTE_TRIO, "serve", str(config)],
+        clean_env(PYTHONPATH=str(HERE)),
+        port,
+        log,
+        tmp / "data",
+    )
+    server.wait_for_log(SERVING)
     return server, http_port
 
 
