@@ -1572,8 +1572,9 @@ class _BoundedProtocol(grpclib.protocol.H2Protocol):  # type: ignore[misc]
                 self.connection.flush()
             self.processor.close("idle timeout")
             return
+        # Here the connection has been idle for less than `timeout`, if at all.
         waited = 0.0 if self._idle_since is None else now - self._idle_since
-        self._schedule_idle_check(timeout - waited if waited < timeout else timeout)
+        self._schedule_idle_check(timeout - waited)
 
     def data_received(self, data: bytes) -> None:
         try:
