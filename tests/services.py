@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
@@ -92,9 +92,12 @@ def etcd_version(binary: str) -> tuple[int, int, int]:
 
 
 @contextmanager
-def running_etcd(binary: str) -> Iterator[str]:
+def running_etcd(binary: str, tls_options: Sequence[str] = ()) -> Iterator[str]:
     """A fresh single-member etcd on free loopback ports: its client URL.
-    Its data and log are removed when it stops."""
+    Its data and log are removed when it stops. With `tls_options` (etcd's
+    certificate flags) clients speak https, to `localhost`, the name test
+    certificates carry."""
+    scheme = "https" if tls_options else "http"
     data = tempfile.mkdtemp(prefix="gazette-trio-etcd-")
     client, peer = free_port(), free_port()
     log = open(os.path.join(data, "etcd.log"), "wb")  # noqa: SIM115 (lives as long as etcd)
@@ -103,11 +106,12 @@ def running_etcd(binary: str) -> Iterator[str]:
             binary,
             "--name=test",
             f"--data-dir={data}/data",
-            f"--listen-client-urls=http://127.0.0.1:{client}",
-            f"--advertise-client-urls=http://127.0.0.1:{client}",
+            f"--listen-client-urls={scheme}://127.0.0.1:{client}",
+            f"--advertise-client-urls={scheme}://127.0.0.1:{client}",
             f"--listen-peer-urls=http://127.0.0.1:{peer}",
             f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
             f"--initial-cluster=test=http://127.0.0.1:{peer}",
+            *tls_options,
             "--log-level=error",
         ],
         stdout=log,
@@ -115,7 +119,7 @@ def running_etcd(binary: str) -> Iterator[str]:
     )
     try:
         _wait_port(client, 30, proc)
-        yield f"http://127.0.0.1:{client}"
+        yield f"https://localhost:{client}" if tls_options else f"http://127.0.0.1:{client}"
     finally:
         proc.terminate()
         try:

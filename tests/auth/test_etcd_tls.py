@@ -5,12 +5,7 @@ trusting another CA is refused."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import pytest
 import trio
@@ -19,48 +14,23 @@ from gazette_trio import aio
 from gazette_trio.auth import tls
 from gazette_trio.etcd import GrpcEtcd
 from gazette_trio.etcd.types import EtcdError
-from tests.services import _wait_port, etcd_binary, free_port
+from tests.services import etcd_binary, running_etcd
 
 from .pki import Pki
 
 
-@contextmanager
-def tls_etcd(pki: Pki) -> Iterator[str]:
+def tls_etcd(pki: Pki) -> AbstractContextManager[str]:
     """A single-member etcd serving clients over TLS only, requiring a
     client certificate from the test CA."""
-    data = tempfile.mkdtemp(prefix="gazette-trio-etcd-tls-")
-    client, peer = free_port(), free_port()
-    with open(os.path.join(data, "etcd.log"), "wb") as log:
-        proc = subprocess.Popen(
-            [
-                etcd_binary(),
-                "--name=tls",
-                f"--data-dir={data}/data",
-                f"--listen-client-urls=https://127.0.0.1:{client}",
-                f"--advertise-client-urls=https://127.0.0.1:{client}",
-                f"--listen-peer-urls=http://127.0.0.1:{peer}",
-                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
-                f"--initial-cluster=tls=http://127.0.0.1:{peer}",
-                f"--cert-file={pki.cert}",
-                f"--key-file={pki.key}",
-                f"--trusted-ca-file={pki.ca}",
-                "--client-cert-auth",
-                "--log-level=error",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_port(client, 30, proc)
-        yield f"https://localhost:{client}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        shutil.rmtree(data, ignore_errors=True)
+    return running_etcd(
+        etcd_binary(),
+        [
+            f"--cert-file={pki.cert}",
+            f"--key-file={pki.key}",
+            f"--trusted-ca-file={pki.ca}",
+            "--client-cert-auth",
+        ],
+    )
 
 
 async def test_the_etcd_client_speaks_etcds_tls(island: None, pki: Pki) -> None:
