@@ -47,6 +47,7 @@ _WHAT: dict[Api, str] = {"consumer": "Shard API", "broker": "Journal API"}
 def from_config(path: Path, api: Api) -> str:
     """The endpoint of `api` that the member configured at `path` serves or uses."""
     from .runtime.config import ConfigError, load_config
+    from .runtime.security import tls_endpoint
 
     try:
         cfg = load_config(path)
@@ -63,9 +64,7 @@ def from_config(path: Path, api: Api) -> str:
             param_hint="--config",
         )
     endpoint = cfg.member.advertised_endpoint()
-    if cfg.security.server_cert_file and endpoint.startswith("http://"):
-        endpoint = "https://" + endpoint[len("http://") :]
-    return endpoint
+    return tls_endpoint(endpoint) if cfg.security.server_cert_file else endpoint
 
 
 def _borrow_credentials(cfg: Any, path: Path) -> None:
@@ -73,6 +72,7 @@ def _borrow_credentials(cfg: Any, path: Path) -> None:
     names client settings of its own."""
     from . import aio
     from .auth.settings import CLIENT_ENV, SecurityError, load
+    from .runtime.security import client_files
 
     if any(os.environ.get(var) for var in CLIENT_ENV.values()):
         return
@@ -80,13 +80,7 @@ def _borrow_credentials(cfg: Any, path: Path) -> None:
     if not (s.auth_keys_file or s.auth_token_file or s.trusted_ca_file or s.client_cert_file):
         return
     try:
-        security = load(
-            auth_keys_file=s.auth_keys_file,
-            auth_token_file=s.auth_token_file,
-            trusted_ca_file=s.trusted_ca_file,
-            client_cert_file=s.client_cert_file,
-            client_key_file=s.client_key_file,
-        )
+        security = load(**client_files(s))
     except SecurityError as exc:
         raise click.BadParameter(f"{path}: security: {exc}", param_hint="--config") from None
     aio.set_dial_credentials(security.dial)

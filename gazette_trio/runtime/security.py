@@ -17,11 +17,13 @@ listening is `serve`'s.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
+from typing import TypedDict
 
 import click
 
 from ..auth.settings import Security, SecurityError, is_loopback, load
-from .config import Config
+from .config import Config, SecuritySettings
 from .status import StatusSnapshot, StatusSource
 
 
@@ -38,13 +40,37 @@ class MemberSecurity:
 
     def advertise(self, endpoint: str) -> str:
         """`endpoint` with the scheme clients must dial: https with TLS."""
-        if self.security.server_tls is not None and endpoint.startswith("http://"):
-            return "https://" + endpoint[len("http://") :]
-        return endpoint
+        return tls_endpoint(endpoint) if self.security.server_tls is not None else endpoint
 
     def noted(self, source: StatusSource) -> StatusSource:
         """`source` with this member's security warnings at the top of /status."""
         return _NotedSource(source, self.warnings) if self.warnings else source
+
+
+def tls_endpoint(endpoint: str) -> str:
+    """`endpoint` with an `http://` scheme made `https://`."""
+    if endpoint.startswith("http://"):
+        return "https://" + endpoint[len("http://") :]
+    return endpoint
+
+
+class ClientFiles(TypedDict):
+    auth_keys_file: Path | None
+    auth_token_file: Path | None
+    trusted_ca_file: Path | None
+    client_cert_file: Path | None
+    client_key_file: Path | None
+
+
+def client_files(s: SecuritySettings) -> ClientFiles:
+    """The `[security]` files a client of the cluster uses, as `load` takes them."""
+    return ClientFiles(
+        auth_keys_file=s.auth_keys_file,
+        auth_token_file=s.auth_token_file,
+        trusted_ca_file=s.trusted_ca_file,
+        client_cert_file=s.client_cert_file,
+        client_key_file=s.client_key_file,
+    )
 
 
 def member_security(cfg: Config) -> MemberSecurity:
@@ -53,14 +79,10 @@ def member_security(cfg: Config) -> MemberSecurity:
     s = cfg.security
     try:
         security = load(
-            auth_keys_file=s.auth_keys_file,
-            auth_token_file=s.auth_token_file,
+            **client_files(s),
             server_cert_file=s.server_cert_file,
             server_key_file=s.server_key_file,
             server_ca_file=s.server_ca_file,
-            trusted_ca_file=s.trusted_ca_file,
-            client_cert_file=s.client_cert_file,
-            client_key_file=s.client_key_file,
             etcd_trusted_ca_file=s.etcd_trusted_ca_file,
             etcd_cert_file=s.etcd_cert_file,
             etcd_key_file=s.etcd_key_file,
