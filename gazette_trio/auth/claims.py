@@ -158,12 +158,23 @@ def _numeric_date(doc: dict[str, Any], key: str) -> int | None:
 
 def from_json(payload: bytes) -> Claims:
     """Claims from a token's payload; a malformed one is a `ClaimsError`."""
+    return from_doc(payload_doc(payload))
+
+
+def payload_doc(payload: bytes) -> dict[str, Any]:
+    """A token's payload as a JSON object (`ClaimsError` if it is not one),
+    for a caller that reads more of it than `Claims` carries."""
     try:
         doc = json.loads(payload)
     except ValueError as exc:
         raise ClaimsError(f"payload is not JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise ClaimsError("payload: expected a JSON object")
+    return doc
+
+
+def from_doc(doc: dict[str, Any]) -> Claims:
+    """Claims from a token's payload already parsed (`payload_doc`)."""
     cap = doc.get("cap", 0)
     if isinstance(cap, bool) or not isinstance(cap, int) or not 0 <= cap <= 0xFFFFFFFF:
         raise ClaimsError(f"cap: expected a 32-bit capability mask, not {cap!r}")

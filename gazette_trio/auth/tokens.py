@@ -153,7 +153,8 @@ def verify_signature(keys: Sequence[bytes], token: str) -> Signed:
     except (ValueError, binascii.Error) as exc:
         raise TokenError(f"verifying Authorization: token is malformed: {exc}") from None
     try:
-        claims = claims_mod.from_json(payload)
+        doc = claims_mod.payload_doc(payload)
+        claims = claims_mod.from_doc(doc)
     except claims_mod.ClaimsError as exc:
         raise TokenError(f"verifying Authorization: token is malformed: {exc}") from None
     signing_input = f"{parts[0]}.{parts[1]}".encode("ascii")
@@ -165,7 +166,7 @@ def verify_signature(keys: Sequence[bytes], token: str) -> Signed:
         raise TokenError(
             "verifying Authorization: token signature is invalid: signature is invalid"
         )
-    nbf = json.loads(payload).get("nbf")
+    nbf = doc.get("nbf")
     if isinstance(nbf, bool) or not isinstance(nbf, (int, float)):
         nbf = None
     return Signed(claims, nbf)
