@@ -17,6 +17,7 @@ from __future__ import annotations
 import struct
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from gazette_trio.protocol import protocol as pb
@@ -24,6 +25,7 @@ from tests.hostile.hostile_support import (
     APPEND,
     READ,
     RawGrpc,
+    Server,
     append,
     append_header,
     content_chunk,
@@ -58,10 +60,6 @@ def run(report: Report) -> None:
                     raw.send(raw.open(READ), request, end=True)
             time.sleep(3)
             during = rss(server.pid)
-            for raw in connections:
-                raw.close()
-            time.sleep(12)  # closures noticed, collected and trimmed
-            after = rss(server.pid)
             report.add(
                 GROUP,
                 f"server memory per reader that never reads ({readers} readers)",
@@ -71,14 +69,7 @@ def run(report: Report) -> None:
                 target_value=600,
                 note="was ~3.3 MB each before stream buffers were bounded",
             )
-            report.add(
-                GROUP,
-                "server RSS above its baseline once those readers are gone",
-                (after - baseline) / MiB,
-                "MiB",
-                higher_is_better=False,
-                target_value=48,
-            )
+            _report_left_after_closing(report, server, connections, baseline, "readers")
 
             before = rss(server.pid)
             raw = RawGrpc(server.port)
@@ -130,10 +121,6 @@ def _window_flood(report: Report, tmp: Path) -> None:
                 raw.pump(timeout=0.25)
         held = sum(raw.sent[0] for raw in connections)
         during = rss(server.pid)
-        for raw in connections:
-            raw.close()
-        time.sleep(12)  # closures noticed, collected and trimmed
-        after = rss(server.pid)
         report.add(
             GROUP,
             f"server RSS per connection whose 100 calls are sent a full window, unread ({count})",
@@ -146,13 +133,24 @@ def _window_flood(report: Report, tmp: Path) -> None:
             note=f"{held / MiB:.0f} MiB sent in all; was 400 MiB of window per connection "
             "(4 MiB per call) before stream_window",
         )
-        report.add(
-            GROUP,
-            "server RSS above its baseline once those connections are gone",
-            (after - baseline) / MiB,
-            "MiB",
-            higher_is_better=False,
-            target_value=48,
-        )
+        _report_left_after_closing(report, server, connections, baseline, "connections")
     finally:
         server.stop()
+
+
+def _report_left_after_closing(
+    report: Report, server: Server, connections: Sequence[RawGrpc], baseline: int, what: str
+) -> None:
+    """Close `connections` and report the server's RSS above `baseline` once
+    it has let go of them."""
+    for raw in connections:
+        raw.close()
+    time.sleep(12)  # closures noticed, collected and trimmed
+    report.add(
+        GROUP,
+        f"server RSS above its baseline once those {what} are gone",
+        (rss(server.pid) - baseline) / MiB,
+        "MiB",
+        higher_is_better=False,
+        target_value=48,
+    )
