@@ -10,7 +10,6 @@ handler reads, every request arrives.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -20,6 +19,7 @@ from grpclib.const import Cardinality
 from gazette_trio import aio, limits
 from gazette_trio.protocol.protocol import Label
 
+from .hostile.hostile_support import frame
 from .hostile.test_unread_streams import CountingGrpc
 
 HOLD = "/test.Hold/Hold"
@@ -41,8 +41,7 @@ def small_limits() -> Iterator[None]:
 
 
 def request(i: int) -> bytes:
-    body = bytes(Label(name=str(i), value="v" * MESSAGE))
-    return b"\0" + struct.pack(">I", len(body)) + body
+    return frame(Label(name=str(i), value="v" * MESSAGE))
 
 
 async def test_requests_without_content_are_queued_by_their_size(
