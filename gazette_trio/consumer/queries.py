@@ -223,16 +223,13 @@ class QueryRouter:
         app: object,
         consumer: Consumer,
         *,
-        verifier_enabled: bool = False,
         forward: Forward | None = None,
     ) -> None:
         self.app = app
         self.consumer = consumer
         self.routes = routes_of(app)
         self.shards = QueryShards(app, consumer)
-        self.verifier_enabled = verifier_enabled
         self._forward_to = forward
-        self._channels: dict[str, aio.Channel] = {}
 
     def grpc_service(self) -> aio.Service:
         """The method peers forward queries to (behind `guard`, READ)."""
@@ -247,11 +244,6 @@ class QueryRouter:
                 )
             ]
         )
-
-    async def aclose(self) -> None:
-        for channel in self._channels.values():
-            await channel.aclose()
-        self._channels.clear()
 
     async def http(
         self, method: str, target: str, body: bytes, claims: Claims | None
@@ -331,7 +323,7 @@ class QueryRouter:
         item = self.consumer.service.state.item_by_id.get(shard_id)
         if (
             claims is not None
-            and self.verifier_enabled
+            and self.consumer.api.verifier.enabled
             and (item is None or not claims.matches_shard(shard_id, item.spec.labels))
         ):
             raise QueryError(404, f"no shard {shard_id}")
@@ -404,11 +396,12 @@ class QueryRouter:
             if self._forward_to is not None:
                 answer = await self._forward_to(endpoint, request)
             else:
-                channel = self._channels.get(endpoint)
-                if channel is None:
-                    channel = self._channels[endpoint] = aio.Channel(endpoint)
                 answer = await aio.unary(
-                    channel, FORWARD_PATH, request, QueryAnswer, timeout=QUERY_TIMEOUT + 5
+                    self.consumer.api.channel(endpoint),
+                    FORWARD_PATH,
+                    request,
+                    QueryAnswer,
+                    timeout=QUERY_TIMEOUT + 5,
                 )
         except aio.RpcError as exc:
             raise QueryError(502, f"shard {shard_id}: its primary {endpoint}: {exc}") from None

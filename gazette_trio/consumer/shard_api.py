@@ -117,7 +117,9 @@ class ShardAPI:
             await channel.aclose()
         self._channels.clear()
 
-    def _channel(self, endpoint: str) -> aio.Channel:
+    def channel(self, endpoint: str) -> aio.Channel:
+        """A channel to a peer member's gRPC `endpoint`, kept until `aclose`:
+        `Stat`'s proxy and forwarded queries (`queries`) share them."""
         channel = self._channels.get(endpoint)
         if channel is None:
             channel = self._channels[endpoint] = aio.Channel(endpoint)
@@ -173,7 +175,7 @@ class ShardAPI:
                 header=res.header, shard=request.shard, read_through=dict(request.read_through)
             )
             return await aio.unary(
-                self._channel(endpoint), "/consumer.Shard/Stat", proxied, pc.StatResponse
+                self.channel(endpoint), "/consumer.Shard/Stat", proxied, pc.StatResponse
             )
         read_through, publish_at = res.shard.progress()
         return pc.StatResponse(

@@ -348,9 +348,8 @@ async def run_member(
             grpc_services.extend(guard(service, verifier) for service in offer(consumer))
         # JSON query routes (consumer.queries): answered on the HTTP port,
         # forwarded between members over this gRPC port.
-        queries = QueryRouter(app, consumer, verifier_enabled=verifier.enabled)
+        queries = QueryRouter(app, consumer)
         if queries.routes:
-            stack.push_async_callback(queries.aclose)
             grpc_services.append(guard(queries.grpc_service(), verifier))
         nursery = await stack.enter_async_context(trio.open_nursery())
         await nursery.start(
