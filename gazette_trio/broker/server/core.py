@@ -136,8 +136,6 @@ class _MinimumRate:
         self._credit = float(rate)
 
     async def next_chunk(self) -> bytes | None:
-        if not self._rate:
-            return await self._more.next_chunk()
         started = trio.current_time()
         with trio.move_on_after(self._credit / self._rate):
             chunk = await self._more.next_chunk()
@@ -152,23 +150,6 @@ class _MinimumRate:
 
 def _copy_spec(spec: pb.JournalSpec) -> pb.JournalSpec:
     return pb.JournalSpec.parse(bytes(spec))
-
-
-async def _alongside(work: Callable[[], Awaitable[None]], compute: Callable[[], object]) -> None:
-    """Await `work` while `compute` runs in a worker thread.
-
-    An error of either is raised as itself (after both have finished), not
-    wrapped in a group: callers roll back on the storage's own error."""
-
-    async def run_compute() -> None:
-        await trio.to_thread.run_sync(compute)
-
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(run_compute)
-            await work()
-    except BaseExceptionGroup as group:
-        raise group.exceptions[0] from None
 
 
 AppendSuspend = pb.AppendRequestSuspend
@@ -951,7 +932,8 @@ class JournalServerCore:
         with trio.CancelScope(shield=True):
             await self._prepare_spool(j, spec)
         pending = self.storage.begin_append(j.name, j.spool_begin, j.write_head)
-        more = _MinimumRate(more, self.min_append_rate)
+        if self.min_append_rate:
+            more = _MinimumRate(more, self.min_append_rate)
         hasher = j.hasher.copy()
         hashed_to = j.hashed_to
         digest = hashlib.sha1()
@@ -986,14 +968,27 @@ class JournalServerCore:
     async def _alongside(
         self, work: Callable[[], Awaitable[None]], compute: Callable[[], object]
     ) -> None:
-        # With file storage the hashing runs in a thread alongside the
-        # storage's own; with memory storage everything stays on the Trio
-        # thread, so a simulation replays exactly.
-        if self.storage.uses_threads:
-            await _alongside(work, compute)
-        else:
+        """Await `work` (storage's write) while `compute` (hashing) runs.
+
+        With file storage the hashing runs in a worker thread alongside the
+        storage's own (hashlib releases the GIL); with memory storage both
+        stay on the Trio thread, so a simulation replays exactly. An error
+        of either is raised as itself (after both have finished), not
+        wrapped in a group: callers roll back on the storage's own error."""
+        if not self.storage.uses_threads:
             compute()
             await work()
+            return
+
+        async def run_compute() -> None:
+            await trio.to_thread.run_sync(compute)
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(run_compute)
+                await work()
+        except BaseExceptionGroup as group:
+            raise group.exceptions[0] from None
 
     def _advance(self, j: _Journal, size: int, hasher: Any, registers: pb.LabelSet | None) -> None:
         """Move the write head over a durable append of `size` bytes."""
@@ -1010,13 +1005,11 @@ class JournalServerCore:
         length = spec.fragment.length if spec.fragment is not None else 0
         if j.spool_open and j.write_head > j.spool_begin and j.write_head - j.spool_begin >= length:
             await self._roll(j)
-            j.spool_begin = j.hashed_to = j.write_head
-            j.hasher = hashlib.sha1()
         if not j.spool_open:
+            # (With none open, the spool's state already starts at the write
+            # head: `_roll` and recovery leave it so.)
             await self.storage.start_spool(j.name, j.write_head, j.registers)
             j.spool_open = True
-            j.spool_begin = j.hashed_to = j.write_head
-            j.hasher = hashlib.sha1()
 
     async def _roll(self, j: _Journal) -> None:
         """Seal `j`'s spool, which ends at the write head, into a fragment."""
@@ -1027,6 +1020,8 @@ class JournalServerCore:
         j.begins.append(rolled.begin)
         self.stats.fragments += 1
         j.spool_open = False
+        j.spool_begin = j.hashed_to = j.write_head
+        j.hasher = hashlib.sha1()
 
     async def _skip_to(self, j: _Journal, offset: int) -> bool:
         """Move `j`'s write head forward to `offset` (a suspended journal's
