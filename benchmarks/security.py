@@ -117,24 +117,16 @@ def run(report: Report) -> None:
             f"at the end {wordcount.load_note()}",
         )
         # The member's own CPU is steadier than throughput on a shared machine.
-        report.add(
-            GROUP,
-            f"e2e word count, the member's CPU seconds, TLS + tokens ({messages:,} msgs)",
-            min(r["cpu_s"] for r in results[True]),
-            "s",
-            floor=min(r["cpu_s"] for r in results[False]),
-            floor_name="the same in plaintext, no tokens",
-            higher_is_better=False,
-        )
-        report.add(
-            GROUP,
-            f"e2e word count, the broker's CPU seconds, TLS + tokens ({messages:,} msgs)",
-            min(r["broker_cpu_s"] for r in results[True]),
-            "s",
-            floor=min(r["broker_cpu_s"] for r in results[False]),
-            floor_name="the same in plaintext, no tokens",
-            higher_is_better=False,
-        )
+        for who, key in (("the member's", "cpu_s"), ("the broker's", "broker_cpu_s")):
+            report.add(
+                GROUP,
+                f"e2e word count, {who} CPU seconds, TLS + tokens ({messages:,} msgs)",
+                min(r[key] for r in results[True]),
+                "s",
+                floor=min(r[key] for r in results[False]),
+                floor_name="the same in plaintext, no tokens",
+                higher_is_better=False,
+            )
         reads: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
         for _ in range(repeat):
             for secured in (False, True):
