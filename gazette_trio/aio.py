@@ -249,8 +249,24 @@ async def asyncio_island() -> AsyncIterator[None]:
         raise
 
 
+class _Every:
+    """Says yes at most once per `period` seconds: for warnings about a
+    condition that repeats many times a second."""
+
+    def __init__(self, period: float) -> None:
+        self._period = period
+        self._last = -float("inf")
+
+    def now(self) -> bool:
+        at = time.monotonic()
+        if at - self._last < self._period:
+            return False
+        self._last = at
+        return True
+
+
 _ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-_accept_warned_at = 0.0
+_accept_warnings = _Every(10)
 
 
 def _loop_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -263,16 +279,13 @@ def _loop_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, 
     a while, since it repeats), never raised. Anything else keeps the
     default handling.
     """
-    global _accept_warned_at
     exc = context.get("exception")
     if (
         isinstance(exc, OSError)
         and exc.errno in _ACCEPT_CAPACITY_ERRNOS
         and "accept" in str(context.get("message", ""))
     ):
-        now = time.monotonic()
-        if now - _accept_warned_at >= 10:
-            _accept_warned_at = now
+        if _accept_warnings.now():
             log.warning(
                 "not accepting connections for a moment: %s (raise the descriptor limit "
                 "or lower [limits] max_connections)",
@@ -1405,7 +1418,7 @@ class _Server(grpclib.server.Server):  # type: ignore[misc]
         self._cap = bounds.connection_cap()
         self._open = 0
         self._refused = 0
-        self._refusals_logged_at = 0.0
+        self._refusal_warnings = _Every(10)
         self._collect_handle: asyncio.TimerHandle | None = None
         self._collected_at = 0.0
 
@@ -1424,15 +1437,13 @@ class _Server(grpclib.server.Server):  # type: ignore[misc]
     def _admit(self) -> bool:
         if self._open >= self._cap:
             self._refused += 1
-            now = time.monotonic()
-            if now - self._refusals_logged_at >= 10:
+            if self._refusal_warnings.now():
                 log.warning(
                     "gRPC connection refused: %d open, the limit (max_connections); "
                     "%d refused since the last warning",
                     self._open,
                     self._refused,
                 )
-                self._refusals_logged_at = now
                 self._refused = 0
             return False
         self._open += 1
