@@ -68,6 +68,7 @@ from gazette_trio.broker import (
     upsert,
 )
 from gazette_trio.protocol import protocol as pb
+from tests.hostile.hostile_support import rss
 
 GROUP = "journals"
 
@@ -329,34 +330,26 @@ async def _sequential_rate(
     return len(chunk) * count / (time.perf_counter() - start) / MB
 
 
-def _rss(pid: int) -> int:
-    """Resident set size of `pid`, in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 async def _large_append_rate(
     client: GrpcJournalClient, journal: str, size: int, pid: int
 ) -> tuple[float, int]:
     """MB/s of one `size`-byte append sent in 1 MiB chunks, and the most the
     server's RSS grew while it streamed."""
     chunk = os.urandom(1 << 20)
-    peak = before = _rss(pid)
+    peak = before = rss(pid)
 
     async def content() -> AsyncIterator[bytes]:
         nonlocal peak
         for i in range(size >> 20):
             if i % 8 == 0:
-                peak = max(peak, _rss(pid))
+                peak = max(peak, rss(pid))
             yield chunk
 
     start = time.perf_counter()
     response = await client.append(pb.AppendRequest(journal=journal), content())
     elapsed = time.perf_counter() - start
     assert response.status == pb.Status.OK, response
-    return size / elapsed / MB, max(peak, _rss(pid)) - before
+    return size / elapsed / MB, max(peak, rss(pid)) - before
 
 
 async def run(report: Report) -> None:
