@@ -31,6 +31,7 @@ import importlib
 import os
 import re
 import socket
+import sys
 import tomllib
 import types
 import typing
@@ -237,12 +238,18 @@ class ApplicationSettings(_Section):
         cls_name = self.module.rsplit(":", 1)[1].rsplit(".", 1)[-1]
         return re.sub(r"(?<=[a-z0-9])([A-Z])", r"-\1", cls_name).lower()
 
-    def load(self) -> type:
-        """Import and return the Application class.
+    def load(self, config_path: str | os.PathLike[str] | None = None) -> type:
+        """Import and return the Application class; with `config_path`, the
+        config file's directory is first put on the import path (where an
+        application beside its config is found).
 
         Raises `ConfigError` on `application.module` if the module does not
         import or has no such attribute.
         """
+        if config_path is not None:
+            directory = str(Path(config_path).resolve().parent)
+            if directory not in sys.path:
+                sys.path.insert(0, directory)
         module_name, _, attr_path = self.module.partition(":")
         try:
             obj: Any = importlib.import_module(module_name)

@@ -42,7 +42,6 @@ import os
 import signal
 import socket
 import ssl
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -162,11 +161,8 @@ def serve(
 
 def load_application(cfg: Config, config_path: Path) -> Application:
     """Import and build the Application; a problem exits 2 naming the key."""
-    directory = str(config_path.resolve().parent)
-    if directory not in sys.path:
-        sys.path.insert(0, directory)
     try:
-        cls = cfg.application.load()
+        cls = cfg.application.load(config_path)
     except ConfigError as exc:
         raise click.exceptions.Exit(_config_exit(exc)) from None
     try:

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
-import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -274,11 +272,7 @@ async def open_cluster(
 def _configured_application(cfg: Config, path: str | Path | None) -> Callable[[], Application]:
     """A factory of the config's application, found as `serve` finds it
     (the config's directory on the import path)."""
-    if path is not None:
-        directory = os.path.dirname(os.path.realpath(path))
-        if directory not in sys.path:
-            sys.path.insert(0, directory)
-    cls = cfg.application.load()
+    cls = cfg.application.load(path)
     settings = dict(cfg.application.settings)
 
     def factory() -> Application:
