@@ -5,11 +5,10 @@ without them it listens on loopback only, unless --insecure."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
+from tests.examples.processes import clean_env
+from tests.hostile.hostile_support import start_broker
 from tests.serve_member import gazette_trio
 from tests.services import free_port
 
@@ -20,26 +19,17 @@ from .pki import Pki
 def test_a_secured_journal_server(tmp_path: Path, pki: Pki) -> None:
     keys = tmp_path / "auth-keys"
     keys.write_text(KEY_TEXT)
-    port = free_port()
-    base = {k: v for k, v in os.environ.items() if not k.startswith("GAZETTE_TRIO_")}
-    log = open(tmp_path / "broker.log", "wb")  # noqa: SIM115 (closed below)
-    server = subprocess.Popen(
-        [
-            sys.executable, "-m", "gazette_trio", "broker", "serve", "--memory",
-            "--port", str(port), "--auth-keys-file", str(keys),
+    base = clean_env()
+    server = start_broker(
+        tmp_path / "broker",
+        args=[
+            "--auth-keys-file", str(keys),
             "--server-cert-file", str(pki.cert), "--server-key-file", str(pki.key),
         ],
-        env=base,
-        stdout=log,
-        stderr=subprocess.STDOUT,
     )  # fmt: skip
+    port = server.port
     try:
-        deadline = time.monotonic() + 30
-        while f"listening on https://127.0.0.1:{port}" not in (tmp_path / "broker.log").read_text():
-            assert server.poll() is None and time.monotonic() < deadline, (
-                tmp_path / "broker.log"
-            ).read_text()
-            time.sleep(0.1)
+        server.wait_for_log(f"listening on https://127.0.0.1:{port}", within=30)
         operator = dict(
             base, GAZETTE_TRIO_AUTH_KEYS_FILE=str(keys), GAZETTE_TRIO_TRUSTED_CA_FILE=str(pki.ca)
         )
@@ -62,9 +52,7 @@ def test_a_secured_journal_server(tmp_path: Path, pki: Pki) -> None:
         read = gazette_trio("journals", "-e", endpoint, "read", "sealed/one", env=operator)
         assert read.stdout == "hello\n", read.stderr
     finally:
-        server.terminate()
-        server.wait(20)
-        log.close()
+        server.stop()
 
 
 def test_beyond_loopback_it_needs_keys_and_tls_or_insecure(tmp_path: Path) -> None:
