@@ -25,6 +25,7 @@ from gazette_trio.broker.appender import append
 from gazette_trio.broker.journal_spec import new_journal_spec
 from gazette_trio.broker.list_apply import apply_journals, upsert
 
+from ..services import tmpfs
 from .harness import Acked, ServerProcess, connect, read_back, served_range
 
 JOURNAL = "hostile/full"
@@ -34,19 +35,8 @@ CLI = [sys.executable, "-m", "gazette_trio"]
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "disk", "size=2m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def assert_all_read_back(served: dict[int, bytes], acked: Acked) -> None:

@@ -13,13 +13,13 @@ test_datadir_lock.py.)
 from __future__ import annotations
 
 import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.serve_member import gazette_trio, one_line_error, write_idle_member
+from tests.services import tmpfs
 
 
 @pytest.fixture
@@ -57,19 +57,8 @@ def declare_a_journal(member: Path) -> None:
 def read_only_dir(tmp_path: Path) -> Iterator[Path]:
     """A directory on a read-only file system (root ignores permission bits,
     so a mode 0555 directory would not do)."""
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here: {done.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "ro", "ro,size=1m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 # -- gazette-trio serve
