@@ -9,10 +9,10 @@ starts without loading the others (`serve` alone loads the whole runtime).
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 
 import click
 
+from . import __version__
 from .auth.settings import SecurityError, install_client_from_env
 
 COMMANDS = {
@@ -43,15 +43,8 @@ class _LazyGroup(click.Group):
         return command
 
 
-def _version() -> str:
-    try:
-        return version("gazette-trio")
-    except PackageNotFoundError:  # a checkout on sys.path, not installed
-        return "unknown"
-
-
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(_version(), prog_name="gazette-trio")
+@click.version_option(__version__, prog_name="gazette-trio")
 def main() -> None:
     """Run and operate gazette-trio consumers and journals.
 
@@ -76,4 +69,3 @@ def main() -> None:
         install_client_from_env()
     except SecurityError as exc:
         raise click.UsageError(str(exc)) from None
-
