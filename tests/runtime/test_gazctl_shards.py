@@ -23,10 +23,15 @@ from gazette_trio import aio
 from gazette_trio.broker.server import journal_service
 from gazette_trio.testing.cluster import Cluster
 from tests.consumer.test_e2e import count_shards, open_word_count
+from tests.services import absent
 
 GAZCTL = Path(__file__).resolve().parents[2] / ".cache" / "gazette" / "bin" / "gazctl"
 
-pytestmark = pytest.mark.skipif(not GAZCTL.exists(), reason=f"{GAZCTL} is not built")
+
+@pytest.fixture(autouse=True)
+def gazctl_built() -> None:
+    if not GAZCTL.exists():
+        absent(f"{GAZCTL} is not built (`bash .ci/run` builds it)")
 
 
 @pytest.fixture
