@@ -172,6 +172,12 @@ def _word_of_delta(delta: JSON) -> str:
     return word
 
 
+def count_in(store: SQLiteStore, word: str) -> int:
+    """`word`'s count in a count shard's store (0 if never seen)."""
+    row = store.db.execute("SELECT n FROM counts WHERE word = ?", (word,)).fetchone()
+    return row[0] if row else 0
+
+
 def _one_word(value: object) -> str:
     """`value` as one lower-case word; a 400 naming the parameter otherwise."""
     if not isinstance(value, str) or words_of(value) != [value.lower()]:
@@ -267,8 +273,7 @@ class WordCount(BaseApplication[SQLiteStore, JSONMessage]):
     async def count_route(self, shard: Shard, store: SQLiteStore, params: QueryParams) -> object:
         """`GET /query/count?word=fox`: the word's count, from its shard."""
         word = _one_word(params["word"])
-        row = store.db.execute("SELECT n FROM counts WHERE word = ?", (word,)).fetchone()
-        return {"word": word, "count": row[0] if row else 0}
+        return {"word": word, "count": count_in(store, word)}
 
     def grpc_services(self, consumer: Consumer) -> list[aio.Service]:
         """The Query service, served on the member's gRPC port."""
@@ -330,12 +335,10 @@ class QueryService:
         if not isinstance(store, SQLiteStore):
             raise aio.Unavailable(f"shard {shard_id}: its store is not open")
         try:
-            row = store.db.execute("SELECT n FROM counts WHERE word = ?", (word,)).fetchone()
+            count = count_in(store, word)
         except StoreError as exc:
             raise aio.Unavailable(f"shard {shard_id}: {exc}") from None
-        return QueryResponse(
-            header=bytes(res.header), word=word, count=row[0] if row else 0, shard=shard_id
-        )
+        return QueryResponse(header=bytes(res.header), word=word, count=count, shard=shard_id)
 
     async def _forward(self, header: pb.Header, word: str, shard_id: str) -> QueryResponse:
         """Ask the primary, carrying our resolution so it is not forwarded again."""
