@@ -58,6 +58,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import quote, unquote
 
 import trio
@@ -79,6 +80,8 @@ from .storage import (
 )
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _RAW = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})-([0-9a-f]{40})\.raw$")
 _SPOOL = re.compile(r"^([0-9a-f]{16})\.spool$")
@@ -797,53 +800,19 @@ class FileStorage:
         content: Sequence[bytes],
         registers: pb.LabelSet | None,
     ) -> None:
-        self._refuse_if_damaged(journal)
-        spool = self._spools[journal]
-        if spool.begin != spool_begin:
-            raise RuntimeError(f"journal {journal!r}: no open spool at {spool_begin}")
-        position = offset - spool_begin
-        try:
-            # Writing, checksumming and syncing all leave the Trio thread: the
-            # copy into the page cache and the CRC of a large append take
-            # milliseconds, which the core overlaps with hashing it.
-            record = await trio.to_thread.run_sync(
-                self._write_and_commit, spool, position, offset, content, registers
-            )
-        except BaseException as exc:
-            # Leave no trace of a failed append: the next append starts where
-            # this one did, and recovery would cut these bytes anyway.
-            os.ftruncate(spool.fd, position)
-            os.ftruncate(spool.commits_fd, spool.commits_size)
-            full = _out_of_space(exc, f"journal {journal}: append of {offset} onwards")
-            if full is not None:
-                raise full from None
-            raise
-        spool.commits_size += len(record)
+        # A whole append is a pending one written and committed in a single
+        # trip to a worker thread.
+        await self._pending(journal, spool_begin, offset).write_and_commit(content, registers)
 
     def begin_append(self, journal: str, spool_begin: int, offset: int) -> PendingAppend:
+        return self._pending(journal, spool_begin, offset)
+
+    def _pending(self, journal: str, spool_begin: int, offset: int) -> _FilePendingAppend:
         self._refuse_if_damaged(journal)
         spool = self._spools[journal]
         if spool.begin != spool_begin:
             raise RuntimeError(f"journal {journal!r}: no open spool at {spool_begin}")
         return _FilePendingAppend(self, journal, spool, offset)
-
-    def _write_and_commit(
-        self,
-        spool: _Spool,
-        position: int,
-        offset: int,
-        content: Sequence[bytes],
-        registers: pb.LabelSet | None,
-    ) -> bytes:
-        size = 0
-        crc = 0
-        for chunk in content:
-            _pwrite_all(spool.fd, chunk, position + size)
-            size += len(chunk)
-            crc = zlib.crc32(chunk, crc)
-        record = encode_record(offset, offset + size, crc, registers)
-        self._commit(spool, record)
-        return record
 
     def _commit(self, spool: _Spool, record: bytes) -> None:
         # Content first, then the record that vouches for it: a record is
@@ -989,10 +958,13 @@ class FileStorage:
 
 
 class _FilePendingAppend:
-    """A streamed append: each piece is written into the spool past the
-    write head as it arrives (in a worker thread), its CRC-32 kept running;
-    `commit` syncs the spool and then writes the record that vouches for all
-    of it. Until then the bytes are a torn tail to recovery."""
+    """An append in progress: each piece is written into the spool past the
+    write head (in a worker thread: the copy into the page cache and the CRC
+    of a large append take milliseconds, which the core overlaps with
+    hashing it), its CRC-32 kept running; `commit` syncs the spool and then
+    writes the record that vouches for all of it. Until then the bytes are a
+    torn tail to recovery. On any error the spool and its log are cut back
+    to where they were: the next append starts where this one did."""
 
     def __init__(self, storage: FileStorage, journal: str, spool: _Spool, offset: int) -> None:
         self._storage = storage
@@ -1012,9 +984,19 @@ class _FilePendingAppend:
             crc = zlib.crc32(chunk, crc)
         self._position, self._crc = position, crc
 
-    async def _in_thread(self, work: Callable[..., object], *args: object) -> None:
+    def _record(self, registers: pb.LabelSet | None) -> bytes:
+        end = self._offset + self._position - self._start
+        return encode_record(self._offset, end, self._crc, registers)
+
+    def _write_then_commit(self, content: Sequence[bytes], registers: pb.LabelSet | None) -> bytes:
+        self._write(content)
+        record = self._record(registers)
+        self._storage._commit(self._spool, record)
+        return record
+
+    async def _in_thread(self, work: Callable[..., T], *args: object) -> T:
         try:
-            await trio.to_thread.run_sync(work, *args)
+            return await trio.to_thread.run_sync(work, *args)
         except BaseException as exc:
             self._discard()
             full = _out_of_space(exc, f"journal {self._journal}: append of {self._offset} onwards")
@@ -1031,9 +1013,20 @@ class _FilePendingAppend:
     async def commit(self, registers: pb.LabelSet | None) -> None:
         if self._finished:
             raise RuntimeError(f"journal {self._journal!r}: commit of a finished append")
-        end = self._offset + self._position - self._start
-        record = encode_record(self._offset, end, self._crc, registers)
+        record = self._record(registers)
         await self._in_thread(self._storage._commit, self._spool, record)
+        self._committed(record)
+
+    async def write_and_commit(
+        self, content: Sequence[bytes], registers: pb.LabelSet | None
+    ) -> None:
+        """`write` and `commit` in one trip to a worker thread."""
+        if self._finished:
+            raise RuntimeError(f"journal {self._journal!r}: commit of a finished append")
+        record = await self._in_thread(self._write_then_commit, content, registers)
+        self._committed(record)
+
+    def _committed(self, record: bytes) -> None:
         self._spool.commits_size += len(record)
         self._finished = True
 
