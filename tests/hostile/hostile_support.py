@@ -19,6 +19,7 @@ import struct
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,6 +148,22 @@ def start_broker(
     server = spawn([*command, *args], env, port, log, data, nofile)
     _wait_listening(server)
     return server
+
+
+@contextmanager
+def serving_broker(
+    tmp: Path,
+    *,
+    nofile: int | tuple[int, int] | None = None,
+    limits: dict[str, str] | None = None,
+) -> Iterator[Server]:
+    """`start_broker` with the `HOSTILE_JOURNALS` created, stopped on exit."""
+    server = start_broker(tmp, nofile=nofile, limits=limits)
+    try:
+        create_journals(server)
+        yield server
+    finally:
+        server.stop()
 
 
 MEMBER_CONFIG = """

@@ -29,6 +29,7 @@ from .hostile_support import (
     frame,
     open_descriptors,
     read_back,
+    serving_broker,
     start_broker,
     start_member,
 )
@@ -37,9 +38,7 @@ IDLE = 2000
 
 
 @contextmanager
-def idle_connections(
-    port: int, count: int, *, wait: bool = True
-) -> Iterator[list[socket.socket]]:
+def idle_connections(port: int, count: int, *, wait: bool = True) -> Iterator[list[socket.socket]]:
     """Open `count` TCP connections that send nothing. Those the server
     refuses (closes at once) are kept open on this side all the same. With
     `wait`, each connect waits for the handshake (a connect the server's
@@ -134,9 +133,7 @@ def test_accept_failing_with_emfile_pauses_accepting_and_never_exits(tmp_path: P
 
 
 def test_idle_grpc_connections_get_goaway_then_close(tmp_path: Path) -> None:
-    server = start_broker(tmp_path, limits={"idle_timeout": "1s"})
-    try:
-        create_journals(server)
+    with serving_broker(tmp_path, limits={"idle_timeout": "1s"}) as server:
         raw = RawGrpc(server.port)  # a speaking HTTP/2 client, then silent
         with idle_connections(server.port, 20) as silent:  # never even a preface
             deadline = time.monotonic() + 10
@@ -160,8 +157,6 @@ def test_idle_grpc_connections_get_goaway_then_close(tmp_path: Path) -> None:
             reader.pump(timeout=0.5)
         reader.close()
         assert read_back(server.endpoint, "hostile/c") == b"one\n"
-    finally:
-        server.stop()
 
 
 def test_serve_outlives_2000_idle_connections_on_both_ports(tmp_path: Path) -> None:

@@ -28,11 +28,10 @@ from .hostile_support import (
     append,
     append_header,
     content_chunk,
-    create_journals,
     frame,
     read_back,
     rss,
-    start_broker,
+    serving_broker,
 )
 
 RESOURCE_EXHAUSTED = 8
@@ -42,12 +41,8 @@ MiB = 1 << 20
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = start_broker(tmp_path_factory.mktemp("limits"))
-    try:
-        create_journals(server)
+    with serving_broker(tmp_path_factory.mktemp("limits")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_a_4_gib_length_prefix_is_refused_before_it_is_buffered(broker: Server) -> None:
@@ -80,9 +75,7 @@ def test_a_4_gib_length_prefix_is_refused_before_it_is_buffered(broker: Server) 
 def test_a_message_over_the_limit_is_refused_and_the_limit_is_configurable(
     tmp_path: Path,
 ) -> None:
-    server = start_broker(tmp_path, limits={"max_grpc_recv_size": "65536"})
-    try:
-        create_journals(server)
+    with serving_broker(tmp_path, limits={"max_grpc_recv_size": "65536"}) as server:
         raw = RawGrpc(server.port)
         try:
             small = raw.call(
@@ -100,8 +93,6 @@ def test_a_message_over_the_limit_is_refused_and_the_limit_is_configurable(
             raw.close()
         # Only the append within the limit is there.
         assert read_back(server.endpoint, "hostile/a") == b"z" * 60_000
-    finally:
-        server.stop()
 
 
 def test_an_append_that_never_commits_is_cut_off_at_the_append_limit(broker: Server) -> None:
@@ -174,9 +165,7 @@ def test_readers_that_never_read_hold_bounded_memory_released_on_disconnect(
 
 def test_appends_in_progress_together_hold_a_bounded_amount(tmp_path: Path) -> None:
     # max_append_size 1 MiB: all appends in progress may hold 4 MiB together.
-    server = start_broker(tmp_path, limits={"max_append_size": str(MiB)})
-    try:
-        create_journals(server)
+    with serving_broker(tmp_path, limits={"max_append_size": str(MiB)}) as server:
         raw = RawGrpc(server.port)
         try:
             chunk = content_chunk(b"h" * (900 * 1024))
@@ -203,5 +192,3 @@ def test_appends_in_progress_together_hold_a_bounded_amount(tmp_path: Path) -> N
         finally:
             raw.close()
         assert read_back(server.endpoint, "hostile/b") == b"h" * (900 * 1024) * 4
-    finally:
-        server.stop()

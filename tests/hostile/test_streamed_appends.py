@@ -29,6 +29,7 @@ from .hostile_support import (
     create_journals,
     read_back,
     rss,
+    serving_broker,
     start_broker,
 )
 
@@ -57,9 +58,7 @@ def start_streaming(server: Server, journal: str) -> RawGrpc:
 
 
 def test_a_large_append_goes_to_disk_as_it_arrives_and_memory_stays_flat(tmp_path: Path) -> None:
-    server = start_broker(tmp_path, limits={"max_append_size": str(1024 * MiB)})
-    try:
-        create_journals(server)
+    with serving_broker(tmp_path, limits={"max_append_size": str(1024 * MiB)}) as server:
         append(server, "hostile/a", b"before\n")
         baseline = rss(server.pid)
         digest = hashlib.sha1()
@@ -94,16 +93,12 @@ def test_a_large_append_goes_to_disk_as_it_arrives_and_memory_stays_flat(tmp_pat
         whole = read_back(server.endpoint, "hostile/a")
         assert len(whole) == 7 + 192 * MiB
         assert hashlib.sha1(whole[7:]).digest() == digest.digest()
-    finally:
-        server.stop()
 
 
 def test_a_streamed_append_that_breaks_leaves_nothing_and_its_offset_is_reused(
     tmp_path: Path,
 ) -> None:
-    server = start_broker(tmp_path)
-    try:
-        create_journals(server)
+    with serving_broker(tmp_path) as server:
         append(server, "hostile/b", b"acked\n")
         start_streaming(server, "hostile/b").close()  # the client vanishes mid-append
         reply = append(server, "hostile/b", b"after\n")
@@ -112,8 +107,6 @@ def test_a_streamed_append_that_breaks_leaves_nothing_and_its_offset_is_reused(
         server.assert_alive()
         assert read_back(server.endpoint, "hostile/b") == b"acked\nafter\n"
         assert spool_bytes(server, "hostile/b") == 12
-    finally:
-        server.stop()
 
 
 def test_a_server_killed_mid_stream_restarts_with_every_acknowledged_byte(

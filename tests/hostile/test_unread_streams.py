@@ -38,6 +38,7 @@ from .hostile_support import (
     frame,
     read_back,
     rss,
+    serving_broker,
     start_broker,
 )
 
@@ -192,9 +193,7 @@ def test_unread_streams_are_held_to_their_windows(tmp_path: Path) -> None:
 
 
 def test_data_past_the_window_is_a_flow_control_error(tmp_path: Path) -> None:
-    server = start_broker(tmp_path, limits={"stream_window": str(256 * KiB)})
-    try:
-        create_journals(server)
+    with serving_broker(tmp_path, limits={"stream_window": str(256 * KiB)}) as server:
         raw = CountingGrpc(server.port)
         sid = open_blocking_read(raw, "hostile/c")
         raw.fill(sid)
@@ -210,8 +209,6 @@ def test_data_past_the_window_is_a_flow_control_error(tmp_path: Path) -> None:
         raw.close()
         server.assert_alive()
         served(server)
-    finally:
-        server.stop()
 
 
 def test_settings_in_force_without_the_clients_ack(tmp_path: Path) -> None:
