@@ -24,6 +24,7 @@ each tool's.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import socket
@@ -79,12 +80,14 @@ class Security:
     insecure: bool = False
     http_tls: ssl.SSLContext | None = None
 
-    @property
+    @functools.cached_property
     def verifier(self) -> Verifier:
+        # One per process: it remembers the tokens it has checked.
         return Verifier(self.keys) if self.keys is not None else OPEN
 
-    @property
+    @functools.cached_property
     def authorizer(self) -> Authorizer | None:
+        # One per process: it caches the tokens it has signed.
         if self.keys is not None:
             return KeyedAuthorizer(self.keys)
         if self.token is not None:
