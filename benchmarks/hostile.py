@@ -29,10 +29,9 @@ from tests.hostile.hostile_support import (
     append,
     append_header,
     content_chunk,
-    create_journals,
     frame,
     rss,
-    start_broker,
+    serving_broker,
 )
 from tests.hostile.test_unread_streams import CountingGrpc, open_blocking_read
 
@@ -45,9 +44,7 @@ MiB = 1 << 20
 def run(report: Report) -> None:
     readers = 100 if report.quick else 400
     with tempfile.TemporaryDirectory() as tmp:
-        server = start_broker(Path(tmp))
-        try:
-            create_journals(server)
+        with serving_broker(Path(tmp)) as server:
             payload = bytes(range(256)) * 4096 * 8
             for part in range(4):
                 append(server, "hostile/a", payload[part * 2 * MiB : (part + 1) * 2 * MiB])
@@ -98,16 +95,12 @@ def run(report: Report) -> None:
                 target_value=160,
                 note=f"refused after {sent} MiB (max_append_size 64 MiB)",
             )
-        finally:
-            server.stop()
         _window_flood(report, Path(tmp) / "flood")
 
 
 def _window_flood(report: Report, tmp: Path) -> None:
     count = 2 if report.quick else 4
-    server = start_broker(tmp)
-    try:
-        create_journals(server)
+    with serving_broker(tmp) as server:
         baseline = rss(server.pid)
         connections = [CountingGrpc(server.port) for _ in range(count)]
         granted = 0
@@ -134,8 +127,6 @@ def _window_flood(report: Report, tmp: Path) -> None:
             "(4 MiB per call) before stream_window",
         )
         _report_left_after_closing(report, server, connections, baseline, "connections")
-    finally:
-        server.stop()
 
 
 def _report_left_after_closing(
